@@ -1,0 +1,147 @@
+// The validated configuration with every default applied. Durations are
+// milliseconds and sizes are bytes from here on: units exist only in YAML.
+// This is the one type the rest of tandem reads; the zod schema in
+// schema.ts must produce exactly it.
+
+export type AccessLogFormat = 'json' | 'text' | 'off';
+export type LoadBalancing = 'round_robin' | 'least_request' | 'random' | 'ring_hash';
+export type RetryOn = 'connect-failure' | 'reset' | '5xx' | 'gateway-error' | 'retriable-status-codes';
+
+export interface Config {
+  admin: AdminConfig;
+  accessLog: AccessLogConfig;
+  drain: DrainConfig;
+  listeners: ListenerConfig[];
+  clusters: ClusterConfig[];
+}
+
+export interface AdminConfig {
+  address: string;
+  port: number;
+}
+
+export interface AccessLogConfig {
+  format: AccessLogFormat;
+  /** `stdout`, `stderr` or a file path */
+  path: string;
+}
+
+export interface DrainConfig {
+  delay: number;
+  timeout: number;
+}
+
+export interface ListenerLimits {
+  maxHeaderBytes: number;
+  /** 0 = unlimited */
+  maxBodyBytes: number;
+  maxHeaders: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  idleTimeout: number;
+}
+
+export interface ListenerConfig {
+  name: string;
+  address: string;
+  port: number;
+  limits: ListenerLimits;
+  routes: RouteConfig[];
+}
+
+export interface HeaderMatchConfig {
+  /** as written; matching is case-insensitive on the name */
+  name: string;
+  exact?: string;
+  prefix?: string;
+  regex?: string;
+  present?: boolean;
+}
+
+export interface RouteMatchConfig {
+  /** exactly one of prefix | path | regex */
+  prefix?: string;
+  path?: string;
+  regex?: string;
+  host?: string;
+  methods?: string[];
+  headers?: HeaderMatchConfig[];
+}
+
+export interface RewriteConfig {
+  prefix?: string;
+  host?: string;
+}
+
+export interface WeightedClusterConfig {
+  cluster: string;
+  weight: number;
+}
+
+export interface DirectResponseConfig {
+  status: number;
+  body?: string;
+}
+
+export interface HeaderOpsConfig {
+  set?: Record<string, string>;
+  remove?: string[];
+}
+
+export interface BackoffConfig {
+  base: number;
+  max: number;
+}
+
+export interface RetryConfig {
+  /** retries after the first try */
+  attempts: number;
+  perTryTimeout: number;
+  retryOn: RetryOn[];
+  retriableStatusCodes: number[];
+  backoff: BackoffConfig;
+  retryNonIdempotent: boolean;
+  bufferLimit: number;
+}
+
+export interface RouteConfig {
+  /** defaulted to `LISTENER.INDEX` */
+  name: string;
+  match: RouteMatchConfig;
+  rewrite?: RewriteConfig;
+  /** exactly one of cluster | weightedClusters | directResponse */
+  cluster?: string;
+  weightedClusters?: WeightedClusterConfig[];
+  directResponse?: DirectResponseConfig;
+  /** 0 = none */
+  timeout: number;
+  retries: RetryConfig;
+  requestHeaders?: HeaderOpsConfig;
+  responseHeaders?: HeaderOpsConfig;
+}
+
+export interface EndpointConfig {
+  address: string;
+  port: number;
+  weight: number;
+}
+
+export interface HashOnConfig {
+  header?: string;
+  cookie?: string;
+  clientIp?: boolean;
+}
+
+export interface PoolConfig {
+  connections: number;
+  keepAliveTimeout: number;
+}
+
+export interface ClusterConfig {
+  name: string;
+  endpoints: EndpointConfig[];
+  loadBalancing: LoadBalancing;
+  hashOn?: HashOnConfig;
+  connectTimeout: number;
+  pool: PoolConfig;
+}

@@ -1,0 +1,126 @@
+// One try against one endpoint: the undici dispatch handler. It streams the
+// upstream response to the client once it commits, and otherwise reports a
+// failure as a value (an Outcome) that the retry policy reads.
+
+import type { Dispatcher } from 'undici';
+import type { Endpoint } from '../cluster/endpoint.js';
+import type { Exchange } from './exchange.js';
+import { buildResponseHeaders } from './headers.js';
+
+/** How a try ended before anything reached the client. */
+export type Failure = 'connect-failure' | 'reset' | 'timeout' | 'status';
+
+export interface AttemptOwner {
+  /** may this response status be retried (and is there a try left)? then it is discarded */
+  retriesStatus(status: number): boolean;
+  /** the whole request body went upstream */
+  requestSent(): void;
+  /** the try ended without committing a response */
+  attemptFailed(attempt: Attempt, failure: Failure, status: number): void;
+  /** the try's response was committed and ended (cleanly or not) */
+  attemptEnded(attempt: Attempt): void;
+}
+
+type Controller = Dispatcher.DispatchController;
+
+export class Attempt implements Dispatcher.DispatchHandler {
+  private controller: Controller | null = null;
+  private cancelled: Error | null = null;
+  private settled = false;
+  /** response head written to the client: from here on failures abort the client */
+  committed = false;
+  readonly startedHr = performance.now();
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly owner: AttemptOwner,
+    readonly endpoint: Endpoint,
+  ) {}
+
+  /** Stops the try (client gone, timeout). Safe to call at any time, more than once. */
+  cancel(reason: Error): void {
+    if (this.settled) return;
+    this.cancelled = reason;
+    if (this.controller !== null) this.controller.abort(reason);
+  }
+
+  onRequestStart(controller: Controller): void {
+    // A request still queued for a connection cannot be aborted through
+    // undici's public API: it is aborted here, as soon as it starts.
+    if (this.cancelled !== null) controller.abort(this.cancelled);
+    else this.controller = controller;
+  }
+
+  onBodySent(chunk: Buffer): void {
+    this.ex.bytesIn += chunk.length;
+  }
+
+  onRequestSent(): void {
+    this.owner.requestSent();
+  }
+
+  onResponseStart(controller: Controller, status: number, headers: Record<string, string | string[] | undefined>): void {
+    if (this.settled) return;
+    if (this.owner.retriesStatus(status)) {
+      this.fail('status', status);
+      controller.abort(new Error('retrying'));
+      return;
+    }
+    const ex = this.ex;
+    const res = ex.res;
+    this.committed = true;
+    res.writeHead(status, buildResponseHeaders(headers, ex.requestId, ex.route!.responseOps, ex.ctx.drain.draining));
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.settled) return;
+    this.ex.bytesOut += chunk.length;
+    if (!this.ex.res.write(chunk)) {
+      controller.pause();
+      this.ex.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.ex.res.end();
+    this.owner.attemptEnded(this);
+  }
+
+  onResponseError(): void {
+    if (this.settled) return;
+    if (this.committed) {
+      // Mid-body failure: the client must see an aborted response, never a
+      // clean end on a truncated body.
+      this.settled = true;
+      if (this.cancelled === null) this.ex.flag('UR');
+      this.ex.res.destroy();
+      this.owner.attemptEnded(this);
+      return;
+    }
+    if (this.cancelled !== null && (this.cancelled as TimeoutReason).timeout) {
+      this.fail('timeout', 504);
+      return;
+    }
+    // A request that never started was never written: the application
+    // cannot have seen it, whatever the error says.
+    this.fail(this.controller === null ? 'connect-failure' : 'reset', 502);
+  }
+
+  private fail(failure: Failure, status: number): void {
+    this.settled = true;
+    this.owner.attemptFailed(this, failure, status);
+  }
+}
+
+/** A cancel reason that marks a timer firing, so the failure is a timeout. */
+export interface TimeoutReason extends Error {
+  timeout?: true;
+}
+
+export function timeoutReason(message: string): TimeoutReason {
+  const e: TimeoutReason = new Error(message);
+  e.timeout = true;
+  return e;
+}

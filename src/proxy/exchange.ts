@@ -1,0 +1,125 @@
+// One request's state, from the first byte to the access-log line. A single
+// object per request: the stages write into it and the finish step reads it,
+// so metrics and the access log are produced in one place, once.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Endpoint } from '../cluster/endpoint.js';
+import type { AccessLog } from '../observability/access-log.js';
+import type { RouteMetrics } from '../observability/metrics.js';
+import type { ClusterRuntime, CompiledListener, CompiledRoute } from '../snapshot-types.js';
+import { ERRORS, errorBody, type ErrorCode } from './errors.js';
+
+/** What a listener's request handler needs; `listener` is swapped on reload. */
+export interface ListenerContext {
+  listener: CompiledListener;
+  readonly proto: 'http' | 'https';
+  readonly accessLog: AccessLog;
+  /** set once the drain starts: every response then closes its connection */
+  readonly drain: { draining: boolean };
+}
+
+/** Envoy-style response flags (CONTRACT §9). */
+export type Flag = 'NR' | 'UF' | 'UR' | 'UT' | 'UH' | 'UO' | 'URX' | 'DC' | 'DI';
+
+/** Status logged when the client left before any response was sent (as nginx does). */
+export const CLIENT_CLOSED = 499;
+
+export class Exchange {
+  readonly startedAt = Date.now();
+  readonly startedHr = performance.now();
+  requestId = '';
+  traceId = '';
+  traceparent = '';
+  route: CompiledRoute | null = null;
+  metrics: RouteMetrics;
+  cluster: ClusterRuntime | null = null;
+  endpoint: Endpoint | null = null;
+  attempts = 0;
+  flags: Flag[] | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  upstreamMs: number | null = null;
+  /** the client went away or the exchange ended; late callbacks check it */
+  done = false;
+  /** the upstream side, once the request is forwarded: cancelled when the client leaves */
+  upstream: { abandon(): void } | null = null;
+
+  constructor(
+    readonly ctx: ListenerContext,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly clientIp: string,
+  ) {
+    this.metrics = ctx.listener.noRouteMetrics;
+  }
+
+  /** request headers, so an Exchange serves as the load balancer's pick context */
+  get headers(): IncomingMessage['headers'] {
+    return this.req.headers;
+  }
+
+  flag(f: Flag): void {
+    if (this.flags === null) this.flags = [f];
+    else if (!this.flags.includes(f)) this.flags.push(f);
+  }
+
+  /** Answers with tandem's own JSON error (CONTRACT §4). */
+  fail(code: ErrorCode, flag?: Flag, close = false, extra?: Record<string, string>): void {
+    if (flag) this.flag(flag);
+    const res = this.res;
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const body = errorBody(code, this.requestId);
+    res.statusCode = ERRORS[code].status;
+    res.setHeader('content-type', 'application/json');
+    res.setHeader('content-length', Buffer.byteLength(body));
+    res.setHeader('x-tandem-error', code);
+    res.setHeader('x-request-id', this.requestId);
+    if (extra) for (const k in extra) res.setHeader(k, extra[k]!);
+    if (close || this.ctx.drain.draining) res.setHeader('connection', 'close');
+    res.end(body);
+  }
+
+  /**
+   * Runs once, when the response is finished or the connection closed
+   * (whichever comes first): metrics and the access log line.
+   */
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.upstream?.abandon();
+    const res = this.res;
+    let status = res.statusCode;
+    if (!res.headersSent) {
+      status = CLIENT_CLOSED;
+      this.flag('DC');
+    } else if (!res.writableFinished && !this.flags?.includes('UR') && !this.flags?.includes('UT')) {
+      this.flag('DC');
+    }
+    if (this.ctx.drain.draining) this.flag('DI');
+    const durationMs = performance.now() - this.startedHr;
+    this.metrics.request(status, durationMs / 1000);
+    const route = this.route;
+    this.ctx.accessLog.write({
+      time: this.startedAt,
+      requestId: this.requestId,
+      traceId: this.traceId,
+      clientIp: this.clientIp,
+      method: this.req.method ?? '',
+      path: this.req.url ?? '',
+      status,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+      upstreamMs: this.upstreamMs,
+      listener: this.ctx.listener.config.name,
+      route: route === null ? null : route.name,
+      cluster: this.cluster === null ? null : this.cluster.cluster.name,
+      endpoint: this.endpoint === null ? null : this.endpoint.key,
+      attempts: this.attempts,
+      flags: this.flags ?? [],
+    });
+  }
+}

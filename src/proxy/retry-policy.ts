@@ -1,0 +1,78 @@
+// The retry rules of CONTRACT §4, compiled once per route so a decision
+// per failed try is a few field reads.
+
+import type { RetryConfig } from '../config/types.js';
+import type { Failure } from './attempt.js';
+
+export interface RetryPolicy {
+  /** retries after the first try */
+  readonly attempts: number;
+  readonly perTryTimeout: number;
+  readonly connectFailure: boolean;
+  readonly reset: boolean;
+  readonly any5xx: boolean;
+  readonly gatewayError: boolean;
+  readonly statusCodes: ReadonlySet<number>;
+  readonly nonIdempotent: boolean;
+  readonly backoffBase: number;
+  readonly backoffMax: number;
+  /** true when some response status can be retried: only then is a status looked at */
+  readonly onStatus: boolean;
+}
+
+export function compileRetryPolicy(cfg: RetryConfig): RetryPolicy {
+  const on = new Set(cfg.retryOn);
+  const codes = on.has('retriable-status-codes') ? new Set(cfg.retriableStatusCodes) : new Set<number>();
+  return {
+    attempts: cfg.attempts,
+    perTryTimeout: cfg.perTryTimeout,
+    connectFailure: on.has('connect-failure'),
+    reset: on.has('reset'),
+    any5xx: on.has('5xx'),
+    gatewayError: on.has('gateway-error'),
+    statusCodes: codes,
+    nonIdempotent: cfg.retryNonIdempotent,
+    backoffBase: cfg.backoff.base,
+    backoffMax: cfg.backoff.max,
+    onStatus: on.has('5xx') || on.has('gateway-error') || codes.size > 0,
+  };
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method);
+}
+
+/** Does the policy retry this status (ignoring the method and the count)? */
+export function retriesOnStatus(p: RetryPolicy, status: number): boolean {
+  if (status >= 500) {
+    if (p.any5xx) return true;
+    if (p.gatewayError && status >= 502 && status <= 504) return true;
+  }
+  return p.statusCodes.has(status);
+}
+
+/**
+ * Does the policy allow another try after this failure (ignoring the count)?
+ * Only a connect failure is safe for any method: nothing reached the
+ * application. A per-try timeout counts as a 504.
+ */
+export function allowsRetry(p: RetryPolicy, failure: Failure, status: number, idempotent: boolean): boolean {
+  if (failure === 'connect-failure') return p.connectFailure;
+  if (!idempotent && !p.nonIdempotent) return false;
+  switch (failure) {
+    case 'reset':
+      return p.reset;
+    case 'timeout':
+      return retriesOnStatus(p, 504);
+    case 'status':
+      return retriesOnStatus(p, status);
+  }
+}
+
+/** Full jitter: retry n (from 1) waits a random time in [0, min(max, base * 2^(n-1))]. */
+export function backoffDelay(p: RetryPolicy, n: number): number {
+  const cap = Math.min(p.backoffMax, p.backoffBase * 2 ** (n - 1));
+  return Math.random() * cap;
+}

@@ -1,0 +1,49 @@
+// What one configuration version compiles to. The request path reads only
+// these objects: every name is already resolved to the thing it names.
+
+import type { Cluster } from './cluster/cluster.js';
+import type { Config, ListenerConfig, RetryConfig } from './config/types.js';
+import type { ClusterMetrics, RouteMetrics } from './observability/metrics.js';
+import type { CompiledHeaderOps } from './proxy/headers.js';
+import type { RouteMatcher } from './router/match.js';
+
+export interface ClusterRuntime {
+  readonly cluster: Cluster;
+  readonly metrics: ClusterMetrics;
+}
+
+export interface DirectResponse {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly matches: RouteMatcher;
+  /** the cluster for this request (weighted routes pick one per call); null for a direct response */
+  readonly pickCluster: (() => ClusterRuntime) | null;
+  readonly direct: DirectResponse | null;
+  readonly rewritePath: ((path: string) => string) | null;
+  readonly hostRewrite: string | undefined;
+  /** ms, 0 = none */
+  readonly timeout: number;
+  readonly retry: RetryConfig;
+  readonly requestOps: CompiledHeaderOps | undefined;
+  readonly responseOps: CompiledHeaderOps | undefined;
+  readonly metrics: RouteMetrics;
+}
+
+export interface CompiledListener {
+  readonly config: ListenerConfig;
+  readonly routes: readonly CompiledRoute[];
+  /** counts requests that matched no route */
+  readonly noRouteMetrics: RouteMetrics;
+}
+
+export interface Snapshot {
+  readonly version: number;
+  readonly loadedAt: Date;
+  readonly config: Config;
+  readonly listeners: readonly CompiledListener[];
+  readonly clusters: ReadonlyMap<string, ClusterRuntime>;
+}
