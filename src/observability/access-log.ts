@@ -1,0 +1,176 @@
+import { pino } from 'pino';
+import type { AccessLogConfig } from '../config/types.js';
+
+/** One finished request (CONTRACT §9). `time` is the request start, epoch ms. */
+export interface AccessLogEntry {
+  time: number;
+  requestId: string;
+  traceId: string;
+  clientIp: string;
+  method: string;
+  path: string;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  upstreamMs: number | null;
+  listener: string;
+  route: string | null;
+  cluster: string | null;
+  endpoint: string | null;
+  attempts: number;
+  flags: string[];
+}
+
+export interface AccessLog {
+  write(e: AccessLogEntry): void;
+  /** resolves once every line written so far has reached the destination */
+  flush(): Promise<void>;
+  /** flushes, then closes the destination (stdout and stderr stay open) */
+  close(): Promise<void>;
+}
+
+// A stalled stdout pipe must not grow the sidecar's memory without bound:
+// past this much queued output, lines are dropped.
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+
+type SonicBoom = ReturnType<typeof pino.destination>;
+
+// SonicBoom measures its whole pending chunk (up to 16 KiB) on every write,
+// which copies it each time under load; handing it one batch per event-loop
+// turn keeps that to once per batch. A batch this long goes at once.
+const MAX_BATCH_CHARS = 16 * 1024;
+
+/**
+ * A non-blocking destination whose flush really waits: SonicBoom's own
+ * flush(cb) returns at once when minLength is 0, so completion is tracked
+ * here through its 'drain' event, which fires each time its queue empties.
+ */
+class Sink {
+  private readonly boom: SonicBoom;
+  private open = true;
+  private failed = false;
+  private pending = false;
+  private batch = '';
+  private waiters: Array<() => void> = [];
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly path: string) {
+    const dest = path === 'stdout' ? 1 : path === 'stderr' ? 2 : path;
+    this.boom = pino.destination({ dest, sync: false, mkdir: true, maxLength: MAX_QUEUED_BYTES });
+    // A drain with a batch still waiting for its turn is not the end.
+    this.boom.on('drain', () => {
+      if (this.batch === '') this.settle();
+    });
+    this.boom.on('error', (err: Error) => this.fail(err));
+  }
+
+  write(line: string): void {
+    if (!this.open) return;
+    this.pending = true;
+    if (this.batch === '') setImmediate(this.handOver);
+    this.batch += line;
+    if (this.batch.length >= MAX_BATCH_CHARS) this.handOver();
+  }
+
+  private readonly handOver = (): void => {
+    if (this.batch === '' || this.failed) return;
+    const batch = this.batch;
+    this.batch = '';
+    this.boom.write(batch);
+  };
+
+  flush(): Promise<void> {
+    if (!this.pending) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  close(): Promise<void> {
+    this.open = false;
+    this.closing ??= this.end();
+    return this.closing;
+  }
+
+  private async end(): Promise<void> {
+    await this.flush();
+    if (this.failed) return;
+    const closed = new Promise<void>((resolve) => {
+      this.boom.once('close', resolve);
+      this.boom.once('error', () => resolve());
+    });
+    this.boom.end();
+    await closed;
+  }
+
+  private settle(): void {
+    this.pending = false;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  // Logging must never take the proxy down: report the first failure and
+  // drop lines from then on (SonicBoom would otherwise queue them forever).
+  private fail(err: Error): void {
+    if (!this.failed) process.stderr.write(`tandem: access log ${this.path}: ${err.message}\n`);
+    this.failed = true;
+    this.open = false;
+    this.batch = '';
+    this.settle();
+  }
+}
+
+function jsonWriter(sink: Sink): (e: AccessLogEntry) => void {
+  let time = '';
+  const logger = pino(
+    {
+      base: null,
+      // pino always opens a line with the level then the timestamp, and an
+      // empty level leaves a dangling comma (pino#1042). So the level becomes
+      // a bare "{" and the timestamp supplies the first key: the request's
+      // start, formatted before each call, while the numeric field is dropped.
+      formatters: { level: () => ({}) },
+      timestamp: () => time,
+      serializers: { time: () => undefined },
+    },
+    sink,
+  );
+  return (e) => {
+    time = `"time":"${new Date(e.time).toISOString()}"`;
+    logger.info(e);
+  };
+}
+
+// Characters that would let a request target break out of its quotes or line.
+const UNSAFE_IN_QUOTES = /["\\\u0000-\u001f\u007f]/;
+
+function quotable(s: string): string {
+  return UNSAFE_IN_QUOTES.test(s) ? JSON.stringify(s).slice(1, -1) : s;
+}
+
+/**
+ * The text format, one line per request, `-` for a missing value:
+ *
+ *   CLIENTIP - - [TIME] "METHOD PATH" STATUS BYTESOUT DURATIONms route=R cluster=C endpoint=E attempts=N flags=F rid=REQUESTID
+ *
+ * TIME is ISO-8601 UTC (the request start), PATH the target as received with
+ * quotes, backslashes and control characters escaped as in JSON, F the
+ * comma-separated flags (`UF,URX`) or `-`.
+ */
+export function formatText(e: AccessLogEntry): string {
+  return (
+    `${e.clientIp} - - [${new Date(e.time).toISOString()}] "${e.method} ${quotable(e.path)}" ` +
+    `${e.status} ${e.bytesOut} ${e.durationMs}ms route=${e.route ?? '-'} cluster=${e.cluster ?? '-'} ` +
+    `endpoint=${e.endpoint ?? '-'} attempts=${e.attempts} flags=${e.flags.length > 0 ? e.flags.join(',') : '-'} ` +
+    `rid=${e.requestId}\n`
+  );
+}
+
+export function createAccessLog(cfg: AccessLogConfig): AccessLog {
+  if (cfg.format === 'off') {
+    return { write() {}, flush: async () => {}, close: async () => {} };
+  }
+  const sink = new Sink(cfg.path);
+  const write = cfg.format === 'json' ? jsonWriter(sink) : (e: AccessLogEntry) => sink.write(formatText(e));
+  return { write, flush: () => sink.flush(), close: () => sink.close() };
+}

@@ -1,0 +1,177 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createAccessLog, formatText, type AccessLogEntry } from '../src/observability/access-log.js';
+
+const CONTRACT_FIELDS = [
+  'time', 'requestId', 'traceId', 'clientIp', 'method', 'path', 'status', 'bytesIn', 'bytesOut',
+  'durationMs', 'upstreamMs', 'listener', 'route', 'cluster', 'endpoint', 'attempts', 'flags',
+];
+
+const START = Date.UTC(2025, 0, 2, 3, 4, 5, 678);
+
+function entry(overrides: Partial<AccessLogEntry> = {}): AccessLogEntry {
+  return {
+    time: START,
+    requestId: '7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b',
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    clientIp: '10.0.0.7',
+    method: 'GET',
+    path: '/orders/42?expand=items',
+    status: 200,
+    bytesIn: 0,
+    bytesOut: 1234,
+    durationMs: 12.5,
+    upstreamMs: 11.25,
+    listener: 'inbound',
+    route: 'orders',
+    cluster: 'orders-v2',
+    endpoint: '127.0.0.1:8080',
+    attempts: 1,
+    flags: [],
+    ...overrides,
+  };
+}
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tandem-access-log-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function lines(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8');
+  expect(text.endsWith('\n')).toBe(true);
+  return text.slice(0, -1).split('\n');
+}
+
+describe('json access log', () => {
+  it('writes one line per request holding exactly the contract fields', async () => {
+    const file = join(dir, 'nested', 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    log.write(entry());
+    log.write(entry({
+      status: 502, route: null, cluster: null, endpoint: null, upstreamMs: null,
+      attempts: 3, flags: ['UF', 'URX'], method: 'POST', bytesIn: 17,
+    }));
+    await log.flush();
+
+    const [first, second, ...rest] = (await lines(file)).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rest).toEqual([]);
+    expect(Object.keys(first!).sort()).toEqual([...CONTRACT_FIELDS].sort());
+    expect(first).toEqual({ ...entry(), time: '2025-01-02T03:04:05.678Z' });
+    expect(Object.keys(second!).sort()).toEqual([...CONTRACT_FIELDS].sort());
+    expect(second).toMatchObject({
+      status: 502, route: null, cluster: null, endpoint: null, upstreamMs: null,
+      attempts: 3, flags: ['UF', 'URX'], method: 'POST', bytesIn: 17,
+    });
+    await log.close();
+  });
+
+  it('escapes hostile request targets so every line stays one valid JSON document', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    const path = '/a"b\\c\u0001\n{"x":1}';
+    log.write(entry({ path }));
+    await log.close();
+    const all = await lines(file);
+    expect(all).toHaveLength(1);
+    expect((JSON.parse(all[0]!) as { path: string }).path).toBe(path);
+  });
+
+  it('flush waits for every queued line, however many', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    for (let i = 0; i < 5000; i++) log.write(entry({ bytesOut: i }));
+    await log.flush();
+    const all = await lines(file);
+    expect(all).toHaveLength(5000);
+    expect((JSON.parse(all[4999]!) as { bytesOut: number }).bytesOut).toBe(4999);
+    await log.close();
+  });
+
+  it('appends to an existing file', async () => {
+    const file = join(dir, 'access.log');
+    await writeFile(file, 'earlier\n');
+    const log = createAccessLog({ format: 'json', path: file });
+    log.write(entry());
+    await log.close();
+    const all = await lines(file);
+    expect(all[0]).toBe('earlier');
+    expect(all).toHaveLength(2);
+  });
+
+  it('ignores writes after close and closes only once', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    log.write(entry());
+    await Promise.all([log.close(), log.close()]);
+    expect(() => log.write(entry())).not.toThrow();
+    await log.flush();
+    expect(await lines(file)).toHaveLength(1);
+  });
+
+  it('reports an unwritable destination once and keeps serving', async () => {
+    const blocker = join(dir, 'not-a-dir');
+    await writeFile(blocker, '');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const log = createAccessLog({ format: 'json', path: join(blocker, 'sub', 'access.log') });
+      log.write(entry());
+      await log.flush();
+      log.write(entry());
+      await log.close();
+      const reports = stderr.mock.calls.map((c) => String(c[0])).filter((s) => s.includes('access log'));
+      expect(reports).toHaveLength(1);
+      expect(reports[0]).toContain(join(blocker, 'sub', 'access.log'));
+      expect(reports[0]).toMatch(/ENOTDIR|EEXIST/);
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+});
+
+describe('text access log', () => {
+  it('formats the common-log-like line', () => {
+    expect(formatText(entry())).toBe(
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /orders/42?expand=items" 200 1234 12.5ms ' +
+        'route=orders cluster=orders-v2 endpoint=127.0.0.1:8080 attempts=1 flags=- ' +
+        'rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b\n',
+    );
+    expect(formatText(entry({
+      route: null, cluster: null, endpoint: null, status: 404, bytesOut: 0, flags: ['NR'], path: '/x"y',
+    }))).toBe(
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /x\\"y" 404 0 12.5ms ' +
+        'route=- cluster=- endpoint=- attempts=1 flags=NR rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b\n',
+    );
+  });
+
+  it('writes those lines to the destination', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'text', path: file });
+    log.write(entry({ attempts: 2, flags: ['UF', 'URX'], status: 502 }));
+    log.write(entry());
+    await log.flush();
+    const all = await lines(file);
+    expect(all).toHaveLength(2);
+    expect(all[0]).toBe(formatText(entry({ attempts: 2, flags: ['UF', 'URX'], status: 502 })).trimEnd());
+    expect(all[0]).toContain(' 502 1234 12.5ms ');
+    expect(all[0]).toContain(' attempts=2 flags=UF,URX ');
+    await log.close();
+  });
+});
+
+describe('access log off', () => {
+  it('writes nothing and creates no file', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'off', path: file });
+    log.write(entry());
+    await log.flush();
+    await log.close();
+    expect(existsSync(file)).toBe(false);
+  });
+});
