@@ -2,9 +2,10 @@
 // these objects: every name is already resolved to the thing it names.
 
 import type { Cluster } from './cluster/cluster.js';
-import type { Config, ListenerConfig, RetryConfig } from './config/types.js';
+import type { Config, ListenerConfig } from './config/types.js';
 import type { ClusterMetrics, RouteMetrics } from './observability/metrics.js';
 import type { CompiledHeaderOps } from './proxy/headers.js';
+import type { RetryPolicy } from './proxy/retry-policy.js';
 import type { RouteMatcher } from './router/match.js';
 
 export interface ClusterRuntime {
@@ -27,7 +28,7 @@ export interface CompiledRoute {
   readonly hostRewrite: string | undefined;
   /** ms, 0 = none */
   readonly timeout: number;
-  readonly retry: RetryConfig;
+  readonly retry: RetryPolicy;
   readonly requestOps: CompiledHeaderOps | undefined;
   readonly responseOps: CompiledHeaderOps | undefined;
   readonly metrics: RouteMetrics;

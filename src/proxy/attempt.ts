@@ -69,7 +69,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const ex = this.ex;
     const res = ex.res;
     this.committed = true;
-    res.writeHead(status, buildResponseHeaders(headers, ex.requestId, ex.route!.responseOps, ex.ctx.drain.draining));
+    // Draining: Node then answers `connection: close` and ends the socket.
+    if (ex.ctx.drain.draining) res.shouldKeepAlive = false;
+    res.writeHead(status, buildResponseHeaders(headers, ex.requestId, ex.route!.responseOps));
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {

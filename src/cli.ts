@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// The command line (CONTRACT §1): run, validate, demo.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { formatConfigError } from './config/errors.js';
+import { DEFAULT_CONFIG_YAML } from './config/default.js';
+import { loadConfigFile, loadConfigText, type LoadResult } from './config/load.js';
+import { runDemo } from './demo/demo.js';
+import { log } from './observability/log.js';
+import { Tandem } from './tandem.js';
+
+const USAGE = `Usage:
+  tandem [--config FILE]     run (FILE, else $TANDEM_CONFIG, else the embedded default)
+  tandem validate FILE       check FILE: prints "ok", or every error as FILE:LINE:COL: key.path: message
+  tandem demo                run the embedded default in front of the bundled demo application
+  tandem --version | --help
+
+Options:
+  -c, --config FILE          configuration file (YAML)
+`;
+
+const EXIT_OK = 0;
+const EXIT_INVALID = 1;
+const EXIT_USAGE = 2;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        version: { type: 'boolean', short: 'v' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`tandem: ${(err as Error).message}\n\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT_OK;
+  }
+  if (values.version) {
+    process.stdout.write(`tandem ${version()}\n`);
+    return EXIT_OK;
+  }
+  const [command, ...rest] = positionals;
+  switch (command) {
+    case undefined:
+      return run(values.config ?? process.env.TANDEM_CONFIG);
+    case 'validate':
+      if (rest.length !== 1 || values.config !== undefined) return usage('validate takes exactly one FILE');
+      return validate(rest[0]!);
+    case 'demo':
+      if (rest.length > 0 || values.config !== undefined) return usage('demo takes no arguments');
+      return demo();
+    default:
+      return usage(`unknown command "${command}"`);
+  }
+}
+
+function usage(message: string): number {
+  process.stderr.write(`tandem: ${message}\n\n${USAGE}`);
+  return EXIT_USAGE;
+}
+
+async function validate(file: string): Promise<number> {
+  const result = await loadConfigFile(file);
+  if (result.ok) {
+    process.stdout.write('ok\n');
+    return EXIT_OK;
+  }
+  process.stdout.write(result.errors.map((e) => formatConfigError(e) + '\n').join(''));
+  return EXIT_INVALID;
+}
+
+async function run(file: string | undefined): Promise<number> {
+  const loaded: LoadResult =
+    file === undefined || file === '' ? loadConfigText(DEFAULT_CONFIG_YAML, '<default>') : await loadConfigFile(file);
+  if (!loaded.ok) {
+    process.stderr.write(loaded.errors.map((e) => formatConfigError(e) + '\n').join(''));
+    return EXIT_INVALID;
+  }
+  const tandem = new Tandem(loaded.config);
+  try {
+    await tandem.start();
+  } catch (err) {
+    process.stderr.write(`tandem: ${(err as Error).message}\n`);
+    return EXIT_INVALID;
+  }
+  return serve(tandem, file ?? '<default>');
+}
+
+async function demo(): Promise<number> {
+  let started;
+  try {
+    started = await runDemo();
+  } catch (err) {
+    process.stderr.write(`tandem: ${(err as Error).message}\n`);
+    return EXIT_INVALID;
+  }
+  const code = await serve(started.tandem, 'demo');
+  started.stopApps();
+  return code;
+}
+
+/** Runs until a drain (signal or POST /quitquitquit) has finished. */
+async function serve(tandem: Tandem, source: string): Promise<number> {
+  const ports = tandem.listeners.map((l) => `${l.name}=${l.port}`).join(' ');
+  log.info({ source, listeners: ports, admin: tandem.adminPort }, 'tandem ready');
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'draining');
+    void tandem.drain();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', () => log.warn('SIGHUP: configuration reload is not supported yet; nothing changed'));
+  await tandem.finished;
+  return EXIT_OK;
+}
+
+// Exit explicitly: after a drain nothing is left to wait for, and a stray
+// handle must not keep a stopped sidecar alive.
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,121 @@
+// One HTTP listener: Node's server with the configured limits, tandem's own
+// answers for what Node rejects before a request exists, WebSocket tunnels,
+// and the drain steps.
+
+import { randomUUID } from 'node:crypto';
+import http, { type IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ListenerLimits } from '../config/types.js';
+import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
+import type { Exchange, ListenerContext } from '../proxy/exchange.js';
+import { handleRequest, type ExchangeCarrier } from '../proxy/handle.js';
+import { tunnelUpgrade } from './upgrade.js';
+
+class ProxyResponse extends ServerResponse implements ExchangeCarrier {
+  exchange: Exchange | null = null;
+}
+
+// Node checks header and request timeouts on this interval; its default
+// (30 s) would let a 10 s headersTimeout fire at up to 40 s.
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+
+export class Listener {
+  readonly server: http.Server;
+  /** open WebSocket tunnels: they outlive their request and are drained separately */
+  readonly tunnels = new Set<Duplex>();
+
+  constructor(readonly ctx: ListenerContext) {
+    const limits = ctx.listener.config.limits;
+    this.server = http.createServer(
+      {
+        ServerResponse: ProxyResponse as typeof ServerResponse,
+        maxHeaderSize: limits.maxHeaderBytes,
+        headersTimeout: limits.headersTimeout,
+        // Node requires the whole-request timeout to be at least the head's.
+        requestTimeout: limits.requestTimeout === 0 ? 0 : Math.max(limits.requestTimeout, limits.headersTimeout),
+        keepAliveTimeout: limits.idleTimeout,
+        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+        requireHostHeader: true,
+        joinDuplicateHeaders: false,
+      },
+      (req, res) => handleRequest(ctx, req, res as ProxyResponse),
+    );
+    applyHeaderCount(this.server, limits);
+    this.server.on('clientError', onClientError);
+    this.server.on('connect', onConnectMethod);
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      tunnelUpgrade(ctx, req, socket, head, this.tunnels),
+    );
+  }
+
+  get name(): string {
+    return this.ctx.listener.config.name;
+  }
+
+  /** Binds; the error names the listener, address and port. */
+  listen(): Promise<void> {
+    const { address, port } = this.ctx.listener.config;
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new Error(`cannot bind listener "${this.name}" on ${address}:${port}: ${err.code ?? err.message}`));
+      };
+      this.server.once('error', onError);
+      this.server.listen(port, address, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a !== null ? a.port : 0;
+  }
+
+  /** Drain, step one: accept nothing new, close idle keep-alive connections. */
+  stopAccepting(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    return closed;
+  }
+
+  /** Drain, last step: whatever is still open is cut. */
+  destroyAll(): void {
+    this.server.closeAllConnections();
+    for (const t of this.tunnels) t.destroy();
+  }
+}
+
+/** Node silently drops header lines past its cap: keep one past ours so handle() can answer 431. */
+function applyHeaderCount(server: http.Server, limits: ListenerLimits): void {
+  server.maxHeadersCount = limits.maxHeaders + 1;
+}
+
+const CLIENT_ERRORS: Record<string, ErrorCode> = {
+  HPE_HEADER_OVERFLOW: 'headers_too_large',
+  ERR_HTTP_REQUEST_TIMEOUT: 'request_timeout',
+};
+
+/**
+ * Node's parser rejected the bytes, or a header/request timeout fired. When a
+ * request was already being served, it is answered through its exchange (so
+ * the upstream try is cancelled and the access log has it); otherwise raw
+ * bytes go out and the connection closes.
+ */
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = CLIENT_ERRORS[err.code ?? ''] ?? 'bad_request';
+  const inFlight = (socket as Duplex & { _httpMessage?: ProxyResponse | null })._httpMessage;
+  if (inFlight?.exchange && !inFlight.headersSent) {
+    inFlight.exchange.fail(code, undefined, true);
+    return;
+  }
+  socket.end(rawErrorResponse(code, randomUUID()));
+}
+
+function onConnectMethod(_req: IncomingMessage, socket: Duplex): void {
+  socket.end(rawErrorResponse('method_not_allowed', randomUUID()));
+}

@@ -1,0 +1,111 @@
+// One request, top to bottom: admit → identify → route → act (direct
+// response or forward upstream). Metrics and the access log are written
+// once, when the response closes (Exchange.finish).
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { normalizePath, splitTarget } from '../router/normalize.js';
+import { findRoute } from '../router/route-table.js';
+import type { DirectResponse } from '../snapshot-types.js';
+import type { ErrorCode } from './errors.js';
+import { Exchange, type ListenerContext } from './exchange.js';
+import { Forward } from './forward.js';
+import { buildUpstreamHeaders } from './headers.js';
+import { requestIdFrom, traceFrom } from './request-id.js';
+
+/** The response class of tandem's listeners: it carries its request's Exchange. */
+export interface ExchangeCarrier {
+  exchange: Exchange | null;
+}
+
+export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): void {
+  const ex = new Exchange(ctx, req, res, req.socket.remoteAddress ?? '');
+  res.exchange = ex;
+  res.once('close', onResponseClose);
+
+  // identify: before anything can fail, so every answer carries the id
+  ex.requestId = requestIdFrom(req.headers['x-request-id']);
+  const trace = traceFrom(req.headers.traceparent);
+  ex.traceparent = trace.traceparent;
+  ex.traceId = trace.traceId;
+
+  // admit
+  const { path, query } = splitTarget(req.url ?? '');
+  const normalized = normalizePath(path);
+  const rejected = normalized === null ? 'bad_request' : admissionError(req, ctx.listener.config.limits.maxHeaders);
+  if (rejected !== null) return ex.fail(rejected, undefined, true);
+
+  // route
+  const listener = ctx.listener;
+  const route = findRoute(listener, req, normalized!);
+  if (route === undefined) return ex.fail('no_route', 'NR');
+  ex.route = route;
+  ex.metrics = route.metrics;
+
+  // act
+  if (route.direct !== null) return sendDirect(ex, route.direct);
+  const hasBody = requestHasBody(req);
+  const maxBody = listener.config.limits.maxBodyBytes;
+  if (maxBody > 0 && hasBody && Number(req.headers['content-length']) > maxBody) {
+    return ex.fail('payload_too_large', undefined, true);
+  }
+  const cluster = route.pickCluster!();
+  ex.cluster = cluster;
+  const upstreamPath = (route.rewritePath === null ? normalized! : route.rewritePath(normalized!)) + query;
+  const headers = buildUpstreamHeaders(req.rawHeaders, {
+    clientIp: ex.clientIp,
+    proto: ctx.proto,
+    requestId: ex.requestId,
+    traceparent: ex.traceparent,
+    hostOverride: route.hostRewrite,
+    ops: route.requestOps,
+  });
+  const forward = new Forward(ex, route, cluster, upstreamPath, headers, hasBody ? req : null);
+  ex.upstream = forward;
+  forward.start();
+}
+
+function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
+  this.exchange!.finish();
+}
+
+/**
+ * What Node's parser lets through but a proxy must not: TRACE, more header
+ * lines than the limit (Node silently drops those past its own cap), and an
+ * empty or repeated Host on HTTP/1.1 (routing and the upstream could
+ * disagree on which one counts).
+ */
+function admissionError(req: IncomingMessage, maxHeaders: number): ErrorCode | null {
+  if (req.method === 'TRACE') return 'method_not_allowed';
+  const raw = req.rawHeaders;
+  if (raw.length > maxHeaders * 2) return 'headers_too_large';
+  if (req.httpVersionMinor === 1) {
+    let hosts = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.length === 4 && name.toLowerCase() === 'host') {
+        hosts++;
+        if (raw[i + 1] === '') return 'bad_request';
+      }
+    }
+    if (hosts !== 1) return 'bad_request';
+  }
+  return null;
+}
+
+function requestHasBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return true;
+  const len = h['content-length'];
+  return len !== undefined && len !== '0';
+}
+
+function sendDirect(ex: Exchange, direct: DirectResponse): void {
+  const res = ex.res;
+  res.statusCode = direct.status;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.setHeader('content-length', direct.body.length);
+  res.setHeader('x-request-id', ex.requestId);
+  if (ex.ctx.drain.draining) res.setHeader('connection', 'close');
+  ex.bytesOut = direct.body.length;
+  res.end(direct.body);
+}

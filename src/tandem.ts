@@ -1,0 +1,128 @@
+// The running process: one snapshot, its listeners, the admin server, and
+// the drain that ends them (CONTRACT §6).
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startAdmin, type AdminServer } from './admin/server.js';
+import type { Config } from './config/types.js';
+import { Listener } from './listener/listener.js';
+import { createAccessLog, type AccessLog } from './observability/access-log.js';
+import { Metrics } from './observability/metrics.js';
+import { closeSnapshot, compileSnapshot } from './snapshot.js';
+import type { Snapshot } from './snapshot-types.js';
+
+export interface TandemOptions {
+  /** admin port override (tests bind port 0) */
+  adminPort?: number;
+}
+
+export class Tandem {
+  readonly metrics = new Metrics();
+  readonly listeners: Listener[] = [];
+  private readonly drainState = { draining: false };
+  private readonly accessLog: AccessLog;
+  private snapshot: Snapshot;
+  private admin: AdminServer | null = null;
+  private bound = false;
+  private drained: Promise<void> | null = null;
+  private markFinished!: () => void;
+  /** resolves once a drain has run to the end and everything is closed */
+  readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
+
+  constructor(config: Config) {
+    this.accessLog = createAccessLog(config.accessLog);
+    this.snapshot = compileSnapshot(config, this.metrics, 1);
+    for (const compiled of this.snapshot.listeners) {
+      this.listeners.push(
+        new Listener({ listener: compiled, proto: 'http', accessLog: this.accessLog, drain: this.drainState }),
+      );
+    }
+  }
+
+  get config(): Config {
+    return this.snapshot.config;
+  }
+
+  /** Binds the admin server, then every listener; rejects naming what could not bind. */
+  async start(options: TandemOptions = {}): Promise<void> {
+    const { address, port } = this.config.admin;
+    this.admin = await startAdmin(address, options.adminPort ?? port, {
+      ready: () => this.bound && !this.drainState.draining,
+      configView: () => ({
+        version: this.snapshot.version,
+        loadedAt: this.snapshot.loadedAt.toISOString(),
+        config: this.snapshot.config,
+      }),
+      clustersView: () => this.clustersView(),
+      metrics: this.metrics,
+      quit: () => void this.drain(),
+    });
+    try {
+      await Promise.all(this.listeners.map((l) => l.listen()));
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    this.bound = true;
+  }
+
+  get adminPort(): number {
+    return this.admin?.port ?? 0;
+  }
+
+  get isDraining(): boolean {
+    return this.drainState.draining;
+  }
+
+  /**
+   * CONTRACT §6: not ready at once; keep accepting for `drain.delay`; then
+   * stop accepting, close idle connections, answer with `connection: close`,
+   * give in-flight requests `drain.timeout`, and close. Idempotent.
+   */
+  drain(): Promise<void> {
+    this.drained ??= this.runDrain();
+    return this.drained;
+  }
+
+  private async runDrain(): Promise<void> {
+    this.drainState.draining = true;
+    const { delay, timeout } = this.config.drain;
+    if (delay > 0) await sleep(delay);
+    const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()));
+    const allTunnelsClosed = Promise.all(this.listeners.map((l) => tunnelsClosed(l)));
+    const deadline = sleep(timeout).then(() => 'timeout' as const);
+    const outcome = await Promise.race([Promise.all([closed, allTunnelsClosed]), deadline]);
+    if (outcome === 'timeout') for (const l of this.listeners) l.destroyAll();
+    await this.close();
+    this.markFinished();
+  }
+
+  /** Releases everything at once (after a drain, or when start fails). */
+  async close(): Promise<void> {
+    for (const l of this.listeners) {
+      l.destroyAll();
+      l.server.close();
+    }
+    await closeSnapshot(this.snapshot);
+    await this.admin?.close();
+    await this.accessLog.close();
+  }
+
+  private clustersView(): unknown[] {
+    return [...this.snapshot.clusters.values()].map(({ cluster }) => ({
+      name: cluster.name,
+      breaker: 'closed',
+      endpoints: cluster.endpoints.map((e) => ({
+        address: e.address,
+        port: e.port,
+        healthy: e.healthy,
+        ejected: e.ejected,
+        activeRequests: e.activeRequests,
+      })),
+    }));
+  }
+}
+
+/** Resolves when every WebSocket tunnel of a listener has closed. */
+async function tunnelsClosed(l: Listener): Promise<void> {
+  while (l.tunnels.size > 0) await sleep(50);
+}
