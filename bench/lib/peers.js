@@ -1,0 +1,68 @@
+// The proxies under test. Each `start` returns a running server pinned to the
+// proxy CPU, or throws with the reason it could not start.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { startPinned, stop } from './processes.js';
+import { freePort, waitFor200 } from './net.js';
+import { writeTandemConfig } from './tandem-config.js';
+import { nginxBinary, writeNginxConfig } from './nginx.js';
+
+export const PROXY_CPU = 0;
+export const LOAD_CPU = 1;
+
+const node = process.execPath;
+const here = (relative) => fileURLToPath(new URL(relative, import.meta.url));
+const tandemCli = here('../../dist/cli.js');
+
+async function started(tracked, port, readyUrl) {
+  try {
+    if (readyUrl) await waitFor200(readyUrl, tracked);
+    await waitFor200(`http://127.0.0.1:${port}/small`, tracked);
+  } catch (err) {
+    await stop(tracked);
+    throw err;
+  }
+  return { tracked, pid: tracked.child.pid, origin: `http://127.0.0.1:${port}` };
+}
+
+/** The upstream itself: no proxy in the way. CPU and RSS are the upstream's. */
+export async function startDirect({ upstream }) {
+  return { tracked: upstream.tracked, pid: upstream.pid, origin: `http://127.0.0.1:${upstream.ports[0]}`, shared: true };
+}
+
+export async function startTandem({ dir, upstreamPorts, nodeFlags = [], tag = 'tandem' }) {
+  if (!existsSync(tandemCli)) throw new Error('dist/cli.js is missing (npm run build)');
+  const [listenPort, adminPort] = [await freePort(), await freePort()];
+  const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag });
+  const tracked = startPinned(PROXY_CPU, node, [...nodeFlags, tandemCli, '--config', config]);
+  return started(tracked, listenPort, `http://127.0.0.1:${adminPort}/ready`);
+}
+
+export async function startHttpProxy({ upstreamPorts }) {
+  const port = await freePort();
+  const tracked = startPinned(PROXY_CPU, node, [here('../peers/http-proxy.js'), String(port), `http://127.0.0.1:${upstreamPorts[0]}`]);
+  return started(tracked, port);
+}
+
+export async function startBareUndici({ upstreamPorts }) {
+  const port = await freePort();
+  const tracked = startPinned(PROXY_CPU, node, [here('../peers/bare-undici.js'), String(port), `http://127.0.0.1:${upstreamPorts[0]}`]);
+  return started(tracked, port);
+}
+
+export async function startNginx({ dir, upstreamPorts }) {
+  const binary = nginxBinary();
+  if (!binary) throw new Error('nginx is not installed (apt-get install nginx)');
+  const port = await freePort();
+  const { path, prefix } = writeNginxConfig({ dir, listenPort: port, upstreamPort: upstreamPorts[0] });
+  const tracked = startPinned(PROXY_CPU, binary, ['-p', prefix, '-e', `${prefix}/error.log`, '-c', path]);
+  return started(tracked, port);
+}
+
+export const PEERS = [
+  { name: 'direct', label: 'upstream directly', start: startDirect },
+  { name: 'tandem', label: 'tandem', start: startTandem },
+  { name: 'http-proxy', label: 'http-proxy (keep-alive agent)', start: startHttpProxy },
+  { name: 'bare-undici', label: 'bare undici Pool.stream', start: startBareUndici },
+  { name: 'nginx', label: 'nginx (upstream keepalive)', start: startNginx },
+];

@@ -1,0 +1,57 @@
+// CPU time and peak memory of a process and its descendants, from /proc.
+import { readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+function statFields(pid) {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  return text.slice(text.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The pid and every descendant (nginx's worker, a clustered proxy's workers). */
+export function processTree(rootPid) {
+  const parentOf = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      parentOf.set(Number(entry), Number(statFields(entry)[1]));
+    } catch {
+      // the process ended while we listed /proc
+    }
+  }
+  const tree = [rootPid];
+  for (let i = 0; i < tree.length; i += 1) {
+    for (const [pid, ppid] of parentOf) if (ppid === tree[i]) tree.push(pid);
+  }
+  return tree;
+}
+
+/** utime + stime of the whole tree, in microseconds. */
+export function cpuMicros(rootPid) {
+  let ticks = 0;
+  for (const pid of processTree(rootPid)) {
+    try {
+      const fields = statFields(pid);
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone
+    }
+  }
+  return (ticks / ticksPerSecond) * 1e6;
+}
+
+/** Sum of VmHWM (peak resident set) over the tree, in bytes. */
+export function peakRssBytes(rootPid) {
+  let kib = 0;
+  for (const pid of processTree(rootPid)) {
+    try {
+      const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      if (match) kib += Number(match[1]);
+    } catch {
+      // gone
+    }
+  }
+  return kib * 1024;
+}

@@ -1,0 +1,93 @@
+// Medians over rounds, the console/markdown tables and the results files.
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+
+export function median(values) {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Collapses the rounds of one peer in one scenario into medians. */
+export function summarize(rounds) {
+  const keys = Object.keys(rounds[0] ?? {}).filter((k) => k !== 'failures' && k !== 'requests');
+  const summary = { rounds: rounds.length, failures: rounds.reduce((n, r) => n + r.failures, 0) };
+  for (const key of keys) summary[key] = median(rounds.map((r) => r[key]));
+  return summary;
+}
+
+export function machine() {
+  const cpuModel = (() => {
+    try {
+      return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
+    } catch {
+      return os.cpus()[0]?.model;
+    }
+  })();
+  return { date: new Date().toISOString(), node: process.version, cpuModel, cpus: os.cpus().length, platform: `${os.type()} ${os.release()}` };
+}
+
+const fmt = (value, digits = 0) => (value === null || value === undefined ? '—' : Number(value).toFixed(digits));
+const mib = (bytes) => (bytes ? (bytes / 1024 / 1024).toFixed(1) : '—');
+
+function closedRows(scenario, results, peers) {
+  return peers.map((peer) => {
+    const s = results[scenario.name]?.[peer.name];
+    if (!s) return [peer.label, 'failed', '', '', '', '', ''];
+    return [peer.label, fmt(s.rps), fmt(s.p50Ms, 1), fmt(s.p99Ms, 1), fmt(s.cpuUsPerReq, 1), mib(s.peakRss), String(s.failures)];
+  });
+}
+
+function openRows(scenario, results, peers) {
+  return peers.map((peer) => {
+    const s = results[scenario.name]?.[peer.name];
+    if (!s) return [peer.label, 'failed', '', '', '', '', ''];
+    return [peer.label, fmt(s.rps), fmt(s.p50Us), fmt(s.p99Us), fmt(s.p999Us), fmt(s.cpuUsPerReq, 1), String(s.failures)];
+  });
+}
+
+function table(header, rows) {
+  const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+export function scenarioTable(scenario, results, peers) {
+  if (scenario.kind === 'open') {
+    return table(['proxy', 'req/s', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'failures'], openRows(scenario, results, peers));
+  }
+  return table(['proxy', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'peak RSS MiB', 'failures'], closedRows(scenario, results, peers));
+}
+
+/** tandem/http-proxy throughput and tandem/bare-undici CPU per request, per scenario. */
+export function ratios(scenarios, results) {
+  const out = {};
+  for (const scenario of scenarios) {
+    const r = results[scenario.name] ?? {};
+    const ratio = (a, b) => (a && b ? a / b : null);
+    out[scenario.name] = {
+      throughputVsHttpProxy: ratio(r.tandem?.rps, r['http-proxy']?.rps),
+      cpuPerReqVsBareUndici: ratio(r.tandem?.cpuUsPerReq, r['bare-undici']?.cpuUsPerReq),
+    };
+  }
+  return out;
+}
+
+export function markdown({ title, info, settings, scenarios, results, peers, notes }) {
+  const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
+  for (const scenario of scenarios) {
+    parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
+  }
+  const r = ratios(scenarios, results);
+  parts.push('### tandem relative to its peers', '', table(['scenario', 'tandem/http-proxy req/s', 'tandem/bare-undici CPU per req'],
+    scenarios.map((s) => [s.label, fmt(r[s.name].throughputVsHttpProxy, 2), fmt(r[s.name].cpuPerReqVsBareUndici, 2)])), '');
+  if (notes.length) parts.push(...notes.map((n) => `- ${n}`), '');
+  return parts.join('\n');
+}
+
+export function writeResults(dirUrl, basename, json, md) {
+  mkdirSync(dirUrl, { recursive: true });
+  writeFileSync(new URL(`${basename}.json`, dirUrl), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(new URL(`${basename}.md`, dirUrl), md);
+}

@@ -1,0 +1,127 @@
+// tandem's benchmark: the same upstream reached directly and through tandem,
+// http-proxy, a bare undici pass-through and nginx, interleaved round by
+// round (A B C D E, A B C D E, ...) and reduced to medians.
+//
+//   node bench/run.js            full run (about 6 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy
+//   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
+//   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
+// Options: --duration S, --rounds N, --peers a,b,c
+import { parseArgs } from 'node:util';
+import { PEERS } from './lib/peers.js';
+import { tasksetAvailable } from './lib/processes.js';
+import { peakRssBytes } from './lib/proc-stats.js';
+import { closedLoop } from './lib/load.js';
+import { prepare, teardown, measure, scenarios as scenarioList } from './lib/setup.js';
+import { summarize, machine, scenarioTable, ratios, markdown, writeResults } from './lib/report.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    ci: { type: 'boolean', default: false },
+    heap: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    peers: { type: 'string' },
+  },
+});
+
+const resultsDir = new URL('./results/', import.meta.url);
+
+async function startPeers(wanted, ctx, notes) {
+  const running = [];
+  for (const peer of wanted) {
+    try {
+      running.push({ ...peer, proxy: await peer.start(ctx) });
+      console.log(`started ${peer.label}`);
+    } catch (err) {
+      const reason = peer.name === 'tandem' ? `tandem failed to start: ${err.message}` : `${peer.label} skipped: ${err.message}`;
+      notes.push(reason.split('\n')[0].slice(0, 300));
+      console.log(reason);
+    }
+  }
+  return running;
+}
+
+async function benchmark() {
+  const ci = opts.ci;
+  const durationS = Number(opts.duration ?? (ci ? 2 : 5));
+  const rounds = Number(opts.rounds ?? 3);
+  const names = opts.peers?.split(',') ?? PEERS.map((p) => p.name).filter((n) => !(ci && n === 'nginx'));
+  const wanted = PEERS.filter((p) => names.includes(p.name));
+  const scenarios = scenarioList({ ci, durationS });
+  const notes = [];
+  if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
+  if (ci) notes.push('nginx is left out of --ci runs');
+
+  const ctx = await prepare();
+  const running = await startPeers(wanted, ctx, notes);
+
+  // Warm-up: JIT, connection pools and the upstream's keep-alive sockets.
+  for (const peer of running) await closedLoop({ url: `${peer.proxy.origin}/small`, connections: 50, durationS: 1 });
+
+  const raw = {};
+  const results = {};
+  for (const scenario of scenarios) {
+    raw[scenario.name] = {};
+    for (let round = 1; round <= rounds; round += 1) {
+      for (const peer of running) {
+        if (peer.proxy.tracked.exited) continue;
+        try {
+          const r = await measure(peer.proxy, scenario, ctx);
+          (raw[scenario.name][peer.name] ??= []).push(r);
+          console.log(`${scenario.name} round ${round} ${peer.name}: ${r.rps.toFixed(0)} req/s, ${r.cpuUsPerReq?.toFixed(1)} µs CPU/req, ${r.failures} failures`);
+        } catch (err) {
+          console.log(`${scenario.name} round ${round} ${peer.name} failed: ${err.message.slice(0, 300)}`);
+        }
+        if (peer.proxy.tracked.exited) notes.push(`${peer.label} exited (${peer.proxy.tracked.exitCode}) during ${scenario.name}: ${peer.proxy.tracked.stderr.slice(-300)}`);
+      }
+    }
+    results[scenario.name] = {};
+    for (const [name, runs] of Object.entries(raw[scenario.name])) {
+      const proxy = running.find((p) => p.name === name).proxy;
+      results[scenario.name][name] = { ...summarize(runs), peakRss: peakRssBytes(proxy.pid) };
+    }
+  }
+  const tandemRunning = running.some((p) => p.name === 'tandem');
+  const directNote = 'the "upstream directly" row measures the upstream process itself (CPU and RSS are its own), on the load CPU';
+  notes.push(directNote);
+  await teardown(ctx);
+
+  const info = machine();
+  const settings = `${rounds} interleaved rounds of ${durationS} s, medians; proxy on CPU 0, load and upstream on CPU 1`;
+  const shown = PEERS.filter((p) => wanted.includes(p));
+  console.log(`\n${info.date} node ${info.node} ${info.cpuModel}`);
+  for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown)}`);
+  const rel = ratios(scenarios, results);
+  console.log('\nratios', JSON.stringify(rel, null, 2));
+  for (const note of notes) console.log(`note: ${note}`);
+
+  const title = ci ? 'tandem benchmark (--ci)' : 'tandem benchmark';
+  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, raw, notes };
+  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, peers: shown, notes }));
+
+  if (ci) {
+    const tandem = results['small-get']?.tandem?.rps ?? 0;
+    const httpProxy = results['small-get']?.['http-proxy']?.rps ?? 0;
+    console.log(`\nci gate (small GET): tandem ${tandem.toFixed(0)} req/s vs http-proxy ${httpProxy.toFixed(0)} req/s`);
+    if (!tandemRunning || tandem < httpProxy) {
+      console.log('FAIL: tandem is slower than http-proxy');
+      process.exitCode = 1;
+    } else {
+      console.log('ok: tandem is at least as fast as http-proxy');
+    }
+  }
+}
+
+async function main() {
+  if (opts.heap) return (await import('./heap.js')).heapCurve({ durationS: Number(opts.duration ?? 5), rounds: Number(opts.rounds ?? 3) });
+  if (opts.profile) return (await import('./profile.js')).profileTandem({ durationS: Number(opts.duration ?? 5) });
+  return benchmark();
+}
+
+main().catch(async (err) => {
+  console.error(err);
+  await teardown();
+  process.exitCode = 1;
+});
