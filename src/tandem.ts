@@ -69,6 +69,11 @@ export class Tandem {
     return this.admin?.port ?? 0;
   }
 
+  /** resolves once every access-log line so far is written */
+  flushAccessLog(): Promise<void> {
+    return this.accessLog.flush();
+  }
+
   get isDraining(): boolean {
     return this.drainState.draining;
   }

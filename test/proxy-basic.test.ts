@@ -1,0 +1,60 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { rawRequest, simpleConfig, startTandem, startUpstream, statusOf, type RunningTandem, type Upstream } from './support/harness.js';
+
+let t: RunningTandem | undefined;
+let ups: Upstream[] = [];
+afterEach(async () => {
+  await t?.close();
+  await Promise.all(ups.map((u) => u.close()));
+  t = undefined;
+  ups = [];
+});
+
+describe('proxying', () => {
+  it('forwards a GET and streams the answer back with x-request-id', async () => {
+    const up = await startUpstream((_req, res) => {
+      res.writeHead(201, { 'x-app': 'yes' });
+      res.end('hello');
+    });
+    ups.push(up);
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/a/b?x=1`);
+    expect(res.statusCode).toBe(201);
+    expect(await res.body.text()).toBe('hello');
+    expect(res.headers['x-app']).toBe('yes');
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(up.seen[0]!.url).toBe('/a/b?x=1');
+    expect(up.seen[0]!.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(up.seen[0]!.headers['x-forwarded-proto']).toBe('http');
+    expect(up.seen[0]!.headers['x-request-id']).toBe(res.headers['x-request-id']);
+    const log = await t.accessLog();
+    expect(log).toHaveLength(1);
+    expect(log[0]).toMatchObject({ method: 'GET', path: '/a/b?x=1', status: 201, route: 'all', cluster: 'app', attempts: 1, flags: [] });
+  });
+
+  it('forwards a POST body from curl-like clients (Expect: 100-continue)', async () => {
+    const up = await startUpstream((_req, res, body) => res.end(`got ${body.length}`));
+    ups.push(up);
+    t = await startTandem(simpleConfig([up.port]));
+    const body = 'x'.repeat(5000);
+    const raw = await rawRequest(
+      t.port,
+      `POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(raw.text).toContain('HTTP/1.1 100 Continue');
+    expect(raw.text).toContain('got 5000');
+    expect(up.seen[0]!.headers.expect).toBeUndefined();
+  });
+
+  it('answers 400 and closes on a duplicate Host', async () => {
+    const up = await startUpstream();
+    ups.push(up);
+    t = await startTandem(simpleConfig([up.port]));
+    const raw = await rawRequest(t.port, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+    expect(statusOf(raw.text)).toBe(400);
+    expect(raw.closed).toBe(true);
+    expect(raw.text).toContain('x-tandem-error: bad_request');
+    expect(up.seen).toHaveLength(0);
+  });
+});

@@ -1,0 +1,219 @@
+// Real sockets only: upstream HTTP servers and tandem itself on 127.0.0.1
+// port 0, raw TCP clients for bytes that no HTTP client would send.
+
+import { mkdtempSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigText } from '../../src/config/load.js';
+import { formatConfigError } from '../../src/config/errors.js';
+import { Tandem } from '../../src/tandem.js';
+
+export interface Upstream {
+  readonly server: http.Server;
+  readonly port: number;
+  /** every request the upstream received, in order */
+  readonly seen: SeenRequest[];
+  close(): Promise<void>;
+}
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: string;
+}
+
+export type UpstreamHandler = (req: http.IncomingMessage, res: http.ServerResponse, body: string) => void;
+
+/** An upstream that records each request (body read fully) then calls `handler`. */
+export async function startUpstream(handler: UpstreamHandler = okHandler): Promise<Upstream> {
+  const seen: SeenRequest[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body });
+      handler(req, res, body);
+    });
+  });
+  server.keepAliveTimeout = 10_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    seen,
+    close: () => closeServer(server),
+  };
+}
+
+export function okHandler(_req: http.IncomingMessage, res: http.ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.end('ok');
+}
+
+/** A TCP port that refuses connections (bound, then closed). */
+export async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** A raw TCP server: `onConnection` gets each socket (to reset, hang, send garbage). */
+export async function startRawUpstream(onConnection: (socket: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    onConnection(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+export interface RunningTandem {
+  readonly tandem: Tandem;
+  /** the first listener's port */
+  readonly port: number;
+  readonly url: string;
+  readonly adminPort: number;
+  readonly adminUrl: string;
+  readonly accessLogFile: string;
+  /** access-log lines written so far, parsed (closes tandem first when `stop` is set) */
+  close(): Promise<void>;
+  accessLog(): Promise<Record<string, unknown>[]>;
+}
+
+/**
+ * Starts tandem in this process from YAML text. Listener ports should be 0;
+ * the admin binds port 0 too. Unless the YAML sets `accessLog`, lines go
+ * to a temp file, read back with `accessLog()`.
+ */
+export async function startTandem(yaml: string): Promise<RunningTandem> {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-test-'));
+  const accessLogFile = join(dir, 'access.log');
+  const text = /^accessLog:/m.test(yaml) ? yaml : `accessLog: { format: json, path: ${accessLogFile} }\n${yaml}`;
+  const loaded = loadConfigText(text, 'test.yaml');
+  if (!loaded.ok) throw new Error(loaded.errors.map(formatConfigError).join('\n'));
+  const tandem = new Tandem(loaded.config);
+  await tandem.start({ adminPort: 0 });
+  const port = tandem.listeners[0]!.port;
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await tandem.close();
+  };
+  return {
+    tandem,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    adminPort: tandem.adminPort,
+    adminUrl: `http://127.0.0.1:${tandem.adminPort}`,
+    accessLogFile,
+    close,
+    accessLog: async () => {
+      await tandem.flushAccessLog();
+      let text = '';
+      try {
+        text = readFileSync(accessLogFile, 'utf8');
+      } catch {
+        return [];
+      }
+      return text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+  };
+}
+
+/** YAML for one listener on port 0 routing everything to one cluster. */
+export function simpleConfig(endpoints: number[], routeExtra = '', clusterExtra = ''): string {
+  return `
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    routes:
+      - name: all
+        match: { prefix: / }
+        cluster: app
+${indent(routeExtra, 8)}
+clusters:
+  - name: app
+    endpoints: [${endpoints.map((p) => `127.0.0.1:${p}`).join(', ')}]
+${indent(clusterExtra, 4)}
+`;
+}
+
+function indent(text: string, n: number): string {
+  const pad = ' '.repeat(n);
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => pad + l)
+    .join('\n');
+}
+
+export interface RawResponse {
+  /** everything the server sent until it closed the connection (or the timeout) */
+  text: string;
+  /** true when the server closed the connection */
+  closed: boolean;
+}
+
+/**
+ * Sends raw bytes and collects the answer until the server closes the
+ * connection or `waitMs` passes without it.
+ */
+export function rawRequest(port: number, bytes: string | Buffer, waitMs = 1500): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const done = (closed: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed });
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('end', () => done(true));
+    socket.on('close', () => done(true));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET') done(true);
+      else if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        reject(err);
+      }
+    });
+    socket.write(bytes);
+  });
+}
+
+/** Status code of the first response in a raw answer, or 0. */
+export function statusOf(raw: string): number {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
+  return m ? Number(m[1]) : 0;
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
