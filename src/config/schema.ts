@@ -85,7 +85,8 @@ const regex = z.string().superRefine((source, ctx) => {
   try {
     new RegExp(source);
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(err as Error).message}` });
+    // V8's message already reads "Invalid regular expression: /(/: Unterminated group".
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
   }
 });
 
