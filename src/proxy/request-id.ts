@@ -1,0 +1,99 @@
+// Request ids and W3C trace context for every request.
+//
+// x-request-id: the client's value is kept when it is 1..200 characters of
+// [A-Za-z0-9] and `-._:+/=` (UUIDs, ULIDs, hex and base64 ids pass; spaces,
+// commas, quotes and control characters do not, so the id is safe in logs
+// and headers). Several values (Node joins repeated lines with ', ', which
+// fails the rule) are not sane either. Otherwise a new random UUID.
+//
+// traceparent: kept unchanged when valid, since tandem records no span of its
+// own. Valid is version 00 exactly `00-<32 hex>-<16 hex>-<2 hex>`, lowercase,
+// trace id and parent id not all zeros; a higher version (not `ff`) is
+// accepted when its first 55 characters have that shape and, if longer, the
+// 56th is '-' (W3C Trace Context §4.3 / §3.2.4). Otherwise a new trace starts
+// with random ids and flags `01` (sampled): an application whose tracer
+// follows its parent's sampling decision keeps tracing as it did without
+// tandem in front, where `00` would silently switch its traces off.
+import { randomFillSync, randomUUID } from 'node:crypto';
+
+const MAX_REQUEST_ID = 200;
+
+export function requestIdFrom(value: string | string[] | undefined): string {
+  return typeof value === 'string' && isSaneRequestId(value) ? value : randomUUID();
+}
+
+export function traceFrom(value: string | string[] | undefined): { traceparent: string; traceId: string } {
+  if (typeof value === 'string' && isValidTraceparent(value)) {
+    return { traceparent: value, traceId: value.slice(3, 35) };
+  }
+  const ids = randomIdsHex();
+  const traceId = ids.slice(0, 2 * TRACE_ID_BYTES);
+  return { traceparent: `00-${traceId}-${ids.slice(2 * TRACE_ID_BYTES)}-01`, traceId };
+}
+
+function isSaneRequestId(v: string): boolean {
+  const n = v.length;
+  if (n === 0 || n > MAX_REQUEST_ID) return false;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    const alnum = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+    // - . _ : + / =
+    if (!alnum && c !== 0x2d && c !== 0x2e && c !== 0x5f && c !== 0x3a && c !== 0x2b && c !== 0x2f && c !== 0x3d) return false;
+  }
+  return true;
+}
+
+const V00_LENGTH = 55;
+
+function isValidTraceparent(v: string): boolean {
+  const n = v.length;
+  if (n < V00_LENGTH) return false;
+  if (!isLowerHex(v, 0, 2) || v.startsWith('ff')) return false;
+  if (v.startsWith('00') ? n !== V00_LENGTH : n > V00_LENGTH && v.charCodeAt(V00_LENGTH) !== 0x2d) return false;
+  return (
+    v.charCodeAt(2) === 0x2d &&
+    v.charCodeAt(35) === 0x2d &&
+    v.charCodeAt(52) === 0x2d &&
+    isLowerHex(v, 3, 35) &&
+    isLowerHex(v, 36, 52) &&
+    isLowerHex(v, 53, 55) &&
+    !allZeros(v, 3, 35) &&
+    !allZeros(v, 36, 52)
+  );
+}
+
+function isLowerHex(s: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
+function allZeros(s: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (s.charCodeAt(i) !== 0x30) return false;
+  return true;
+}
+
+const TRACE_ID_BYTES = 16;
+const PARENT_ID_BYTES = 8;
+const IDS_BYTES = TRACE_ID_BYTES + PARENT_ID_BYTES;
+
+// One syscall fills randomness for about 170 new traces.
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+
+/** hex of a fresh trace id followed by a fresh parent id */
+function randomIdsHex(): string {
+  if (poolOffset + IDS_BYTES > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const start = poolOffset;
+  poolOffset += IDS_BYTES;
+  // An all-zero id is invalid; setting one bit of each rules it out at the
+  // cost of a negligible share of randomness.
+  pool[start + TRACE_ID_BYTES - 1] = pool[start + TRACE_ID_BYTES - 1]! | 1;
+  pool[start + IDS_BYTES - 1] = pool[start + IDS_BYTES - 1]! | 1;
+  return pool.toString('hex', start, start + IDS_BYTES);
+}
