@@ -217,3 +217,42 @@ function closeServer(server: http.Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
 }
+
+/**
+ * One sample from tandem's admin /metrics: the series `name` whose labels
+ * include every pair in `labels`; undefined when there is no such series.
+ */
+export async function metricValue(adminUrl: string, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const close = line.lastIndexOf('}');
+    const labelText = close < 0 ? '' : line.slice(name.length + 1, close);
+    if (wanted.every((w) => labelText.split(',').includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
+/**
+ * The access log once it holds at least `count` lines: a line is written
+ * when the response closes, which may be a moment after the client got it.
+ */
+export async function waitForAccessLog(t: RunningTandem, count = 1, withinMs = 2000): Promise<Record<string, unknown>[]> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const lines = await t.accessLog();
+    if (lines.length >= count || Date.now() > deadline) return lines;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Polls `check` every 10 ms until it holds or `withinMs` passes; returns its last value. */
+export async function eventually(check: () => boolean, withinMs = 2000): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}
