@@ -35,7 +35,8 @@ export class Listener {
         requestTimeout: limits.requestTimeout === 0 ? 0 : Math.max(limits.requestTimeout, limits.headersTimeout),
         keepAliveTimeout: limits.idleTimeout,
         connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-        requireHostHeader: true,
+        // handle() answers a missing Host itself, with tandem's JSON error
+        requireHostHeader: false,
         joinDuplicateHeaders: false,
       },
       (req, res) => handleRequest(ctx, req, res as ProxyResponse),

@@ -20,7 +20,7 @@ export interface ExchangeCarrier {
 export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): void {
   const ex = new Exchange(ctx, req, res, req.socket.remoteAddress ?? '');
   res.exchange = ex;
-  res.once('close', onResponseClose);
+  res.on('close', onResponseClose);
 
   // identify: before anything can fail, so every answer carries the id
   ex.requestId = requestIdFrom(req.headers['x-request-id']);
