@@ -1,5 +1,5 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -91,6 +91,20 @@ describe('json access log', () => {
     const all = await lines(file);
     expect(all).toHaveLength(5000);
     expect((JSON.parse(all[4999]!) as { bytesOut: number }).bytesOut).toBe(4999);
+    await log.close();
+  });
+
+  it('flush covers lines queued while an earlier write is still on its way', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    for (let round = 0; round < 20; round++) {
+      log.write(entry({ bytesOut: round * 2 }));
+      await new Promise((r) => setImmediate(r));
+      log.write(entry({ bytesOut: round * 2 + 1 }));
+      await log.flush();
+      // read at once: an async read would give a late write time to land
+      expect(readFileSync(file, 'utf8').split('\n')).toHaveLength(round * 2 + 3);
+    }
     await log.close();
   });
 
