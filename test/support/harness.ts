@@ -1,6 +1,7 @@
 // Real sockets only: upstream HTTP servers and tandem itself on 127.0.0.1
 // port 0, raw TCP clients for bytes that no HTTP client would send.
 
+import { expect } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -255,4 +256,177 @@ export async function eventually(check: () => boolean, withinMs = 2000): Promise
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   return true;
+}
+
+/**
+ * Asserts one of tandem's own error answers (CONTRACT §4): status,
+ * `x-tandem-error`, JSON content type and a body whose requestId is the
+ * `x-request-id` header.
+ */
+export async function expectTandemError(
+  res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: { text(): Promise<string> } },
+  status: number,
+  code: string,
+): Promise<{ error: string; message: string; requestId: string }> {
+  const body = JSON.parse(await res.body.text()) as { error: string; message: string; requestId: string };
+  expect(res.statusCode).toBe(status);
+  expect(res.headers['x-tandem-error']).toBe(code);
+  expect(res.headers['content-type']).toBe('application/json');
+  expect(body.error).toBe(code);
+  expect(typeof body.message).toBe('string');
+  expect(body.message.length).toBeGreaterThan(0);
+  expect(body.requestId).toMatch(/^[0-9a-f-]{36}$/);
+  expect(body.requestId).toBe(res.headers['x-request-id']);
+  return body;
+}
+
+export interface ParsedResponse {
+  status: number;
+  /** header lines in order, names lowercased */
+  headers: [string, string][];
+  /** body bytes as latin1 text, de-chunked */
+  body: string;
+  /** true when the body came chunked */
+  chunked: boolean;
+}
+
+/** The values of header `name` (lowercase) in a parsed response. */
+export function headerValues(res: ParsedResponse, name: string): string[] {
+  return res.headers.filter(([n]) => n === name).map(([, v]) => v);
+}
+
+/** The single value of header `name`, or undefined. */
+export function header(res: ParsedResponse, name: string): string | undefined {
+  return headerValues(res, name)[0];
+}
+
+/**
+ * Splits a raw answer into its responses (keep-alive, pipelining). Bodies are
+ * framed by content-length or chunked encoding; 1xx, 204, 304 and the
+ * responses whose index is in `bodiless` (HEAD requests) have none. A
+ * trailing incomplete response is left out.
+ */
+export function parseResponses(raw: string, bodiless: number[] = []): ParsedResponse[] {
+  const out: ParsedResponse[] = [];
+  let at = 0;
+  while (at < raw.length) {
+    const headEnd = raw.indexOf('\r\n\r\n', at);
+    if (headEnd === -1) break;
+    const lines = raw.slice(at, headEnd).split('\r\n');
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0);
+    const headers = lines.slice(1).map((l): [string, string] => {
+      const colon = l.indexOf(':');
+      return [l.slice(0, colon).toLowerCase(), l.slice(colon + 1).trim()];
+    });
+    at = headEnd + 4;
+    const get = (n: string): string | undefined => headers.find(([h]) => h === n)?.[1];
+    const index = out.length;
+    const noBody = (status >= 100 && status < 200) || status === 204 || status === 304 || bodiless.includes(index);
+    let body = '';
+    let chunked = false;
+    if (!noBody && /chunked/i.test(get('transfer-encoding') ?? '')) {
+      chunked = true;
+      let complete = false;
+      while (at < raw.length) {
+        const lineEnd = raw.indexOf('\r\n', at);
+        if (lineEnd === -1) break;
+        const size = parseInt(raw.slice(at, lineEnd), 16);
+        if (size === 0) {
+          const end = raw.indexOf('\r\n\r\n', lineEnd);
+          if (end === -1) break;
+          at = end + 4;
+          complete = true;
+          break;
+        }
+        body += raw.slice(lineEnd + 2, lineEnd + 2 + size);
+        at = lineEnd + 2 + size + 2;
+      }
+      if (!complete) break;
+    } else if (!noBody && get('content-length') !== undefined) {
+      const len = Number(get('content-length'));
+      if (at + len > raw.length) break;
+      body = raw.slice(at, at + len);
+      at += len;
+    } else if (!noBody && !(status >= 100 && status < 200)) {
+      // framed by the connection closing
+      body = raw.slice(at);
+      at = raw.length;
+    }
+    if (!(status >= 100 && status < 200)) out.push({ status, headers, body, chunked });
+  }
+  return out;
+}
+
+/** A raw TCP client kept open: write in pieces, wait for what comes back. */
+export interface RawClient {
+  readonly socket: net.Socket;
+  /** everything received so far, latin1 */
+  text(): string;
+  /** true once the server closed (FIN or reset) */
+  closed(): boolean;
+  write(bytes: string | Buffer): void;
+  /** resolves with the text once `until(text)` holds; rejects after `ms` */
+  waitFor(until: (text: string) => boolean, ms?: number): Promise<string>;
+  /** resolves true when the server closes within `ms`, false otherwise */
+  waitClosed(ms?: number): Promise<boolean>;
+  destroy(): void;
+}
+
+export async function rawClient(port: number): Promise<RawClient> {
+  const socket = net.connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const chunks: Buffer[] = [];
+  let isClosed = false;
+  const waiters = new Set<() => void>();
+  const wake = (): void => {
+    for (const w of waiters) w();
+  };
+  socket.on('data', (c: Buffer) => {
+    chunks.push(c);
+    wake();
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => {
+    isClosed = true;
+    wake();
+  });
+  socket.on('end', () => {
+    isClosed = true;
+    wake();
+  });
+  const text = (): string => Buffer.concat(chunks).toString('latin1');
+  const wait = (check: () => boolean, ms: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      if (check()) return resolve(true);
+      const w = (): void => {
+        if (!check()) return;
+        waiters.delete(w);
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(w);
+        resolve(false);
+      }, ms);
+      waiters.add(w);
+    });
+  return {
+    socket,
+    text,
+    closed: () => isClosed,
+    write: (bytes) => {
+      if (!socket.destroyed) socket.write(bytes);
+    },
+    waitFor: async (until, ms = 2000) => {
+      if (!(await wait(() => until(text()) || isClosed, ms)) || !until(text())) {
+        throw new Error(`waitFor: condition not met (closed=${isClosed}); got ${JSON.stringify(text().slice(0, 500))}`);
+      }
+      return text();
+    },
+    waitClosed: (ms = 2000) => wait(() => isClosed, ms),
+    destroy: () => socket.destroy(),
+  };
 }
