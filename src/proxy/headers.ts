@@ -37,6 +37,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderOpsConfig } from '../config/types.js';
 
+/**
+ * A route's header operations, ready for the hot path. Names are kept in a
+ * short array rather than a Set: incoming names arrive in any case, and a
+ * case-insensitive compare against a few names beats lowercasing every
+ * header to probe a Set.
+ */
 export interface CompiledHeaderOps {
   /** lowercase names whose incoming headers are dropped: every removed and every set name */
   readonly drop: readonly string[];
