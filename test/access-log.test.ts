@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAccessLog, formatText, type AccessLogEntry } from '../src/observability/access-log.js';
+import { log as processLog } from '../src/observability/log.js';
 
 const CONTRACT_FIELDS = [
   'time', 'requestId', 'traceId', 'clientIp', 'method', 'path', 'status', 'bytesIn', 'bytesOut',
@@ -132,19 +133,20 @@ describe('json access log', () => {
   it('reports an unwritable destination once and keeps serving', async () => {
     const blocker = join(dir, 'not-a-dir');
     await writeFile(blocker, '');
-    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const reported = vi.spyOn(processLog, 'error').mockImplementation(() => {});
     try {
-      const log = createAccessLog({ format: 'json', path: join(blocker, 'sub', 'access.log') });
+      const path = join(blocker, 'sub', 'access.log');
+      const log = createAccessLog({ format: 'json', path });
       log.write(entry());
       await log.flush();
       log.write(entry());
       await log.close();
-      const reports = stderr.mock.calls.map((c) => String(c[0])).filter((s) => s.includes('access log'));
-      expect(reports).toHaveLength(1);
-      expect(reports[0]).toContain(join(blocker, 'sub', 'access.log'));
-      expect(reports[0]).toMatch(/ENOTDIR|EEXIST/);
+      expect(reported).toHaveBeenCalledTimes(1);
+      const [fields] = reported.mock.calls[0] as unknown as [{ path: string; error: string }];
+      expect(fields.path).toBe(path);
+      expect(fields.error).toMatch(/ENOTDIR|EEXIST/);
     } finally {
-      stderr.mockRestore();
+      reported.mockRestore();
     }
   });
 });

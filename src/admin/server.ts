@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { endpoints, type AdminState } from './endpoints.js';
+import { log } from '../observability/log.js';
 import { json } from './reply.js';
 
 export type { AdminState, ReloadOutcome } from './endpoints.js';
@@ -68,7 +69,7 @@ export function startAdmin(address: string, port: number, state: AdminState): Pr
       const bound = (server.address() as AddressInfo).port;
       // Past the bind, a server error (say, accept hitting EMFILE) must not
       // take the proxy down with it.
-      server.on('error', (err) => process.stderr.write(`tandem: admin ${hostPort(address, bound)}: ${err.message}\n`));
+      server.on('error', (err) => log.error({ admin: hostPort(address, bound), error: err.message }, 'admin server error'));
       resolve({ port: bound, close });
     });
   });

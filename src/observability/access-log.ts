@@ -1,5 +1,6 @@
 import { pino } from 'pino';
 import type { AccessLogConfig } from '../config/types.js';
+import { log } from './log.js';
 
 /** One finished request (CONTRACT §9). `time` is the request start, epoch ms. */
 export interface AccessLogEntry {
@@ -112,7 +113,7 @@ class Sink {
   // Logging must never take the proxy down: report the first failure and
   // drop lines from then on (SonicBoom would otherwise queue them forever).
   private fail(err: Error): void {
-    if (!this.failed) process.stderr.write(`tandem: access log ${this.path}: ${err.message}\n`);
+    if (!this.failed) log.error({ path: this.path, error: err.message }, 'access log failed; dropping access log lines');
     this.failed = true;
     this.open = false;
     this.batch = '';
