@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { ListenerLimits } from '../config/types.js';
 import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import type { Exchange, ListenerContext } from '../proxy/exchange.js';
-import { handleRequest, type ExchangeCarrier } from '../proxy/handle.js';
+import { handleRequest, rejectRequest, type ExchangeCarrier } from '../proxy/handle.js';
 import { tunnelUpgrade } from './upgrade.js';
 
 class ProxyResponse extends ServerResponse implements ExchangeCarrier {
@@ -44,6 +44,10 @@ export class Listener {
     applyHeaderCount(this.server, limits);
     this.server.on('clientError', onClientError);
     this.server.on('connect', onConnectMethod);
+    // Node answers an unknown expectation with a bare 417 unless asked.
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+      rejectRequest(ctx, req, res as ProxyResponse, 'expectation_failed'),
+    );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       tunnelUpgrade(ctx, req, socket, head, this.tunnels),
     );

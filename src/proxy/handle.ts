@@ -18,15 +18,7 @@ export interface ExchangeCarrier {
 }
 
 export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): void {
-  const ex = new Exchange(ctx, req, res, req.socket.remoteAddress ?? '');
-  res.exchange = ex;
-  res.on('close', onResponseClose);
-
-  // identify: before anything can fail, so every answer carries the id
-  ex.requestId = requestIdFrom(req.headers['x-request-id']);
-  const trace = traceFrom(req.headers.traceparent);
-  ex.traceparent = trace.traceparent;
-  ex.traceId = trace.traceId;
+  const ex = begin(ctx, req, res);
 
   // admit
   const { path, query } = splitTarget(req.url ?? '');
@@ -62,6 +54,28 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
   const forward = new Forward(ex, route, cluster, upstreamPath, headers, hasBody ? req : null);
   ex.upstream = forward;
   forward.start();
+}
+
+/** Answers a request Node flagged before routing (an `Expect` other than 100-continue). */
+export function rejectRequest(
+  ctx: ListenerContext,
+  req: IncomingMessage,
+  res: ServerResponse & ExchangeCarrier,
+  code: ErrorCode,
+): void {
+  begin(ctx, req, res).fail(code, undefined, true);
+}
+
+/** The exchange of a new request, identified before anything can fail so every answer carries its id. */
+function begin(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): Exchange {
+  const ex = new Exchange(ctx, req, res, req.socket.remoteAddress ?? '');
+  res.exchange = ex;
+  res.on('close', onResponseClose);
+  ex.requestId = requestIdFrom(req.headers['x-request-id']);
+  const trace = traceFrom(req.headers.traceparent);
+  ex.traceparent = trace.traceparent;
+  ex.traceId = trace.traceId;
+  return ex;
 }
 
 function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
