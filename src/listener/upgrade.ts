@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import type { ListenerContext } from '../proxy/exchange.js';
+import { clientAddress } from '../proxy/handle.js';
 import { buildUpstreamHeaders } from '../proxy/headers.js';
 import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
@@ -29,11 +30,12 @@ export async function tunnelUpgrade(
   const route = findRoute(ctx.listener, req, normalized);
   if (route === undefined || route.pickCluster === null) return reject('no_route');
   const cluster = route.pickCluster();
-  const endpoint = cluster.cluster.pick({ headers: req.headers, clientIp: req.socket.remoteAddress ?? '' });
+  const clientIp = clientAddress(req);
+  const endpoint = cluster.cluster.pick({ headers: req.headers, clientIp });
   if (endpoint === undefined) return reject('no_healthy_upstream');
 
   const headers = buildUpstreamHeaders(req.rawHeaders, {
-    clientIp: req.socket.remoteAddress ?? '',
+    clientIp,
     proto: ctx.proto,
     requestId,
     traceparent: traceFrom(req.headers.traceparent).traceparent,

@@ -68,7 +68,7 @@ export function rejectRequest(
 
 /** The exchange of a new request, identified before anything can fail so every answer carries its id. */
 function begin(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): Exchange {
-  const ex = new Exchange(ctx, req, res, req.socket.remoteAddress ?? '');
+  const ex = new Exchange(ctx, req, res, clientAddress(req));
   res.exchange = ex;
   res.on('close', onResponseClose);
   ex.requestId = requestIdFrom(req.headers['x-request-id']);
@@ -76,6 +76,12 @@ function begin(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse &
   ex.traceparent = trace.traceparent;
   ex.traceId = trace.traceId;
   return ex;
+}
+
+/** The peer's address; an IPv4 client of a dual-stack (`::`) listener without its `::ffff:` mapping. */
+export function clientAddress(req: IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
 function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
