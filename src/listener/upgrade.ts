@@ -1,12 +1,13 @@
 // HTTP/1.1 Upgrade (WebSocket): routed like any request, then the two
 // sockets are joined byte for byte until either side closes.
 
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import type { ListenerContext } from '../proxy/exchange.js';
 import { clientAddress } from '../proxy/handle.js';
-import { buildUpstreamHeaders } from '../proxy/headers.js';
+import { buildResponseHeaders, buildUpstreamHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
 import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
@@ -43,25 +44,29 @@ export async function tunnelUpgrade(
     ops: route.requestOps,
   });
   const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;
-  const abort = new AbortController();
-  client.once('close', () => abort.abort());
-  let upstream: Duplex;
-  let responseHeaders: Record<string, string | string[] | undefined>;
   endpoint.begin();
-  try {
-    const data = await endpoint.pool.upgrade({
-      path: upstreamPath,
-      method: req.method ?? 'GET',
-      headers,
-      protocol: String(req.headers.upgrade ?? 'websocket'),
-      signal: abort.signal,
+  const answer = await new Promise<UpstreamAnswer>((resolve) => {
+    let timer: NodeJS.Timeout | null = null;
+    const dispatch = new UpgradeDispatch(client, requestId, route.responseOps, (a) => {
+      if (timer !== null) clearTimeout(timer);
+      resolve(a);
     });
-    upstream = data.socket;
-    responseHeaders = data.headers;
-  } catch {
+    client.once('close', () => dispatch.stop(CLIENT_GONE));
+    // The route timeout bounds the wait for the upstream's answer (and the
+    // relay of a refusal), not the life of the tunnel.
+    if (route.timeout > 0) timer = setTimeout(() => dispatch.stop(UPGRADE_TIMEOUT), route.timeout);
+    endpoint.pool.dispatch(
+      { path: upstreamPath, method: req.method ?? 'GET', headers, upgrade: String(req.headers.upgrade ?? 'websocket') },
+      dispatch,
+    );
+  });
+  if (answer.socket === null) {
     endpoint.end();
-    return reject('upstream_connect_failure');
+    if (answer.error !== null) reject(answer.error);
+    return;
   }
+  const upstream = answer.socket;
+  const responseHeaders = answer.headers;
   if (client.destroyed) {
     endpoint.end();
     upstream.destroy();
@@ -90,4 +95,89 @@ export async function tunnelUpgrade(
   });
   upstream.pipe(client);
   client.pipe(upstream);
+}
+
+/** How the upstream answered an upgrade: its socket on a 101, else the error to send (null: its own answer was relayed). */
+type UpstreamAnswer =
+  | { socket: Duplex; headers: IncomingHttpHeaders }
+  | { socket: null; error: ErrorCode | null };
+
+const CLIENT_GONE = new Error('client closed the connection');
+const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route timeout');
+
+/**
+ * The upstream half of an upgrade, as an undici dispatch handler. A 101
+ * hands over the socket. Any other answer (the application's 401 or 403, a
+ * 426) is relayed to the client as it is, then the connection closes: the
+ * client asked for a tunnel and gets the reason it was refused, where
+ * undici's own upgrade() would only say "bad upgrade".
+ */
+class UpgradeDispatch implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | null = null;
+  private stopped: Error | null = null;
+  private relaying = false;
+  private settled = false;
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly requestId: string,
+    private readonly responseOps: CompiledHeaderOps | undefined,
+    private readonly onAnswer: (answer: UpstreamAnswer) => void,
+  ) {}
+
+  stop(reason: Error): void {
+    if (this.settled) return;
+    this.stopped ??= reason;
+    this.controller?.abort(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    // still queued when stopped: abort as soon as it starts
+    if (this.stopped !== null) controller.abort(this.stopped);
+    else this.controller = controller;
+  }
+
+  onRequestUpgrade(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    if (status === 101) return this.settle({ socket, headers });
+    socket.destroy();
+    this.settle({ socket: null, error: 'upstream_reset' });
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    this.relaying = true;
+    const pairs = buildResponseHeaders(headers, this.requestId, this.responseOps);
+    let head = `HTTP/1.1 ${status} ${statusMessage || STATUS_CODES[status] || ''}\r\n`;
+    for (let i = 0; i < pairs.length; i += 2) head += `${pairs[i]}: ${pairs[i + 1]}\r\n`;
+    // without content-length the body is framed by the close
+    this.client.write(`${head}connection: close\r\n\r\n`);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.client.write(chunk)) {
+      controller.pause();
+      this.client.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.client.end();
+    this.settle({ socket: null, error: null });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, _err: Error): void {
+    if (this.relaying) {
+      // a refusal cut mid-body must not look complete
+      this.client.destroy();
+      return this.settle({ socket: null, error: null });
+    }
+    if (this.stopped === UPGRADE_TIMEOUT) return this.settle({ socket: null, error: 'upstream_timeout' });
+    // never written to a connection: the upstream could not be reached
+    this.settle({ socket: null, error: this.controller === null ? 'upstream_connect_failure' : 'upstream_reset' });
+  }
+
+  private settle(answer: UpstreamAnswer): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onAnswer(answer);
+  }
 }

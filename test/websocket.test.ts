@@ -1,0 +1,266 @@
+// WebSocket tunnels (CONTRACT §3): an HTTP/1.1 Upgrade is routed like any
+// request, the upstream's 101 goes back to the client, then bytes flow both
+// ways untouched. The upstream completes the RFC 6455 handshake itself and
+// echoes raw bytes; the client is a raw socket.
+
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  deadPort,
+  eventually,
+  header,
+  parseResponses,
+  rawClient,
+  startRawUpstream,
+  startTandem,
+  startUpstream,
+  statusOf,
+  type RawClient,
+  type RunningTandem,
+  type Upstream,
+} from './support/harness.js';
+
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+
+function acceptFor(key: string): string {
+  return createHash('sha1').update(key + WS_GUID).digest('base64');
+}
+
+interface WsUpstream {
+  port: number;
+  /** the upgrade requests it received */
+  seen: http.IncomingMessage[];
+  /** its side of every open tunnel */
+  sockets: Set<Duplex>;
+  close(): Promise<void>;
+}
+
+/** Completes the handshake, says `hello` first, then echoes every byte until the peer closes. */
+async function startWsUpstream(): Promise<WsUpstream> {
+  const seen: http.IncomingMessage[] = [];
+  const sockets = new Set<Duplex>();
+  const server = http.createServer((_req, res) => {
+    res.writeHead(400);
+    res.end('upgrade only');
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    seen.push(req);
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const key = String(req.headers['sec-websocket-key'] ?? '');
+    socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\n' +
+        'Upgrade: websocket\r\n' +
+        'Connection: Upgrade\r\n' +
+        `Sec-WebSocket-Accept: ${acceptFor(key)}\r\n` +
+        'X-Upstream: ws\r\n\r\n',
+    );
+    socket.write('hello');
+    if (head.length > 0) socket.write(head);
+    socket.on('data', (d: Buffer) => socket.write(d));
+    // as a WebSocket server does when its peer goes away
+    socket.on('end', () => socket.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    sockets,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function upgradeRequest(path = '/ws', extra = ''): string {
+  return (
+    `GET ${path} HTTP/1.1\r\n` +
+    'Host: chat.example\r\n' +
+    'Upgrade: websocket\r\n' +
+    'Connection: Upgrade\r\n' +
+    `Sec-WebSocket-Key: ${KEY}\r\n` +
+    'Sec-WebSocket-Version: 13\r\n' +
+    extra +
+    '\r\n'
+  );
+}
+
+function configFor(port: number, routeExtra = ''): string {
+  return `
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    routes:
+      - name: ws
+        match: { prefix: /ws }
+        rewrite: { prefix: /socket }
+        cluster: app
+        ${routeExtra}
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:${port}]
+    connectTimeout: 300ms
+`;
+}
+
+let t: RunningTandem | undefined;
+let closers: (() => Promise<void>)[] = [];
+let clients: RawClient[] = [];
+afterEach(async () => {
+  for (const c of clients) c.destroy();
+  await t?.close();
+  await Promise.all(closers.map((c) => c()));
+  t = undefined;
+  closers = [];
+  clients = [];
+});
+
+async function client(port: number): Promise<RawClient> {
+  const c = await rawClient(port);
+  clients.push(c);
+  return c;
+}
+
+const headEnd = (text: string): number => text.indexOf('\r\n\r\n');
+
+describe('WebSocket tunnel', () => {
+  it('answers 101 with the upstream accept key and carries bytes both ways', async () => {
+    const up = await startWsUpstream();
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const c = await client(t.port);
+    c.write(upgradeRequest('/ws/room?id=1'));
+    const text = await c.waitFor((s) => headEnd(s) !== -1 && s.endsWith('hello'));
+    const head = text.slice(0, headEnd(text));
+    expect(statusOf(text)).toBe(101);
+    expect(head).toMatch(/^sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=$/im);
+    expect(head).toMatch(/^upgrade: websocket$/im);
+    expect(head).toMatch(/^connection: upgrade$/im);
+    expect(head).toMatch(/^x-request-id: [0-9a-f-]{36}$/im);
+
+    // routed and rewritten like any request, with the upgrade headers kept
+    const seen = up.seen[0]!;
+    expect(seen.url).toBe('/socket/room?id=1');
+    expect(seen.headers.upgrade).toBe('websocket');
+    expect(seen.headers['sec-websocket-key']).toBe(KEY);
+    expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen.headers.host).toBe('chat.example');
+
+    // client -> upstream -> echoed back, binary included
+    const payload = Buffer.from([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58, 0x00, 0xff]);
+    c.write(payload);
+    const after = await c.waitFor((s) => s.length >= text.length + payload.length);
+    expect(Buffer.from(after.slice(text.length), 'latin1').equals(payload)).toBe(true);
+    expect(t.tandem.listeners[0]!.tunnels.size).toBe(1);
+  });
+
+  it('passes bytes sent together with the upgrade request', async () => {
+    const up = await startWsUpstream();
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const c = await client(t.port);
+    c.write(upgradeRequest() + 'early-bytes');
+    const text = await c.waitFor((s) => s.includes('early-bytes'));
+    expect(statusOf(text)).toBe(101);
+    expect(text.slice(headEnd(text) + 4)).toBe('helloearly-bytes');
+  });
+
+  it('closes the client side when the upstream closes, and the reverse', async () => {
+    const up = await startWsUpstream();
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const tunnels = t.tandem.listeners[0]!.tunnels;
+
+    const c1 = await client(t.port);
+    c1.write(upgradeRequest());
+    await c1.waitFor((s) => s.endsWith('hello'));
+    for (const s of up.sockets) s.end();
+    expect(await c1.waitClosed()).toBe(true);
+
+    const c2 = await client(t.port);
+    c2.write(upgradeRequest());
+    await c2.waitFor((s) => s.endsWith('hello'));
+    expect(up.sockets.size).toBe(1);
+    c2.destroy();
+    expect(await eventually(() => up.sockets.size === 0)).toBe(true);
+    expect(await eventually(() => tunnels.size === 0)).toBe(true);
+  });
+
+  it('an upstream refusing the upgrade: its status goes back and the socket closes', async () => {
+    const up = await startUpstream((_req, res) => {
+      res.writeHead(403, { 'content-type': 'text/plain' });
+      res.end('no sockets here');
+    });
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    expect(await c.waitClosed()).toBe(true);
+    const [res] = parseResponses(c.text());
+    expect(res?.status).toBe(403);
+    expect(res?.body).toBe('no sockets here');
+    expect(header(res!, 'connection')).toBe('close');
+    expect(header(res!, 'content-type')).toBe('text/plain');
+    expect(header(res!, 'x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(t.tandem.listeners[0]!.tunnels.size).toBe(0);
+  });
+
+  it('an upstream that never answers the upgrade: 504 upstream_timeout after the route timeout', async () => {
+    const up = await startRawUpstream(() => undefined);
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port, 'timeout: 200ms'));
+    const c = await client(t.port);
+    const started = Date.now();
+    c.write(upgradeRequest());
+    expect(await c.waitClosed()).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(180);
+    const [res] = parseResponses(c.text());
+    expect(res?.status).toBe(504);
+    expect(header(res!, 'x-tandem-error')).toBe('upstream_timeout');
+  });
+
+  it('an upstream that closes without answering: 502 upstream_reset', async () => {
+    const up = await startRawUpstream((s) => s.once('data', () => s.destroy()));
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    expect(await c.waitClosed()).toBe(true);
+    const [res] = parseResponses(c.text());
+    expect(res?.status).toBe(502);
+    expect(header(res!, 'x-tandem-error')).toBe('upstream_reset');
+  });
+
+  it('a dead upstream: 502 upstream_connect_failure and the socket closes', async () => {
+    t = await startTandem(configFor(await deadPort()));
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    expect(await c.waitClosed()).toBe(true);
+    const [res] = parseResponses(c.text());
+    expect(res?.status).toBe(502);
+    expect(header(res!, 'x-tandem-error')).toBe('upstream_connect_failure');
+    expect(JSON.parse(res!.body)).toMatchObject({ error: 'upstream_connect_failure' });
+  });
+
+  it('no route: 404 no_route and the socket closes', async () => {
+    const up = await startWsUpstream();
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const c = await client(t.port);
+    c.write(upgradeRequest('/elsewhere'));
+    expect(await c.waitClosed()).toBe(true);
+    const [res] = parseResponses(c.text());
+    expect(res?.status).toBe(404);
+    expect(header(res!, 'x-tandem-error')).toBe('no_route');
+    expect(header(res!, 'connection')).toBe('close');
+    expect(up.seen).toHaveLength(0);
+  });
+});
