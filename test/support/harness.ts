@@ -2,11 +2,13 @@
 // port 0, raw TCP clients for bytes that no HTTP client would send.
 
 import { expect } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfigText } from '../../src/config/load.js';
 import { formatConfigError } from '../../src/config/errors.js';
 import { Tandem } from '../../src/tandem.js';
@@ -428,5 +430,73 @@ export async function rawClient(port: number): Promise<RawClient> {
     },
     waitClosed: (ms = 2000) => wait(() => isClosed, ms),
     destroy: () => socket.destroy(),
+  };
+}
+
+/** Writes `text` to a fresh temp file (name `name`) and returns its path. */
+export function writeTempFile(text: string, name = 'tandem.yaml'): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'tandem-test-')), name);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** The built CLI: child-process tests need `npm run build` first. */
+export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export interface TandemProcess {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** the exit code once the process ended and its output was read (null when a signal killed it) */
+  readonly exited: Promise<number | null>;
+  /** the "tandem ready" log line's ports: listener name -> port, and the admin port */
+  ready(ms?: number): Promise<{ listeners: Record<string, number>; admin: number }>;
+  /** SIGKILL unless it already ended (afterEach) */
+  kill(): void;
+}
+
+/** Runs `node dist/cli.js ...args` with the running Node binary. */
+export function spawnTandem(args: string[], env: Record<string, string | undefined> = {}): TandemProcess {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], {
+    env: { ...process.env, TANDEM_CONFIG: undefined, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  let ended = false;
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('close', (code) => {
+      ended = true;
+      resolve(code);
+    });
+  });
+  const ready = async (ms = 5000): Promise<{ listeners: Record<string, number>; admin: number }> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      for (const line of err.split('\n')) {
+        if (!line.includes('"tandem ready"')) continue;
+        const entry = JSON.parse(line) as { listeners: string; admin: number };
+        const listeners: Record<string, number> = {};
+        for (const pair of entry.listeners.split(' ')) {
+          const [name, port] = pair.split('=');
+          listeners[name!] = Number(port);
+        }
+        return { listeners, admin: entry.admin };
+      }
+      if (ended || Date.now() > deadline) throw new Error(`tandem not ready (ended=${ended}); stderr: ${err}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    ready,
+    kill: () => {
+      if (!ended) child.kill('SIGKILL');
+    },
   };
 }
