@@ -24,6 +24,7 @@ export class Tandem {
   private admin: AdminServer | null = null;
   private bound = false;
   private drained: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
   private markFinished!: () => void;
   /** resolves once a drain has run to the end and everything is closed */
   readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
@@ -101,8 +102,13 @@ export class Tandem {
     this.markFinished();
   }
 
-  /** Releases everything at once (after a drain, or when start fails). */
-  async close(): Promise<void> {
+  /** Releases everything at once (after a drain, or when start fails). Idempotent: pools close once. */
+  close(): Promise<void> {
+    this.closing ??= this.release();
+    return this.closing;
+  }
+
+  private async release(): Promise<void> {
     for (const l of this.listeners) {
       l.destroyAll();
       l.server.close();
