@@ -18,6 +18,14 @@ export interface ExchangeCarrier {
 }
 
 export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): void {
+  if (ctx.drain.draining && res.socket === null) {
+    // Pipelined behind an answer still in progress, which the drain may make
+    // the connection's last: go on only if the connection survives it, so the
+    // application never runs a request whose answer is thrown away (the
+    // client retries an unanswered pipelined request, RFC 9112 §9.3.2).
+    res.once('socket', () => handleRequest(ctx, req, res));
+    return;
+  }
   const ex = begin(ctx, req, res);
 
   // admit
