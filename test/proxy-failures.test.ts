@@ -1,0 +1,228 @@
+// Upstreams that refuse, reset or speak garbage: the client gets tandem's
+// JSON error (or an aborted response once the head went out), the default
+// retry policy does what CONTRACT §3/§4 say, and nothing takes the process down.
+
+import type net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import {
+  deadPort,
+  eventually,
+  expectTandemError,
+  metricValue,
+  rawRequest,
+  simpleConfig,
+  startRawUpstream,
+  startTandem,
+  startUpstream,
+  statusOf,
+  waitForAccessLog,
+  type RunningTandem,
+  type Upstream,
+} from './support/harness.js';
+
+type RawUpstream = Awaited<ReturnType<typeof startRawUpstream>>;
+
+let t: RunningTandem | undefined;
+let ups: Upstream[] = [];
+let raws: RawUpstream[] = [];
+afterEach(async () => {
+  await t?.close();
+  await Promise.all([...ups.map((u) => u.close()), ...raws.map((r) => r.close())]);
+  t = undefined;
+  ups = [];
+  raws = [];
+});
+
+/** A raw upstream that counts connections and hands each one's first request bytes to `onRequest`. */
+async function rawUpstream(onRequest: (socket: net.Socket) => void): Promise<RawUpstream & { connections: () => number }> {
+  let connections = 0;
+  const raw = await startRawUpstream((socket) => {
+    connections++;
+    socket.once('data', () => onRequest(socket));
+  });
+  raws.push(raw);
+  return { ...raw, connections: () => connections };
+}
+
+describe('connect failure', () => {
+  it('answers 502 upstream_connect_failure with flag UF when the only endpoint refuses', async () => {
+    const dead = await deadPort();
+    t = await startTandem(simpleConfig([dead]));
+    const res = await request(`${t.url}/x`);
+    await expectTandemError(res, 502, 'upstream_connect_failure');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, endpoint: `127.0.0.1:${dead}`, upstreamMs: expect.any(Number) });
+    expect(line!.flags).toContain('UF');
+    // The default policy retries once on connect failure, here to the same (only) endpoint.
+    expect(line!.attempts).toBe(2);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '502' })).toBe(2);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(1);
+  });
+
+  it('retries a GET once on the other endpoint by default and answers 200', async () => {
+    const dead = await deadPort();
+    const live = await startUpstream();
+    ups.push(live);
+    // Round robin starts with the first endpoint: the dead one.
+    t = await startTandem(simpleConfig([dead, live.port]));
+    const res = await request(`${t.url}/r`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-tandem-error']).toBeUndefined();
+    expect(await res.body.text()).toBe('ok');
+    expect(live.seen).toHaveLength(1);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 2, endpoint: `127.0.0.1:${live.port}`, flags: [] });
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '502' })).toBe(1);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '200' })).toBe(1);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(1);
+  });
+
+  it('retries a POST on connect failure with its body intact', async () => {
+    const dead = await deadPort();
+    const live = await startUpstream((_req, res, body) => res.end(`got ${body.length}`));
+    ups.push(live);
+    t = await startTandem(simpleConfig([dead, live.port]));
+    const payload = 'p'.repeat(20_000);
+    const res = await request(`${t.url}/orders`, { method: 'POST', body: payload, headers: { 'content-type': 'text/plain' } });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('got 20000');
+    expect(live.seen).toHaveLength(1);
+    expect(live.seen[0]!.method).toBe('POST');
+    expect(live.seen[0]!.body).toBe(payload);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 2, endpoint: `127.0.0.1:${live.port}`, flags: [] });
+  });
+});
+
+describe('reset before the response head', () => {
+  it('gives a GET one free retry on a new connection, then 502 upstream_reset with UR', async () => {
+    const up = await rawUpstream((s) => s.destroy());
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/g`);
+    await expectTandemError(res, 502, 'upstream_reset');
+    expect(up.connections()).toBe(2);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 2, endpoint: `127.0.0.1:${up.port}`, flags: ['UR'] });
+    // The free retry is not a retry (CONTRACT §3).
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(0);
+  });
+
+  it('does not retry a POST that the upstream may have seen', async () => {
+    const up = await rawUpstream((s) => s.destroy());
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/p`, { method: 'POST', body: 'hello' });
+    await expectTandemError(res, 502, 'upstream_reset');
+    expect(up.connections()).toBe(1);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
+  });
+
+  it('treats a TCP RST like a close', async () => {
+    const up = await rawUpstream((s) => s.resetAndDestroy());
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/rst`);
+    await expectTandemError(res, 502, 'upstream_reset');
+    expect(up.connections()).toBe(2);
+  });
+
+  it('answers 502 when the upstream sends bytes that are not HTTP', async () => {
+    const up = await rawUpstream((s) => s.end('SSH-2.0-OpenSSH_9.6\r\n\r\n\x00\x01garbage'));
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/garbage`);
+    await expectTandemError(res, 502, 'upstream_reset');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502 });
+    expect(line!.flags).toContain('UR');
+  });
+});
+
+describe('reset in the middle of the body', () => {
+  const head = 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000\r\n\r\n';
+
+  it('aborts the client response instead of ending it cleanly (undici client)', async () => {
+    const up = await rawUpstream((s) => {
+      s.write(head + '0123456789');
+      setTimeout(() => s.destroy(), 30);
+    });
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/partial`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBe('1000');
+    await expect(res.body.text()).rejects.toThrow();
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 1, flags: ['UR'], bytesOut: 10 });
+    expect(up.connections()).toBe(1);
+  });
+
+  it('closes the raw client connection with fewer bytes than announced', async () => {
+    const up = await rawUpstream((s) => {
+      s.write(head + '0123456789');
+      setTimeout(() => s.destroy(), 30);
+    });
+    t = await startTandem(simpleConfig([up.port]));
+    const raw = await rawRequest(t.port, 'GET /partial HTTP/1.1\r\nHost: a\r\n\r\n', 3000);
+    expect(raw.closed).toBe(true);
+    expect(statusOf(raw.text)).toBe(200);
+    const body = raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4);
+    expect(body).toBe('0123456789');
+    const [line] = await waitForAccessLog(t);
+    expect(line!.flags).toEqual(['UR']);
+  });
+
+  it('aborts a chunked response cut before its last chunk', async () => {
+    const up = await rawUpstream((s) => {
+      s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n');
+      setTimeout(() => s.destroy(), 30);
+    });
+    t = await startTandem(simpleConfig([up.port]));
+    const res = await request(`${t.url}/chunked`);
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.text()).rejects.toThrow();
+    const [line] = await waitForAccessLog(t);
+    expect(line!.flags).toEqual(['UR']);
+  });
+});
+
+describe('resilience', () => {
+  it('survives many failing requests in a row and still serves a good one', async () => {
+    const dead = await deadPort();
+    const resetter = await rawUpstream((s) => s.destroy());
+    const garbage = await rawUpstream((s) => s.end('nope\r\n\r\n'));
+    const good = await startUpstream();
+    ups.push(good);
+    t = await startTandem(`
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    routes:
+      - { name: dead, match: { prefix: /dead }, cluster: dead }
+      - { name: reset, match: { prefix: /reset }, cluster: reset }
+      - { name: garbage, match: { prefix: /garbage }, cluster: garbage }
+      - { name: good, match: { prefix: / }, cluster: good }
+clusters:
+  - { name: dead, endpoints: [127.0.0.1:${dead}] }
+  - { name: reset, endpoints: [127.0.0.1:${resetter.port}] }
+  - { name: garbage, endpoints: [127.0.0.1:${garbage.port}] }
+  - { name: good, endpoints: [127.0.0.1:${good.port}] }
+`);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      for (const path of ['/dead', '/reset', '/garbage']) {
+        const res = await request(`${t.url}${path}/${i}`, { method: i % 2 === 0 ? 'GET' : 'POST', body: i % 2 === 0 ? undefined : 'b' });
+        await res.body.text();
+        statuses.push(res.statusCode);
+      }
+    }
+    expect(statuses).toHaveLength(60);
+    expect(statuses.every((s) => s === 502)).toBe(true);
+    const res = await request(`${t.url}/fine`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('ok');
+    expect(await eventually(() => good.seen.length === 1)).toBe(true);
+    const log = await waitForAccessLog(t, 61);
+    expect(log).toHaveLength(61);
+    expect(log[60]).toMatchObject({ route: 'good', status: 200, flags: [] });
+  });
+});

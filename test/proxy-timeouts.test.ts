@@ -1,0 +1,154 @@
+// The route timeout (before and after the response head) and a client that
+// leaves: tandem's own timers answer on time and the upstream request is
+// cancelled in every case (CONTRACT §3).
+
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import {
+  eventually,
+  expectTandemError,
+  metricValue,
+  simpleConfig,
+  startRawUpstream,
+  startTandem,
+  startUpstream,
+  waitForAccessLog,
+  type RunningTandem,
+  type Upstream,
+} from './support/harness.js';
+
+type RawUpstream = Awaited<ReturnType<typeof startRawUpstream>>;
+
+/** What a raw upstream saw: a connection per entry, with when it got the request and when it closed. */
+interface Conn {
+  requestAt: number;
+  closedAt: number | null;
+}
+
+let t: RunningTandem | undefined;
+let ups: Upstream[] = [];
+let raws: RawUpstream[] = [];
+afterEach(async () => {
+  await t?.close();
+  await Promise.all([...ups.map((u) => u.close()), ...raws.map((r) => r.close())]);
+  t = undefined;
+  ups = [];
+  raws = [];
+});
+
+/** A raw upstream recording each connection; `onRequest` runs at its first request bytes. */
+async function rawUpstream(onRequest: (socket: net.Socket) => void = () => undefined): Promise<RawUpstream & { conns: Conn[] }> {
+  const conns: Conn[] = [];
+  const raw = await startRawUpstream((socket) => {
+    const conn: Conn = { requestAt: 0, closedAt: null };
+    conns.push(conn);
+    socket.on('close', () => (conn.closedAt = Date.now()));
+    socket.once('data', () => {
+      conn.requestAt = Date.now();
+      onRequest(socket);
+    });
+  });
+  raws.push(raw);
+  return { ...raw, conns };
+}
+
+describe('route timeout before the response head', () => {
+  it('answers 504 upstream_timeout on time and aborts the upstream request', async () => {
+    const up = await rawUpstream();
+    t = await startTandem(simpleConfig([up.port], 'timeout: 300ms'));
+    const started = Date.now();
+    const res = await request(`${t.url}/slow`);
+    const elapsed = Date.now() - started;
+    await expectTandemError(res, 504, 'upstream_timeout');
+    // tandem's own timer, not undici's coarse ones
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(1000);
+    expect(up.conns).toHaveLength(1);
+    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+    expect(up.conns[0]!.closedAt! - started).toBeLessThan(1000);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 504, attempts: 1, flags: ['UT'], endpoint: `127.0.0.1:${up.port}` });
+    expect(line!.upstreamMs).toBeGreaterThanOrEqual(250);
+    expect(line!.upstreamMs).toBeLessThan(1000);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '504' })).toBe(1);
+  });
+
+  it('times a POST from the end of its body, not from its first byte', async () => {
+    const up = await startUpstream((_req, res) => setTimeout(() => res.end('late but fine'), 150));
+    ups.push(up);
+    t = await startTandem(simpleConfig([up.port], 'timeout: 300ms'));
+    // The body trickles in over ~250 ms; the answer takes 150 ms after it: 400 ms in all.
+    const socket = net.connect(t.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.write('POST /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nConnection: close\r\n\r\nab');
+    await new Promise((resolve) => setTimeout(resolve, 125));
+    socket.write('cd');
+    await new Promise((resolve) => setTimeout(resolve, 125));
+    socket.write('ef');
+    await new Promise((resolve) => socket.once('close', resolve));
+    const text = Buffer.concat(chunks).toString();
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toContain('late but fine');
+    expect(up.seen[0]!.body).toBe('abcdef');
+  });
+});
+
+describe('route timeout after the response head', () => {
+  it('aborts the client connection and logs UT', async () => {
+    const up = await rawUpstream((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nstart'));
+    t = await startTandem(simpleConfig([up.port], 'timeout: 300ms'));
+    const started = Date.now();
+    const res = await request(`${t.url}/stall`);
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.text()).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 1, bytesOut: 5 });
+    expect(line!.flags).toEqual(['UT']);
+  });
+});
+
+describe('client abort', () => {
+  it('cancels the upstream request and logs 499 with DC', async () => {
+    const up = await rawUpstream();
+    t = await startTandem(simpleConfig([up.port], 'timeout: 5s'));
+    const client = net.connect(t.port, '127.0.0.1');
+    client.on('error', () => undefined);
+    client.write('GET /wait HTTP/1.1\r\nHost: a\r\n\r\n');
+    expect(await eventually(() => up.conns.length === 1 && up.conns[0]!.requestAt > 0, 2000)).toBe(true);
+    const leftAt = Date.now();
+    client.destroy();
+    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+    expect(up.conns[0]!.closedAt! - leftAt).toBeLessThan(1000);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 499, attempts: 1, path: '/wait' });
+    expect(line!.flags).toEqual(['DC']);
+    expect(await metricValue(t.adminUrl, 'tandem_requests_total', { route: 'all', code: '499' })).toBe(1);
+  });
+
+  it('cancels an upstream response that is streaming when the client leaves', async () => {
+    let ticker: NodeJS.Timeout | undefined;
+    const up = await rawUpstream((s) => {
+      s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+      ticker = setInterval(() => s.write('4\r\ntick\r\n'), 10);
+      s.on('close', () => clearInterval(ticker));
+    });
+    t = await startTandem(simpleConfig([up.port], 'timeout: 5s'));
+    const client = net.connect(t.port, '127.0.0.1');
+    client.on('error', () => undefined);
+    let got = 0;
+    client.on('data', (c: Buffer) => (got += c.length));
+    client.write('GET /stream HTTP/1.1\r\nHost: a\r\n\r\n');
+    expect(await eventually(() => got > 200, 2000)).toBe(true);
+    client.destroy();
+    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+    clearInterval(ticker);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200 });
+    expect(line!.flags).toEqual(['DC']);
+  });
+});
