@@ -11,6 +11,8 @@ import { buildResponseHeaders } from './headers.js';
 export type Failure = 'connect-failure' | 'reset' | 'timeout' | 'status';
 
 export interface AttemptOwner {
+  /** the body is sent from a copy, whose bytes were counted once when it was read */
+  readonly bodyBuffered: boolean;
   /** may this response status be retried (and is there a try left)? then it is discarded */
   retriesStatus(status: number): boolean;
   /** the whole request body went upstream */
@@ -52,7 +54,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onBodySent(chunk: Buffer): void {
-    this.ex.bytesIn += chunk.length;
+    if (!this.owner.bodyBuffered) this.ex.bytesIn += chunk.length;
   }
 
   onRequestSent(): void {

@@ -9,7 +9,7 @@ import pRetry from 'p-retry';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Exchange } from './exchange.js';
-import { allowsRetry, backoffDelay, isIdempotent, retriesOnStatus, type RetryPolicy } from './retry-policy.js';
+import { allowsRetry, backoffDelay, isIdempotent, mayResendBody, retriesOnStatus, type RetryPolicy } from './retry-policy.js';
 
 interface TryResult {
   failure: Failure;
@@ -35,6 +35,8 @@ export class Forward implements AttemptOwner {
   private expired = false;
   private stopRetries: AbortController | null = null;
   private settleTry: ((r: TryResult | null) => void) | null = null;
+  /** the whole request body, when it is small and a retry may need to send it again */
+  private buffered: Buffer | null = null;
   private readonly policy: RetryPolicy;
   private readonly idempotent: boolean;
   private readonly method: string;
@@ -53,10 +55,36 @@ export class Forward implements AttemptOwner {
   }
 
   start(): void {
+    const body = this.body;
+    if (body !== null && this.keepsBody(body)) return this.bufferBody(body);
     // The route timeout runs from the end of the client's request: a request
     // without a body is complete now, one with a body once it was sent.
-    if (this.body === null) this.startRouteTimer();
+    if (body === null) this.startRouteTimer();
     this.send();
+  }
+
+  get bodyBuffered(): boolean {
+    return this.buffered !== null;
+  }
+
+  /** A body of unknown length (chunked) streams: it could outgrow the limit. */
+  private keepsBody(body: IncomingMessage): boolean {
+    if (!mayResendBody(this.policy, this.idempotent)) return false;
+    const length = body.headers['content-length'];
+    return length !== undefined && Number(length) <= this.policy.bufferLimit;
+  }
+
+  private bufferBody(body: IncomingMessage): void {
+    const chunks: Buffer[] = [];
+    body.on('data', (chunk: Buffer) => chunks.push(chunk));
+    body.once('end', () => {
+      // A client that left meanwhile finished the exchange.
+      if (this.ex.done) return;
+      this.buffered = Buffer.concat(chunks);
+      this.ex.bytesIn = this.buffered.length;
+      this.startRouteTimer();
+      this.send();
+    });
   }
 
   /** The client went away: stop everything upstream. */
@@ -74,7 +102,8 @@ export class Forward implements AttemptOwner {
     const p = this.policy;
     if (!p.onStatus || !retriesOnStatus(p, status)) return false;
     if (this.mayRetry('status', status)) return true;
-    this.ex.flag('URX');
+    // Exhausted only when some retry was made: a POST never retried is not.
+    if (this.retriesUsed > 0) this.ex.flag('URX');
     return false;
   }
 
@@ -122,7 +151,7 @@ export class Forward implements AttemptOwner {
       this.tryTimer = setTimeout(onTryTimeout, perTry, attempt);
     }
     endpoint.pool.dispatch(
-      { path: this.path, method: this.method, headers: this.headers, body: this.body },
+      { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body },
       attempt,
     );
   }
@@ -157,7 +186,7 @@ export class Forward implements AttemptOwner {
   }
 
   private bodyReplayable(): boolean {
-    return this.body === null || !this.body.readableDidRead;
+    return this.body === null || this.buffered !== null || !this.body.readableDidRead;
   }
 
   private async retry(first: TryResult): Promise<void> {

@@ -16,6 +16,8 @@ export interface RetryPolicy {
   readonly nonIdempotent: boolean;
   readonly backoffBase: number;
   readonly backoffMax: number;
+  /** request bodies up to this size are kept to be sent again; 0 = never */
+  readonly bufferLimit: number;
   /** true when some response status can be retried: only then is a status looked at */
   readonly onStatus: boolean;
 }
@@ -34,6 +36,7 @@ export function compileRetryPolicy(cfg: RetryConfig): RetryPolicy {
     nonIdempotent: cfg.retryNonIdempotent,
     backoffBase: cfg.backoff.base,
     backoffMax: cfg.backoff.max,
+    bufferLimit: cfg.bufferLimit,
     onStatus: on.has('5xx') || on.has('gateway-error') || codes.size > 0,
   };
 }
@@ -69,6 +72,17 @@ export function allowsRetry(p: RetryPolicy, failure: Failure, status: number, id
     case 'status':
       return retriesOnStatus(p, status);
   }
+}
+
+/**
+ * Could a try that sent the request body be followed by another? Only then is
+ * the body worth keeping. Idempotent methods always could: the free retry
+ * after a reset (CONTRACT §3).
+ */
+export function mayResendBody(p: RetryPolicy, idempotent: boolean): boolean {
+  if (p.bufferLimit === 0) return false;
+  if (idempotent) return true;
+  return p.nonIdempotent && p.attempts > 0 && (p.reset || p.onStatus);
 }
 
 /** Full jitter: retry n (from 1) waits a random time in [0, min(max, base * 2^(n-1))]. */
