@@ -21,6 +21,8 @@ export interface AttemptOwner {
   attemptFailed(attempt: Attempt, failure: Failure, status: number): void;
   /** the try's response was committed and ended (cleanly or not) */
   attemptEnded(attempt: Attempt): void;
+  /** the streamed request body outgrew the listener's maxBodyBytes: answer 413, end the try */
+  bodyTooLarge(attempt: Attempt): void;
 }
 
 type Controller = Dispatcher.DispatchController;
@@ -32,12 +34,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** response head written to the client: from here on failures abort the client */
   committed = false;
   readonly startedHr = performance.now();
+  private readonly maxBody: number;
 
   constructor(
     private readonly ex: Exchange,
     private readonly owner: AttemptOwner,
     readonly endpoint: Endpoint,
-  ) {}
+  ) {
+    this.maxBody = ex.ctx.listener.config.limits.maxBodyBytes || Infinity;
+  }
 
   /** Stops the try (client gone, timeout). Safe to call at any time, more than once. */
   cancel(reason: Error): void {
@@ -54,7 +59,24 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onBodySent(chunk: Buffer): void {
-    if (!this.owner.bodyBuffered) this.ex.bytesIn += chunk.length;
+    if (this.owner.bodyBuffered) return;
+    const ex = this.ex;
+    ex.bytesIn += chunk.length;
+    // A declared Content-Length was checked on arrival; a chunked body is
+    // only known too large here, once part of it went upstream.
+    if (ex.bytesIn > this.maxBody && !this.settled) this.bodyTooLarge();
+  }
+
+  /**
+   * The client is answered first: cutting the try destroys the request
+   * stream it reads from, and with it the client's connection. The upstream
+   * sees its request aborted, never a complete oversized body.
+   */
+  private bodyTooLarge(): void {
+    this.settled = true;
+    this.cancelled = BODY_TOO_LARGE;
+    this.owner.bodyTooLarge(this);
+    this.controller?.abort(BODY_TOO_LARGE);
   }
 
   onRequestSent(): void {
@@ -117,6 +139,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.owner.attemptFailed(this, failure, status);
   }
 }
+
+const BODY_TOO_LARGE = new Error('request body over maxBodyBytes');
 
 /** A cancel reason that marks a timer firing, so the failure is a timeout. */
 export interface TimeoutReason extends Error {

@@ -131,6 +131,12 @@ export class Forward implements AttemptOwner {
     }
   }
 
+  bodyTooLarge(attempt: Attempt): void {
+    // answers with connection close: the rest of the body is never read
+    this.ex.fail('payload_too_large', undefined, true);
+    this.attemptEnded(attempt);
+  }
+
   private send(): void {
     const ex = this.ex;
     const endpoint = this.cluster.cluster.pick(ex, ex.endpoint ?? undefined);

@@ -1,0 +1,306 @@
+// The listener `limits` (CONTRACT §2) end to end: head size and line count,
+// body size (declared and streamed), the head, request and idle timeouts.
+// Node checks the head and request timeouts once a second here, so those
+// answers are expected within about 1.5 s of a 300 ms limit.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  header,
+  parseResponses,
+  rawClient,
+  rawRequest,
+  startTandem,
+  startUpstream,
+  type ParsedResponse,
+  type RawClient,
+  type RunningTandem,
+  type Upstream,
+} from './support/harness.js';
+
+let t: RunningTandem | undefined;
+let ups: Upstream[] = [];
+let clients: RawClient[] = [];
+let servers: http.Server[] = [];
+afterEach(async () => {
+  for (const c of clients) c.destroy();
+  await t?.close();
+  await Promise.all(ups.map((u) => u.close()));
+  for (const s of servers) s.closeAllConnections();
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  t = undefined;
+  ups = [];
+  clients = [];
+  servers = [];
+});
+
+function config(upstreamPort: number, limits: string): string {
+  return `
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    limits: { ${limits} }
+    routes:
+      - name: all
+        match: { prefix: / }
+        cluster: app
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:${upstreamPort}]
+`;
+}
+
+async function proxy(limits: string, handler?: Parameters<typeof startUpstream>[0]): Promise<{ up: Upstream; port: number }> {
+  const up = await startUpstream(handler);
+  ups.push(up);
+  t = await startTandem(config(up.port, limits));
+  return { up, port: t.port };
+}
+
+async function client(port: number): Promise<RawClient> {
+  const c = await rawClient(port);
+  clients.push(c);
+  return c;
+}
+
+function expectTandemError(res: ParsedResponse | undefined, status: number, code: string): void {
+  expect(res).toBeDefined();
+  expect(res!.status).toBe(status);
+  expect(header(res!, 'x-tandem-error')).toBe(code);
+  expect(header(res!, 'connection')).toBe('close');
+  expect(JSON.parse(res!.body)).toEqual({ error: code, message: expect.any(String), requestId: header(res!, 'x-request-id') });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** An upstream that records whether each request body arrived whole or the request was aborted. */
+async function startTrackingUpstream(): Promise<{ port: number; events: string[] }> {
+  const events: string[] = [];
+  const server = http.createServer((req, res) => {
+    events.push(`start ${req.url}`);
+    let bytes = 0;
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => {
+      events.push(`complete ${bytes}`);
+      res.end('ok');
+    });
+    req.on('close', () => {
+      if (!req.complete) events.push('aborted');
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as AddressInfo).port, events };
+}
+
+describe('head limits', () => {
+  it('a head over maxHeaderBytes: 431 and close, nothing upstream', async () => {
+    const { up, port } = await proxy('maxHeaderBytes: 1KiB');
+    const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\nx-big: ${'b'.repeat(2000)}\r\n\r\n`);
+    const [res] = parseResponses(raw.text);
+    expectTandemError(res, 431, 'headers_too_large');
+    expect(raw.closed).toBe(true);
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it('a head just under maxHeaderBytes is served', async () => {
+    const { up, port } = await proxy('maxHeaderBytes: 1KiB');
+    const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\nx-big: ${'b'.repeat(800)}\r\nConnection: close\r\n\r\n`);
+    expect(parseResponses(raw.text)[0]!.status).toBe(200);
+    expect(up.seen[0]!.headers['x-big']).toHaveLength(800);
+  });
+
+  it('more header lines than maxHeaders: 431 and close, nothing upstream', async () => {
+    const { up, port } = await proxy('maxHeaders: 10');
+    const lines = Array.from({ length: 11 }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
+    // Host plus 11 = 12 lines, past Node's own cap of 11 lines that silently drops the rest
+    const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\n${lines}\r\n`);
+    const [res] = parseResponses(raw.text);
+    expectTandemError(res, 431, 'headers_too_large');
+    expect(raw.closed).toBe(true);
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it('many more header lines than maxHeaders: still 431', async () => {
+    const { up, port } = await proxy('maxHeaders: 10');
+    const lines = Array.from({ length: 50 }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
+    const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\n${lines}\r\n`);
+    expectTandemError(parseResponses(raw.text)[0], 431, 'headers_too_large');
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it('exactly maxHeaders lines are served, every one forwarded', async () => {
+    const { up, port } = await proxy('maxHeaders: 10');
+    const lines = Array.from({ length: 8 }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
+    const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\n${lines}Connection: close\r\n\r\n`);
+    expect(parseResponses(raw.text)[0]!.status).toBe(200);
+    for (let i = 0; i < 8; i++) expect(up.seen[0]!.headers[`x-h${i}`]).toBe(String(i));
+  });
+});
+
+describe('body limit', () => {
+  it('a Content-Length over maxBodyBytes: 413 and close before anything goes upstream', async () => {
+    const { up, port } = await proxy('maxBodyBytes: 100');
+    const c = await client(port);
+    // the head alone is enough for the answer: the body is never read
+    c.write('POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n');
+    expect(await c.waitClosed()).toBe(true);
+    expectTandemError(parseResponses(c.text())[0], 413, 'payload_too_large');
+    await sleep(50);
+    expect(up.seen).toHaveLength(0);
+    const log = await t!.accessLog();
+    expect(log[0]).toMatchObject({ status: 413, attempts: 0, bytesIn: 0 });
+  });
+
+  it('a Content-Length of exactly maxBodyBytes is forwarded', async () => {
+    const { up, port } = await proxy('maxBodyBytes: 100');
+    const raw = await rawRequest(port, `POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\nConnection: close\r\n\r\n${'x'.repeat(100)}`);
+    expect(parseResponses(raw.text)[0]!.status).toBe(200);
+    expect(up.seen[0]!.body).toHaveLength(100);
+  });
+
+  it('a chunked body over maxBodyBytes: 413 and close, the upstream never gets the whole body', async () => {
+    const track = await startTrackingUpstream();
+    t = await startTandem(config(track.port, 'maxBodyBytes: 1000'));
+    const c = await client(t.port);
+    c.write('POST /stream HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n');
+    c.write(`258\r\n${'a'.repeat(600)}\r\n`);
+    await sleep(50);
+    c.write(`258\r\n${'b'.repeat(600)}\r\n`);
+    // the client keeps the rest for itself: tandem must answer on its own
+    expect(await c.waitClosed()).toBe(true);
+    expectTandemError(parseResponses(c.text())[0], 413, 'payload_too_large');
+    await sleep(100);
+    expect(track.events[0]).toBe('start /stream');
+    expect(track.events).toContain('aborted');
+    expect(track.events.some((e) => e.startsWith('complete'))).toBe(false);
+    const log = await t.accessLog();
+    expect(log[0]).toMatchObject({ status: 413, attempts: 1 });
+  });
+
+  it('a chunked body far over maxBodyBytes in one write: 413 or a cut connection, never a complete body upstream', async () => {
+    const track = await startTrackingUpstream();
+    t = await startTandem(config(track.port, 'maxBodyBytes: 1000'));
+    const chunks = Array.from({ length: 200 }, () => `1f4\r\n${'c'.repeat(500)}\r\n`).join('');
+    const raw = await rawRequest(t.port, `POST /flood HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`);
+    expect(raw.closed).toBe(true);
+    // the 413 may be lost to the reset of a connection closed with unread bytes
+    const [res] = parseResponses(raw.text);
+    if (res !== undefined) expectTandemError(res, 413, 'payload_too_large');
+    await sleep(100);
+    expect(track.events.some((e) => e.startsWith('complete'))).toBe(false);
+    const log = await t.accessLog();
+    expect(log[0]).toMatchObject({ path: '/flood', status: 413 });
+    expect(log[0]!.bytesIn as number).toBeLessThan(2000);
+  });
+
+  it('a chunked body outgrowing maxBodyBytes after the upstream answered: the client response is cut, not completed', async () => {
+    const events: string[] = [];
+    const server = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('early ');
+      req.on('data', () => undefined);
+      req.on('end', () => {
+        events.push('complete');
+        res.end('late');
+      });
+      req.on('close', () => {
+        if (!req.complete) events.push('aborted');
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t = await startTandem(config((server.address() as AddressInfo).port, 'maxBodyBytes: 1000'));
+    const c = await client(t.port);
+    c.write('POST /early HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n');
+    c.write(`258\r\n${'a'.repeat(600)}\r\n`);
+    await c.waitFor((s) => s.includes('early'));
+    c.write(`258\r\n${'b'.repeat(600)}\r\n`);
+    expect(await c.waitClosed()).toBe(true);
+    expect(c.text()).toMatch(/^HTTP\/1\.1 200 /);
+    // no terminating chunk: the client can tell the answer is incomplete
+    expect(c.text().endsWith('0\r\n\r\n')).toBe(false);
+    expect(parseResponses(c.text())).toHaveLength(0);
+    await sleep(100);
+    expect(events).toEqual(['aborted']);
+  });
+
+  it('a chunked body of exactly maxBodyBytes is forwarded', async () => {
+    const { up, port } = await proxy('maxBodyBytes: 1000');
+    const raw = await rawRequest(
+      port,
+      `POST /ok HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1f4\r\n${'a'.repeat(500)}\r\n1f4\r\n${'b'.repeat(500)}\r\n0\r\n\r\n`,
+    );
+    expect(parseResponses(raw.text)[0]!.status).toBe(200);
+    expect(up.seen[0]!.body).toHaveLength(1000);
+  });
+
+  it('maxBodyBytes 0 means no limit', async () => {
+    const { up, port } = await proxy('maxBodyBytes: 0');
+    const body = 'z'.repeat(200_000);
+    const raw = await rawRequest(port, `POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`, 3000);
+    expect(parseResponses(raw.text)[0]!.status).toBe(200);
+    expect(up.seen[0]!.body).toHaveLength(body.length);
+  });
+});
+
+describe('timeouts', () => {
+  it('headersTimeout: half a head gets 408 and close within about 1.5 s, nothing upstream', async () => {
+    const { up, port } = await proxy('headersTimeout: 300ms, requestTimeout: 300ms');
+    const c = await client(port);
+    const started = performance.now();
+    c.write('GET /slow HTTP/1.1\r\nHost: a\r\nx-partial: ');
+    expect(await c.waitClosed(2500)).toBe(true);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    expect(elapsed).toBeLessThan(1600);
+    expectTandemError(parseResponses(c.text())[0], 408, 'request_timeout');
+    expect(up.seen).toHaveLength(0);
+  });
+
+  it('requestTimeout: a body too slow gets 408 and close, and the upstream request is aborted', async () => {
+    const track = await startTrackingUpstream();
+    t = await startTandem(config(track.port, 'headersTimeout: 300ms, requestTimeout: 500ms'));
+    const c = await client(t.port);
+    const started = performance.now();
+    c.write('POST /slow-body HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789');
+    expect(await c.waitClosed(2500)).toBe(true);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(450);
+    expect(elapsed).toBeLessThan(1600);
+    expectTandemError(parseResponses(c.text())[0], 408, 'request_timeout');
+    await sleep(100);
+    expect(track.events).toEqual(['start /slow-body', 'aborted']);
+    const log = await t.accessLog();
+    expect(log[0]).toMatchObject({ path: '/slow-body', status: 408 });
+  });
+
+  it('idleTimeout: an idle keep-alive connection is closed', async () => {
+    const { up, port } = await proxy('idleTimeout: 300ms');
+    const c = await client(port);
+    c.write('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n');
+    await c.waitFor((s) => parseResponses(s).length === 1);
+    const answered = performance.now();
+    expect(c.closed()).toBe(false);
+    expect(await c.waitClosed(2000)).toBe(true);
+    const idle = performance.now() - answered;
+    expect(idle).toBeGreaterThanOrEqual(250);
+    expect(idle).toBeLessThan(1600);
+    expect(parseResponses(c.text()).map((r) => r.status)).toEqual([200]);
+    expect(up.seen).toHaveLength(1);
+  });
+
+  it('idleTimeout does not cut a connection in use', async () => {
+    const { up, port } = await proxy('idleTimeout: 300ms');
+    const c = await client(port);
+    for (let i = 1; i <= 4; i++) {
+      c.write(`GET /${i} HTTP/1.1\r\nHost: a\r\n\r\n`);
+      await c.waitFor((s) => parseResponses(s).length === i);
+      await sleep(150);
+    }
+    expect(c.closed()).toBe(false);
+    expect(up.seen.map((s) => s.url)).toEqual(['/1', '/2', '/3', '/4']);
+  });
+});
