@@ -118,6 +118,27 @@ describe('reset before the response head', () => {
     expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
   });
 
+  it('gives a PUT the free retry too, sending its body again', async () => {
+    const received: string[] = [];
+    const raw = await startRawUpstream((socket) => {
+      let text = '';
+      socket.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+        if (!text.endsWith('\r\n\r\nput-body')) return;
+        received.push(text);
+        socket.destroy();
+      });
+    });
+    raws.push(raw);
+    t = await startTandem(simpleConfig([raw.port]));
+    const res = await request(`${t.url}/put`, { method: 'PUT', body: 'put-body' });
+    await expectTandemError(res, 502, 'upstream_reset');
+    expect(received).toHaveLength(2);
+    for (const r of received) expect(r).toMatch(/^PUT \/put HTTP\/1\.1\r\n/);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 2, bytesIn: 8, flags: ['UR'] });
+  });
+
   it('treats a TCP RST like a close', async () => {
     const up = await rawUpstream((s) => s.resetAndDestroy());
     t = await startTandem(simpleConfig([up.port]));

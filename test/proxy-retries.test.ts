@@ -118,6 +118,29 @@ describe('retryOn 5xx', () => {
     expect(await retries(t.adminUrl)).toBe(1);
   });
 
+  it('counts a resent body once in bytesIn', async () => {
+    const up = await scripted([503, 503, 200]);
+    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const res = await request(`${t.url}/bytes`, { method: 'PUT', body: '12345678' });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 3, bytesIn: 8 });
+  });
+
+  it('streams a body over bufferLimit and never retries it', async () => {
+    const up = await scripted([503, 200]);
+    t = await startTandem(
+      simpleConfig([up.port], 'retries: { attempts: 2, retryOn: [5xx], retryNonIdempotent: true, bufferLimit: 1KiB, backoff: { base: 10ms, max: 50ms } }'),
+    );
+    const res = await request(`${t.url}/big`, { method: 'POST', body: 'b'.repeat(2000) });
+    expect(res.statusCode).toBe(503);
+    expect(await res.body.text()).toBe('app try 1 status 503 body 2000');
+    expect(up.seen).toHaveLength(1);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 503, attempts: 1, bytesIn: 2000, flags: [] });
+  });
+
   it('retries a PUT (idempotent) with its body', async () => {
     const up = await scripted([500, 200]);
     t = await startTandem(simpleConfig([up.port], RETRY_5XX));
