@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { Counter } from 'prom-client';
+import type { CellCounter } from '../src/observability/cells.js';
 import { Metrics } from '../src/observability/metrics.js';
 
 interface Sample {
@@ -85,8 +85,8 @@ describe('Metrics', () => {
 
   it('binds label children once per status code, not once per request', () => {
     const m = new Metrics();
-    const counter = m.registry.getSingleMetric('tandem_requests_total') as Counter<string>;
-    const labels = vi.spyOn(counter, 'labels');
+    const family = m.registry.getSingleMetric('tandem_requests_total') as unknown as CellCounter;
+    const labels = vi.spyOn(family, 'cell');
     const route = m.route('inbound', 'hot');
     for (let i = 0; i < 1000; i++) route.request(i % 3 === 0 ? 500 : 200, 0.001);
     expect(labels).toHaveBeenCalledTimes(2);

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { CellCounter, CellGauge, CellHistogram, type Cell } from './cells.js';
 
 // A sidecar adds well under a millisecond and upstreams rarely exceed the
 // default 15 s route timeout, so the buckets span 0.5 ms to 30 s.
@@ -24,166 +25,88 @@ export interface ClusterMetrics {
   ejected(): void;
 }
 
-type CounterChild = Counter.Internal;
-
-/**
- * Caches one counter child per status code: the code label is the only one
- * that varies per request, and `.labels()` on every request would rebuild the
- * label object each time.
- */
-function codeCounter(counter: Counter<string>, fixed: string[]): (status: number) => CounterChild {
-  const children = new Map<number, CounterChild>();
-  return (status) => {
-    let child = children.get(status);
-    if (child === undefined) {
-      child = counter.labels(...fixed, String(status));
-      children.set(status, child);
-    }
-    return child;
-  };
+/** Cells per status code: the code label is the only one that varies per request. */
+function codeCells(family: CellCounter, fixed: string[]): (status: number) => Cell {
+  const cells: Cell[] = [];
+  return (status) => (cells[status] ??= family.cell(...fixed, String(status)));
 }
 
 export class Metrics {
   readonly registry: Registry;
   readonly contentType: string;
 
-  private readonly requests: Counter<string>;
-  private readonly requestDuration: Histogram<string>;
-  private readonly upstreamRequests: Counter<string>;
-  private readonly upstreamDuration: Histogram<string>;
-  private readonly retries: Counter<string>;
-  private readonly activeRequests: Gauge<string>;
-  private readonly breakerOpenGauge: Gauge<string>;
-  private readonly breakerRejections: Counter<string>;
-  private readonly outlierEjections: Counter<string>;
-  private readonly endpointHealthyGauge: Gauge<string>;
-  private readonly reloads: Counter<string>;
+  private readonly requests: CellCounter;
+  private readonly requestDuration: CellHistogram;
+  private readonly upstreamRequests: CellCounter;
+  private readonly upstreamDuration: CellHistogram;
+  private readonly retries: CellCounter;
+  private readonly activeRequests: CellGauge;
+  private readonly breakerOpenGauge: CellGauge;
+  private readonly breakerRejections: CellCounter;
+  private readonly outlierEjections: CellCounter;
+  private readonly endpointHealthyGauge: CellGauge;
+  private readonly reloads: CellCounter;
 
   constructor() {
-    this.registry = new Registry();
-    const registers = [this.registry];
-    this.contentType = this.registry.contentType;
-
-    this.requests = new Counter({
-      name: 'tandem_requests_total',
-      help: 'Downstream requests answered, by listener, route and status code',
-      labelNames: ['listener', 'route', 'code'],
-      registers,
-    });
-    this.requestDuration = new Histogram({
-      name: 'tandem_request_duration_seconds',
-      help: 'Time from the start of a downstream request to the end of its response',
-      labelNames: ['listener', 'route'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.upstreamRequests = new Counter({
-      name: 'tandem_upstream_requests_total',
-      help: 'Upstream attempts, by cluster and status code (502/504 when no response came back)',
-      labelNames: ['cluster', 'code'],
-      registers,
-    });
-    this.upstreamDuration = new Histogram({
-      name: 'tandem_upstream_request_duration_seconds',
-      help: 'Duration of each upstream attempt',
-      labelNames: ['cluster'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.retries = new Counter({
-      name: 'tandem_upstream_retries_total',
-      help: 'Retries sent to a cluster (the first try is not counted)',
-      labelNames: ['cluster'],
-      registers,
-    });
-    this.activeRequests = new Gauge({
-      name: 'tandem_upstream_active_requests',
-      help: 'Requests in flight to a cluster',
-      labelNames: ['cluster'],
-      registers,
-    });
-    this.breakerOpenGauge = new Gauge({
-      name: 'tandem_circuit_breaker_open',
-      help: '1 while the cluster error-rate breaker is open, else 0',
-      labelNames: ['cluster'],
-      registers,
-    });
-    this.breakerRejections = new Counter({
-      name: 'tandem_circuit_breaker_rejections_total',
-      help: 'Requests refused by the circuit breaker, by reason (open, overflow)',
-      labelNames: ['cluster', 'reason'],
-      registers,
-    });
-    this.outlierEjections = new Counter({
-      name: 'tandem_outlier_ejections_total',
-      help: 'Endpoints ejected by outlier detection',
-      labelNames: ['cluster'],
-      registers,
-    });
-    this.endpointHealthyGauge = new Gauge({
-      name: 'tandem_endpoint_healthy',
-      help: '1 when the endpoint is healthy per active health checks, else 0',
-      labelNames: ['cluster', 'endpoint'],
-      registers,
-    });
-    this.reloads = new Counter({
-      name: 'tandem_config_reloads_total',
-      help: 'Configuration reloads, by result',
-      labelNames: ['result'],
-      registers,
-    });
+    const r = (this.registry = new Registry());
+    this.contentType = r.contentType;
+    this.requests = new CellCounter(r, 'tandem_requests_total', 'Downstream requests answered, by listener, route and status code', ['listener', 'route', 'code']);
+    this.requestDuration = new CellHistogram(r, 'tandem_request_duration_seconds', 'Time from the start of a downstream request to the end of its response', ['listener', 'route'], DURATION_BUCKETS);
+    this.upstreamRequests = new CellCounter(r, 'tandem_upstream_requests_total', 'Upstream attempts, by cluster and status code (502/504 when no response came back)', ['cluster', 'code']);
+    this.upstreamDuration = new CellHistogram(r, 'tandem_upstream_request_duration_seconds', 'Duration of each upstream attempt', ['cluster'], DURATION_BUCKETS);
+    this.retries = new CellCounter(r, 'tandem_upstream_retries_total', 'Retries sent to a cluster (the first try is not counted)', ['cluster']);
+    this.activeRequests = new CellGauge(r, 'tandem_upstream_active_requests', 'Requests in flight to a cluster', ['cluster']);
+    this.breakerOpenGauge = new CellGauge(r, 'tandem_circuit_breaker_open', '1 while the cluster error-rate breaker is open, else 0', ['cluster']);
+    this.breakerRejections = new CellCounter(r, 'tandem_circuit_breaker_rejections_total', 'Requests refused by the circuit breaker, by reason (open, overflow)', ['cluster', 'reason']);
+    this.outlierEjections = new CellCounter(r, 'tandem_outlier_ejections_total', 'Endpoints ejected by outlier detection', ['cluster']);
+    this.endpointHealthyGauge = new CellGauge(r, 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint']);
+    this.reloads = new CellCounter(r, 'tandem_config_reloads_total', 'Configuration reloads, by result', ['result']);
     // Series present at zero from the start, so rate() and alerts see the first increment.
-    this.reloads.labels('success').inc(0);
-    this.reloads.labels('failure').inc(0);
+    this.reloads.cell('success');
+    this.reloads.cell('failure');
 
-    collectDefaultMetrics({ register: this.registry, prefix: 'tandem_' });
+    collectDefaultMetrics({ register: r, prefix: 'tandem_' });
   }
 
   route(listener: string, route: string): RouteMetrics {
-    const codeChild = codeCounter(this.requests, [listener, route]);
-    const duration = this.requestDuration.labels(listener, route);
+    const code = codeCells(this.requests, [listener, route]);
+    const duration = this.requestDuration.cell(listener, route);
     return {
       request(status, seconds) {
-        codeChild(status).inc();
+        code(status).value++;
         duration.observe(seconds);
       },
     };
   }
 
   cluster(cluster: string): ClusterMetrics {
-    const codeChild = codeCounter(this.upstreamRequests, [cluster]);
-    const duration = this.upstreamDuration.labels(cluster);
-    const retries = this.retries.labels(cluster);
-    const active = this.activeRequests.labels(cluster);
-    const breakerOpen = this.breakerOpenGauge.labels(cluster);
-    const rejectedOpen = this.breakerRejections.labels(cluster, 'open');
-    const rejectedOverflow = this.breakerRejections.labels(cluster, 'overflow');
-    const ejections = this.outlierEjections.labels(cluster);
-    // A reload binds the same cluster again: only seed series that do not
-    // exist yet, or an in-flight count carried over would be zeroed.
-    retries.inc(0);
-    rejectedOpen.inc(0);
-    rejectedOverflow.inc(0);
-    ejections.inc(0);
-    active.inc(0);
-    breakerOpen.inc(0);
+    const code = codeCells(this.upstreamRequests, [cluster]);
+    const duration = this.upstreamDuration.cell(cluster);
+    // A reload binds the same cluster again and gets the same cells, so an
+    // in-flight count carried over is kept.
+    const retries = this.retries.cell(cluster);
+    const active = this.activeRequests.cell(cluster);
+    const breakerOpen = this.breakerOpenGauge.cell(cluster);
+    const rejectedOpen = this.breakerRejections.cell(cluster, 'open');
+    const rejectedOverflow = this.breakerRejections.cell(cluster, 'overflow');
+    const ejections = this.outlierEjections.cell(cluster);
     return {
       attempt(status, seconds) {
-        codeChild(status).inc();
+        code(status).value++;
         duration.observe(seconds);
       },
-      retry: () => retries.inc(),
-      activeInc: () => active.inc(),
-      activeDec: () => active.dec(),
-      breakerOpen: (open) => breakerOpen.set(open ? 1 : 0),
-      rejected: (reason) => (reason === 'open' ? rejectedOpen : rejectedOverflow).inc(),
-      ejected: () => ejections.inc(),
+      retry: () => void retries.value++,
+      activeInc: () => void active.value++,
+      activeDec: () => void active.value--,
+      breakerOpen: (open) => void (breakerOpen.value = open ? 1 : 0),
+      rejected: (reason) => void (reason === 'open' ? rejectedOpen : rejectedOverflow).value++,
+      ejected: () => void ejections.value++,
     };
   }
 
   /** `endpoint` is `host:port` */
   endpointHealthy(cluster: string, endpoint: string, healthy: boolean): void {
-    this.endpointHealthyGauge.labels(cluster, endpoint).set(healthy ? 1 : 0);
+    this.endpointHealthyGauge.cell(cluster, endpoint).value = healthy ? 1 : 0;
   }
 
   /** Drops the series of an endpoint that left its cluster (DNS change, reload). */
@@ -192,7 +115,7 @@ export class Metrics {
   }
 
   configReload(result: ReloadResult): void {
-    this.reloads.labels(result).inc();
+    this.reloads.cell(result).value++;
   }
 
   render(): Promise<string> {
