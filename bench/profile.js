@@ -22,6 +22,23 @@ export function selfTimes(profile) {
   return [...totals].sort((a, b) => b[1] - a[1]).map(([fn, us]) => ({ fn, ms: us / 1000, share: us / all }));
 }
 
+/** Where a function lives: a package, a tandem folder, Node's core, or the VM itself. */
+function owner(fn) {
+  const file = fn.slice(fn.indexOf(' ') + 1);
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file);
+  if (pkg) return pkg[1];
+  const own = /^dist\/([^/:]+)/.exec(file);
+  if (own) return `tandem ${own[1].replace(/\.js$/, '')}`;
+  if (file.startsWith('node:')) return 'node core (js)';
+  return 'native / vm';
+}
+
+export function byOwner(times) {
+  const totals = new Map();
+  for (const t of times) totals.set(owner(t.fn), (totals.get(owner(t.fn)) ?? 0) + t.share);
+  return [...totals].sort((a, b) => b[1] - a[1]);
+}
+
 export async function profileTandem({ durationS }) {
   const ctx = await prepare();
   const profDir = join(ctx.dir, 'prof');
@@ -40,9 +57,12 @@ export async function profileTandem({ durationS }) {
   }
   const kept = new URL('./results/tandem-small-get.cpuprofile', import.meta.url);
   copyFileSync(join(profDir, files[0]), kept);
-  const top = selfTimes(JSON.parse(readFileSync(join(profDir, files[0]), 'utf8'))).slice(0, 30);
+  const times = selfTimes(JSON.parse(readFileSync(join(profDir, files[0]), 'utf8')));
+  const top = times.slice(0, 30);
   await teardown(ctx);
   console.log('\nself time   share  function');
   for (const t of top) console.log(`${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.fn}`);
+  console.log('\nshare  owner (the profile includes start-up and idle time)');
+  for (const [name, share] of byOwner(times)) console.log(`${(share * 100).toFixed(1).padStart(5)}%  ${name}`);
   console.log(`\nfull profile: ${kept.pathname} (open in Chrome DevTools > Performance)`);
 }
