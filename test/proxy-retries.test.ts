@@ -240,10 +240,10 @@ clusters:
     expect(await res.body.text()).toBe('second');
     const elapsed = Date.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(90);
-    expect(elapsed).toBeLessThan(1000);
+    expect(elapsed).toBeLessThan(1500);
     expect(up.seen).toHaveLength(2);
     // the hung try was cancelled, its connection closed
-    expect(await eventually(() => hung[0]!.socket.destroyed, 1000)).toBe(true);
+    expect(await eventually(() => hung[0]!.socket.destroyed, 2000)).toBe(true);
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ status: 200, attempts: 2, flags: [] });
     expect(await retries(t.adminUrl)).toBe(1);
@@ -259,7 +259,7 @@ clusters:
     const started = Date.now();
     const res = await request(`${t.url}/j`);
     await expectTandemError(res, 504, 'upstream_timeout');
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(Date.now() - started).toBeLessThan(1500);
     expect(up.seen).toHaveLength(2);
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ status: 504, attempts: 2 });
@@ -288,7 +288,7 @@ clusters:
     const elapsed = Date.now() - started;
     await expectTandemError(res, 504, 'upstream_timeout');
     expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(800);
+    expect(elapsed).toBeLessThan(1000);
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ status: 504 });
     // the try cut by the timer may or may not have reached the upstream
