@@ -257,6 +257,7 @@ describe('WebSocket tunnel', () => {
     const c = await client(t.port);
     c.write(upgradeRequest('/elsewhere'));
     expect(await c.waitClosed()).toBe(true);
+    expect(c.text()).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
     const [res] = parseResponses(c.text());
     expect(res?.status).toBe(404);
     expect(header(res!, 'x-tandem-error')).toBe('no_route');

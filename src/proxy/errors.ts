@@ -2,6 +2,8 @@
 // status and one default message; the bodies are built per request only
 // because they carry the request id.
 
+import { STATUS_CODES } from 'node:http';
+
 export type ErrorCode =
   | 'bad_request'
   | 'method_not_allowed'
@@ -47,24 +49,17 @@ export function errorBody(code: ErrorCode, requestId: string, message?: string):
   return JSON.stringify({ error: code, message: message ?? ERRORS[code].message, requestId });
 }
 
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  413: 'Payload Too Large',
-  417: 'Expectation Failed',
-  431: 'Request Header Fields Too Large',
-};
-
 /**
  * The whole response as raw bytes, for answers written straight to a socket
  * before Node built a request object (parse errors, header overflow,
- * timeouts). Such an answer always closes the connection.
+ * timeouts) or after it handed the socket over (refused upgrades). Such an
+ * answer always closes the connection.
  */
 export function rawErrorResponse(code: ErrorCode, requestId: string): string {
   const { status } = ERRORS[code];
   const body = errorBody(code, requestId);
   return (
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
     'connection: close\r\n' +
     'content-type: application/json\r\n' +
     `content-length: ${Buffer.byteLength(body)}\r\n` +
