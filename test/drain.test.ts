@@ -98,7 +98,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 describe('drain in process', () => {
   it('not ready at once, accepts during the delay, then finishes in-flight work and closes', async () => {
     const up = await slowUpstream();
-    t = await startTandem(config(up.port, '{ delay: 200ms, timeout: 2s }'));
+    t = await startTandem(config(up.port, '{ delay: 400ms, timeout: 5s }'));
     const port = t.port;
     expect(await readyStatus(t.adminUrl)).toBe(200);
 
@@ -107,7 +107,7 @@ describe('drain in process', () => {
     idle.write(get('/warm'));
     await idle.waitFor((s) => s.includes('done /warm'));
     const slow = await client(port);
-    slow.write(get('/slow?ms=600'));
+    slow.write(get('/slow?ms=900'));
     await sleep(30);
 
     const started = Date.now();
@@ -120,22 +120,23 @@ describe('drain in process', () => {
     const duringText = await during.waitFor((s) => s.includes('done /during'));
     expect(statusOf(duringText)).toBe(200);
     expect(idle.closed()).toBe(false);
-    expect(Date.now() - started).toBeLessThan(200);
+    expect(Date.now() - started).toBeLessThan(400);
 
     // after the delay: idle connections closed, new ones refused
     expect(await idle.waitClosed(1000)).toBe(true);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(190);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
     expect(await refuses(port)).toBe(true);
 
     // the slow request still completes, with connection: close
-    const slowText = await slow.waitFor((s) => s.includes('done /slow'), 2000);
+    const slowText = await slow.waitFor((s) => s.includes('done /slow'), 3000);
     const [res] = parseResponses(slowText);
     expect(res?.status).toBe(200);
     expect(header(res!, 'connection')).toBe('close');
     expect(await slow.waitClosed()).toBe(true);
 
     await drained;
-    expect(Date.now() - started).toBeLessThan(1500);
+    // well before drain.timeout: nothing was left to wait for
+    expect(Date.now() - started).toBeLessThan(3000);
     await t.tandem.finished;
     // the admin goes with it
     await expect(fetch(`${t.adminUrl}/ready`)).rejects.toThrow();
