@@ -93,10 +93,14 @@ export class Tandem {
     this.drainState.draining = true;
     const { delay, timeout } = this.config.drain;
     if (delay > 0) await sleep(delay);
+    // The deadline timer is cancelled once everything closed by itself: an
+    // embedding program must not stay alive for the rest of drain.timeout.
+    const stop = new AbortController();
     const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()));
-    const allTunnelsClosed = Promise.all(this.listeners.map((l) => tunnelsClosed(l)));
-    const deadline = sleep(timeout).then(() => 'timeout' as const);
+    const allTunnelsClosed = Promise.all(this.listeners.map((l) => tunnelsClosed(l, stop.signal)));
+    const deadline = sleep(timeout, 'timeout' as const, { signal: stop.signal }).catch(() => 'stopped' as const);
     const outcome = await Promise.race([Promise.all([closed, allTunnelsClosed]), deadline]);
+    stop.abort();
     if (outcome === 'timeout') for (const l of this.listeners) l.destroyAll();
     await this.close();
     this.markFinished();
@@ -134,6 +138,6 @@ export class Tandem {
 }
 
 /** Resolves when every WebSocket tunnel of a listener has closed. */
-async function tunnelsClosed(l: Listener): Promise<void> {
-  while (l.tunnels.size > 0) await sleep(50);
+async function tunnelsClosed(l: Listener, stop: AbortSignal): Promise<void> {
+  while (l.tunnels.size > 0 && !stop.aborted) await sleep(50);
 }
