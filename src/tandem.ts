@@ -46,18 +46,18 @@ export class Tandem {
   /** Binds the admin server, then every listener; rejects naming what could not bind. */
   async start(options: TandemOptions = {}): Promise<void> {
     const { address, port } = this.config.admin;
-    this.admin = await startAdmin(address, options.adminPort ?? port, {
-      ready: () => this.bound && !this.drainState.draining,
-      configView: () => ({
-        version: this.snapshot.version,
-        loadedAt: this.snapshot.loadedAt.toISOString(),
-        config: this.snapshot.config,
-      }),
-      clustersView: () => this.clustersView(),
-      metrics: this.metrics,
-      quit: () => void this.drain(),
-    });
     try {
+      this.admin = await startAdmin(address, options.adminPort ?? port, {
+        ready: () => this.bound && !this.drainState.draining,
+        configView: () => ({
+          version: this.snapshot.version,
+          loadedAt: this.snapshot.loadedAt.toISOString(),
+          config: this.snapshot.config,
+        }),
+        clustersView: () => this.clustersView(),
+        metrics: this.metrics,
+        quit: () => void this.drain(),
+      });
       await Promise.all(this.listeners.map((l) => l.listen()));
     } catch (err) {
       await this.close();

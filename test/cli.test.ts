@@ -176,9 +176,14 @@ describe('run', () => {
     servers.push(blocker);
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as AddressInfo).port;
-    const r = await run(['--config', writeTempFile(GOOD.replace('port: 0 }', `port: ${port} }`))]);
+    // an access log to a file still opening when start fails must close cleanly too
+    const config = GOOD.replace('port: 0 }', `port: ${port} }`).replace(
+      'accessLog: { format: off }',
+      `accessLog: { format: json, path: ${writeTempFile('', 'access.log')} }`,
+    );
+    const r = await run(['--config', writeTempFile(config)]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`127.0.0.1:${port}`);
+    expect(r.stderr.trim()).toBe(`tandem: cannot bind admin 127.0.0.1:${port}: EADDRINUSE`);
   });
 
   it('SIGTERM and SIGINT end a running tandem with exit 0', async () => {

@@ -105,6 +105,13 @@ class Sink {
   private async end(): Promise<void> {
     await this.flush();
     if (this.failed) return;
+    // A file still opening cannot be ended, and pino's exit hook would throw
+    // on it: a tandem that fails to start closes its log right away.
+    if ((this.boom as unknown as { fd: number }).fd < 0) await new Promise<void>((resolve) => {
+      this.boom.once('ready', resolve);
+      this.boom.once('error', () => resolve());
+    });
+    if (this.failed) return;
     const closed = new Promise<void>((resolve) => {
       this.boom.once('close', resolve);
       this.boom.once('error', () => resolve());
