@@ -11,6 +11,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   deadPort,
   eventually,
+  metricValue,
+  waitForAccessLog,
   header,
   parseResponses,
   rawClient,
@@ -192,6 +194,35 @@ describe('WebSocket tunnel', () => {
     c2.destroy();
     expect(await eventually(() => up.sockets.size === 0)).toBe(true);
     expect(await eventually(() => tunnels.size === 0)).toBe(true);
+  });
+
+  it('logs one access-log line per tunnel when it closes, and counts it in the metrics', async () => {
+    const up = await startWsUpstream();
+    closers.push(up.close);
+    t = await startTandem(configFor(up.port));
+    const c = await client(t.port);
+    c.write(upgradeRequest('/ws/x'));
+    await c.waitFor((s) => s.endsWith('hello'));
+    c.write('ping!');
+    await c.waitFor((s) => s.endsWith('ping!'));
+    expect(await t.accessLog()).toHaveLength(0); // still open
+    c.destroy();
+    const [line] = await waitForAccessLog(t, 1);
+    expect(line).toMatchObject({ method: 'GET', path: '/ws/x', status: 101, route: 'ws', cluster: 'app', attempts: 1, flags: [] });
+    expect(line!.bytesIn).toBe(5);
+    expect(line!.bytesOut).toBe(10); // "hello" then the echoed "ping!"
+    expect(await metricValue(t.adminUrl, 'tandem_requests_total', { route: 'ws', code: '101' })).toBe(1);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '101' })).toBe(1);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_active_requests', { cluster: 'app' })).toBe(0);
+  });
+
+  it('logs a refused or failed upgrade with its status and flag', async () => {
+    t = await startTandem(configFor(await deadPort()));
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    expect(await c.waitClosed()).toBe(true);
+    const [line] = await waitForAccessLog(t, 1);
+    expect(line).toMatchObject({ status: 502, flags: ['UF'], route: 'ws', cluster: 'app' });
   });
 
   it('an upstream refusing the upgrade: its status goes back and the socket closes', async () => {

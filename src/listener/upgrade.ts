@@ -4,13 +4,41 @@
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
-import type { ListenerContext } from '../proxy/exchange.js';
+import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
+import { CLIENT_CLOSED, RequestRecord, type Flag, type ListenerContext } from '../proxy/exchange.js';
 import { clientAddress } from '../proxy/handle.js';
 import { buildResponseHeaders, buildUpstreamHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
 import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
+
+/**
+ * A tunnelled request's record: logged once, when the upgrade is refused or
+ * when the tunnel closes (its duration is the tunnel's life).
+ */
+class Tunnel extends RequestRecord {
+  private recorded = false;
+  private readonly attemptStartedHr = performance.now();
+
+  end(status: number): void {
+    if (this.recorded) return;
+    this.recorded = true;
+    if (this.cluster !== null && this.attempts > 0) {
+      const ms = performance.now() - this.attemptStartedHr;
+      this.upstreamMs = Math.round(ms * 1000) / 1000;
+      this.cluster.metrics.attempt(status, ms / 1000);
+    }
+    this.record(status);
+  }
+}
+
+const FLAGS: Partial<Record<ErrorCode, Flag>> = {
+  no_route: 'NR',
+  no_healthy_upstream: 'UH',
+  upstream_connect_failure: 'UF',
+  upstream_reset: 'UR',
+  upstream_timeout: 'UT',
+};
 
 export async function tunnelUpgrade(
   ctx: ListenerContext,
@@ -20,34 +48,49 @@ export async function tunnelUpgrade(
   tunnels: Set<Duplex>,
 ): Promise<void> {
   client.on('error', () => client.destroy());
-  const requestId = requestIdFrom(req.headers['x-request-id']);
+  const t = new Tunnel(ctx, req, clientAddress(req));
+  t.requestId = requestIdFrom(req.headers['x-request-id']);
+  const trace = traceFrom(req.headers.traceparent);
+  t.traceparent = trace.traceparent;
+  t.traceId = trace.traceId;
   const reject = (code: ErrorCode): void => {
-    if (client.writable) client.end(rawErrorResponse(code, requestId));
-    else client.destroy();
+    const flag = FLAGS[code];
+    if (flag !== undefined) t.flag(flag);
+    if (client.writable) client.end(rawErrorResponse(code, t.requestId));
+    else {
+      client.destroy();
+      t.flag('DC');
+    }
+    t.end(ERRORS[code].status);
   };
   const { path, query } = splitTarget(req.url ?? '');
   const normalized = normalizePath(path);
   if (normalized === null) return reject('bad_request');
   const route = findRoute(ctx.listener, req, normalized);
   if (route === undefined || route.pickCluster === null) return reject('no_route');
+  t.route = route;
+  t.metrics = route.metrics;
   const cluster = route.pickCluster();
-  const clientIp = clientAddress(req);
-  const endpoint = cluster.cluster.pick({ headers: req.headers, clientIp });
+  t.cluster = cluster;
+  const endpoint = cluster.cluster.pick(t);
   if (endpoint === undefined) return reject('no_healthy_upstream');
+  t.endpoint = endpoint;
+  t.attempts = 1;
 
   const headers = buildUpstreamHeaders(req.rawHeaders, {
-    clientIp,
+    clientIp: t.clientIp,
     proto: ctx.proto,
-    requestId,
-    traceparent: traceFrom(req.headers.traceparent).traceparent,
+    requestId: t.requestId,
+    traceparent: t.traceparent,
     hostOverride: route.hostRewrite,
     ops: route.requestOps,
   });
   const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;
   endpoint.begin();
+  cluster.metrics.activeInc();
   const answer = await new Promise<UpstreamAnswer>((resolve) => {
     let timer: NodeJS.Timeout | null = null;
-    const dispatch = new UpgradeDispatch(client, requestId, route.responseOps, (a) => {
+    const dispatch = new UpgradeDispatch(client, t, route.responseOps, (a) => {
       if (timer !== null) clearTimeout(timer);
       resolve(a);
     });
@@ -62,14 +105,19 @@ export async function tunnelUpgrade(
   });
   if (answer.socket === null) {
     endpoint.end();
+    cluster.metrics.activeDec();
     if (answer.error !== null) reject(answer.error);
+    else t.end(answer.status);
     return;
   }
   const upstream = answer.socket;
   const responseHeaders = answer.headers;
   if (client.destroyed) {
     endpoint.end();
+    cluster.metrics.activeDec();
     upstream.destroy();
+    t.flag('DC');
+    t.end(CLIENT_CLOSED);
     return;
   }
 
@@ -79,11 +127,14 @@ export async function tunnelUpgrade(
     if (value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) head101 += `${name}: ${v}\r\n`;
   }
-  head101 += `x-request-id: ${requestId}\r\n\r\n`;
+  head101 += `x-request-id: ${t.requestId}\r\n\r\n`;
   client.write(head101);
   if (head.length > 0) upstream.write(head);
 
   tunnels.add(client);
+  t.bytesIn = head.length;
+  client.on('data', (c: Buffer) => void (t.bytesIn += c.length));
+  upstream.on('data', (c: Buffer) => void (t.bytesOut += c.length));
   upstream.on('error', () => client.destroy());
   client.on('close', () => {
     tunnels.delete(client);
@@ -91,7 +142,9 @@ export async function tunnelUpgrade(
   });
   upstream.on('close', () => {
     endpoint.end();
+    cluster.metrics.activeDec();
     client.destroy();
+    t.end(101);
   });
   upstream.pipe(client);
   client.pipe(upstream);
@@ -100,7 +153,8 @@ export async function tunnelUpgrade(
 /** How the upstream answered an upgrade: its socket on a 101, else the error to send (null: its own answer was relayed). */
 type UpstreamAnswer =
   | { socket: Duplex; headers: IncomingHttpHeaders }
-  | { socket: null; error: ErrorCode | null };
+  | { socket: null; error: ErrorCode; status?: undefined }
+  | { socket: null; error: null; status: number };
 
 const CLIENT_GONE = new Error('client closed the connection');
 const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route timeout');
@@ -115,12 +169,13 @@ const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route timeout
 class UpgradeDispatch implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
   private stopped: Error | null = null;
-  private relaying = false;
+  /** the status of a refusal being relayed, 0 before one */
+  private relaying = 0;
   private settled = false;
 
   constructor(
     private readonly client: Duplex,
-    private readonly requestId: string,
+    private readonly record: RequestRecord,
     private readonly responseOps: CompiledHeaderOps | undefined,
     private readonly onAnswer: (answer: UpstreamAnswer) => void,
   ) {}
@@ -144,8 +199,8 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    this.relaying = true;
-    const pairs = buildResponseHeaders(headers, this.requestId, this.responseOps);
+    this.relaying = status;
+    const pairs = buildResponseHeaders(headers, this.record.requestId, this.responseOps);
     let head = `HTTP/1.1 ${status} ${statusMessage || STATUS_CODES[status] || ''}\r\n`;
     for (let i = 0; i < pairs.length; i += 2) head += `${pairs[i]}: ${pairs[i + 1]}\r\n`;
     // without content-length the body is framed by the close
@@ -153,6 +208,7 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.record.bytesOut += chunk.length;
     if (!this.client.write(chunk)) {
       controller.pause();
       this.client.once('drain', () => controller.resume());
@@ -161,14 +217,15 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.client.end();
-    this.settle({ socket: null, error: null });
+    this.settle({ socket: null, error: null, status: this.relaying });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, _err: Error): void {
-    if (this.relaying) {
+    if (this.relaying !== 0) {
       // a refusal cut mid-body must not look complete
       this.client.destroy();
-      return this.settle({ socket: null, error: null });
+      this.record.flag('UR');
+      return this.settle({ socket: null, error: null, status: this.relaying });
     }
     if (this.stopped === UPGRADE_TIMEOUT) return this.settle({ socket: null, error: 'upstream_timeout' });
     // never written to a connection: the upstream could not be reached

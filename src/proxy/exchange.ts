@@ -1,6 +1,6 @@
 // One request's state, from the first byte to the access-log line. A single
 // object per request: the stages write into it and the finish step reads it,
-// so metrics and the access log are produced in one place, once.
+// so metrics and the access log are produced in one place (record), once.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Endpoint } from '../cluster/endpoint.js';
@@ -24,7 +24,11 @@ export type Flag = 'NR' | 'UF' | 'UR' | 'UT' | 'UH' | 'UO' | 'URX' | 'DC' | 'DI'
 /** Status logged when the client left before any response was sent (as nginx does). */
 export const CLIENT_CLOSED = 499;
 
-export class Exchange {
+/**
+ * What every request accounts for, whether answered through a
+ * ServerResponse (Exchange) or tunnelled after an Upgrade.
+ */
+export class RequestRecord {
   readonly startedAt = Date.now();
   readonly startedHr = performance.now();
   requestId = '';
@@ -39,21 +43,16 @@ export class Exchange {
   bytesIn = 0;
   bytesOut = 0;
   upstreamMs: number | null = null;
-  /** the client went away or the exchange ended; late callbacks check it */
-  done = false;
-  /** the upstream side, once the request is forwarded: cancelled when the client leaves */
-  upstream: { abandon(): void } | null = null;
 
   constructor(
     readonly ctx: ListenerContext,
     readonly req: IncomingMessage,
-    readonly res: ServerResponse,
     readonly clientIp: string,
   ) {
     this.metrics = ctx.listener.noRouteMetrics;
   }
 
-  /** request headers, so an Exchange serves as the load balancer's pick context */
+  /** request headers, so a record serves as the load balancer's pick context */
   get headers(): IncomingMessage['headers'] {
     return this.req.headers;
   }
@@ -61,6 +60,49 @@ export class Exchange {
   flag(f: Flag): void {
     if (this.flags === null) this.flags = [f];
     else if (!this.flags.includes(f)) this.flags.push(f);
+  }
+
+  /** Metrics and the access-log line, with the status the client saw. */
+  protected record(status: number): void {
+    if (this.ctx.drain.draining) this.flag('DI');
+    const durationMs = performance.now() - this.startedHr;
+    this.metrics.request(status, durationMs / 1000);
+    const route = this.route;
+    this.ctx.accessLog.write({
+      time: this.startedAt,
+      requestId: this.requestId,
+      traceId: this.traceId,
+      clientIp: this.clientIp,
+      method: this.req.method ?? '',
+      path: this.req.url ?? '',
+      status,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      durationMs: Math.round(durationMs * 1000) / 1000,
+      upstreamMs: this.upstreamMs,
+      listener: this.ctx.listener.config.name,
+      route: route === null ? null : route.name,
+      cluster: this.cluster === null ? null : this.cluster.cluster.name,
+      endpoint: this.endpoint === null ? null : this.endpoint.key,
+      attempts: this.attempts,
+      flags: this.flags ?? [],
+    });
+  }
+}
+
+export class Exchange extends RequestRecord {
+  /** the client went away or the exchange ended; late callbacks check it */
+  done = false;
+  /** the upstream side, once the request is forwarded: cancelled when the client leaves */
+  upstream: { abandon(): void } | null = null;
+
+  constructor(
+    ctx: ListenerContext,
+    req: IncomingMessage,
+    readonly res: ServerResponse,
+    clientIp: string,
+  ) {
+    super(ctx, req, clientIp);
   }
 
   /** Answers with tandem's own JSON error (CONTRACT §4). */
@@ -98,28 +140,6 @@ export class Exchange {
     } else if (!res.writableFinished && !this.flags?.includes('UR') && !this.flags?.includes('UT')) {
       this.flag('DC');
     }
-    if (this.ctx.drain.draining) this.flag('DI');
-    const durationMs = performance.now() - this.startedHr;
-    this.metrics.request(status, durationMs / 1000);
-    const route = this.route;
-    this.ctx.accessLog.write({
-      time: this.startedAt,
-      requestId: this.requestId,
-      traceId: this.traceId,
-      clientIp: this.clientIp,
-      method: this.req.method ?? '',
-      path: this.req.url ?? '',
-      status,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
-      durationMs: Math.round(durationMs * 1000) / 1000,
-      upstreamMs: this.upstreamMs,
-      listener: this.ctx.listener.config.name,
-      route: route === null ? null : route.name,
-      cluster: this.cluster === null ? null : this.cluster.cluster.name,
-      endpoint: this.endpoint === null ? null : this.endpoint.key,
-      attempts: this.attempts,
-      flags: this.flags ?? [],
-    });
+    this.record(status);
   }
 }
