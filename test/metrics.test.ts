@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { CellCounter } from '../src/observability/cells.js';
+import type { CellValue } from '../src/observability/cells.js';
 import { Metrics } from '../src/observability/metrics.js';
 
 interface Sample {
@@ -85,7 +85,7 @@ describe('Metrics', () => {
 
   it('binds label children once per status code, not once per request', () => {
     const m = new Metrics();
-    const family = m.registry.getSingleMetric('tandem_requests_total') as unknown as CellCounter;
+    const family = m.registry.getSingleMetric('tandem_requests_total') as unknown as CellValue;
     const labels = vi.spyOn(family, 'cell');
     const route = m.route('inbound', 'hot');
     for (let i = 0; i < 1000; i++) route.request(i % 3 === 0 ? 500 : 200, 0.001);

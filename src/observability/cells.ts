@@ -62,23 +62,10 @@ abstract class Family<C> {
   }
 }
 
-export class CellCounter extends Family<Cell> {
-  constructor(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
-    super(registry, name, help, 'counter', labelNames);
-  }
-
-  protected newCell(): Cell {
-    return { value: 0 };
-  }
-
-  protected samples(labels: Labels, cell: Cell, out: Sample[]): void {
-    out.push({ value: cell.value, labels });
-  }
-}
-
-export class CellGauge extends Family<Cell> {
-  constructor(registry: Registry, name: string, help: string, labelNames: readonly string[]) {
-    super(registry, name, help, 'gauge', labelNames);
+/** A counter (only ever incremented) or a gauge (moved both ways): one number per label set. */
+export class CellValue extends Family<Cell> {
+  constructor(registry: Registry, type: 'counter' | 'gauge', name: string, help: string, labelNames: readonly string[]) {
+    super(registry, name, help, type, labelNames);
   }
 
   protected newCell(): Cell {

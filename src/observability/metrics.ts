@@ -1,5 +1,5 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { CellCounter, CellGauge, CellHistogram, type Cell } from './cells.js';
+import { CellHistogram, CellValue, type Cell } from './cells.js';
 
 // A sidecar adds well under a millisecond and upstreams rarely exceed the
 // default 15 s route timeout, so the buckets span 0.5 ms to 30 s.
@@ -26,7 +26,7 @@ export interface ClusterMetrics {
 }
 
 /** Cells per status code: the code label is the only one that varies per request. */
-function codeCells(family: CellCounter, fixed: string[]): (status: number) => Cell {
+function codeCells(family: CellValue, fixed: string[]): (status: number) => Cell {
   const cells: Cell[] = [];
   return (status) => (cells[status] ??= family.cell(...fixed, String(status)));
 }
@@ -35,32 +35,32 @@ export class Metrics {
   readonly registry: Registry;
   readonly contentType: string;
 
-  private readonly requests: CellCounter;
+  private readonly requests: CellValue;
   private readonly requestDuration: CellHistogram;
-  private readonly upstreamRequests: CellCounter;
+  private readonly upstreamRequests: CellValue;
   private readonly upstreamDuration: CellHistogram;
-  private readonly retries: CellCounter;
-  private readonly activeRequests: CellGauge;
-  private readonly breakerOpenGauge: CellGauge;
-  private readonly breakerRejections: CellCounter;
-  private readonly outlierEjections: CellCounter;
-  private readonly endpointHealthyGauge: CellGauge;
-  private readonly reloads: CellCounter;
+  private readonly retries: CellValue;
+  private readonly activeRequests: CellValue;
+  private readonly breakerOpenGauge: CellValue;
+  private readonly breakerRejections: CellValue;
+  private readonly outlierEjections: CellValue;
+  private readonly endpointHealthyGauge: CellValue;
+  private readonly reloads: CellValue;
 
   constructor() {
     const r = (this.registry = new Registry());
     this.contentType = r.contentType;
-    this.requests = new CellCounter(r, 'tandem_requests_total', 'Downstream requests answered, by listener, route and status code', ['listener', 'route', 'code']);
+    this.requests = new CellValue(r, 'counter', 'tandem_requests_total', 'Downstream requests answered, by listener, route and status code', ['listener', 'route', 'code']);
     this.requestDuration = new CellHistogram(r, 'tandem_request_duration_seconds', 'Time from the start of a downstream request to the end of its response', ['listener', 'route'], DURATION_BUCKETS);
-    this.upstreamRequests = new CellCounter(r, 'tandem_upstream_requests_total', 'Upstream attempts, by cluster and status code (502/504 when no response came back)', ['cluster', 'code']);
+    this.upstreamRequests = new CellValue(r, 'counter', 'tandem_upstream_requests_total', 'Upstream attempts, by cluster and status code (502/504 when no response came back)', ['cluster', 'code']);
     this.upstreamDuration = new CellHistogram(r, 'tandem_upstream_request_duration_seconds', 'Duration of each upstream attempt', ['cluster'], DURATION_BUCKETS);
-    this.retries = new CellCounter(r, 'tandem_upstream_retries_total', 'Retries sent to a cluster (the first try is not counted)', ['cluster']);
-    this.activeRequests = new CellGauge(r, 'tandem_upstream_active_requests', 'Requests in flight to a cluster', ['cluster']);
-    this.breakerOpenGauge = new CellGauge(r, 'tandem_circuit_breaker_open', '1 while the cluster error-rate breaker is open, else 0', ['cluster']);
-    this.breakerRejections = new CellCounter(r, 'tandem_circuit_breaker_rejections_total', 'Requests refused by the circuit breaker, by reason (open, overflow)', ['cluster', 'reason']);
-    this.outlierEjections = new CellCounter(r, 'tandem_outlier_ejections_total', 'Endpoints ejected by outlier detection', ['cluster']);
-    this.endpointHealthyGauge = new CellGauge(r, 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint']);
-    this.reloads = new CellCounter(r, 'tandem_config_reloads_total', 'Configuration reloads, by result', ['result']);
+    this.retries = new CellValue(r, 'counter', 'tandem_upstream_retries_total', 'Retries sent to a cluster (the first try is not counted)', ['cluster']);
+    this.activeRequests = new CellValue(r, 'gauge', 'tandem_upstream_active_requests', 'Requests in flight to a cluster', ['cluster']);
+    this.breakerOpenGauge = new CellValue(r, 'gauge', 'tandem_circuit_breaker_open', '1 while the cluster error-rate breaker is open, else 0', ['cluster']);
+    this.breakerRejections = new CellValue(r, 'counter', 'tandem_circuit_breaker_rejections_total', 'Requests refused by the circuit breaker, by reason (open, overflow)', ['cluster', 'reason']);
+    this.outlierEjections = new CellValue(r, 'counter', 'tandem_outlier_ejections_total', 'Endpoints ejected by outlier detection', ['cluster']);
+    this.endpointHealthyGauge = new CellValue(r, 'gauge', 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint']);
+    this.reloads = new CellValue(r, 'counter', 'tandem_config_reloads_total', 'Configuration reloads, by result', ['result']);
     // Series present at zero from the start, so rate() and alerts see the first increment.
     this.reloads.cell('success');
     this.reloads.cell('failure');
