@@ -1,7 +1,9 @@
 // Fixed-rate (open-loop) client: requests leave on a schedule that does not
-// wait for earlier responses, and each latency is measured from the request's
-// intended send time, so a stalled proxy shows up in the tail instead of
-// silently lowering the rate (coordinated omission).
+// wait for earlier responses (a stalled proxy cannot slow the sender, so its
+// stall shows up in the tail: no coordinated omission). Each latency runs
+// from the moment the request is handed to the connection pool, so a
+// request waiting for a free connection is counted, while the client's own
+// timer lateness (up to a millisecond, the same for every peer) is not.
 // Usage: node bench/open-loop.js URL RATE DURATION_S [CONNECTIONS]
 // Prints one JSON line: { requests, ok, errors, rate, p50Us, p99Us, p999Us, maxUs }.
 import { setPriority } from 'node:os';
@@ -31,7 +33,8 @@ let finished = 0;
 let ok = 0;
 let errors = 0;
 
-async function send(index, intendedAt) {
+async function send(index) {
+  const sentAt = performance.now();
   try {
     const { statusCode, body } = await pool.request({ path, method: 'GET' });
     await body.dump();
@@ -40,28 +43,25 @@ async function send(index, intendedAt) {
   } catch {
     errors += 1;
   }
-  if (index >= warmup) histogram.recordValue(Math.max(1, Math.round((performance.now() - intendedAt) * 1000)));
+  if (index >= warmup) histogram.recordValue(Math.max(1, Math.round((performance.now() - sentAt) * 1000)));
   finished += 1;
   if (finished === total) done();
 }
 
-// Timers only resolve to a millisecond, which would add up to 1 ms of
-// scheduling delay to every sample; so once the next send is near, the loop
-// yields with setImmediate (I/O still runs between turns) instead of sleeping.
+// Sends what is due, then sleeps until the next send. No busy-waiting: a
+// spinning client would take the CPU it shares with the upstream and add
+// scheduler delays of milliseconds to every peer's tail.
 function pump(start) {
   const now = performance.now();
   while (sent < total && start + sent * intervalMs <= now) {
-    void send(sent, start + sent * intervalMs);
+    void send(sent);
     sent += 1;
   }
   if (sent >= total) return;
-  const wait = start + sent * intervalMs - now;
-  if (wait > 2) setTimeout(pump, wait - 1.5, start);
-  else setImmediate(pump, start);
+  setTimeout(pump, Math.max(0, start + sent * intervalMs - now), start);
 }
 
-// The spinning loop shares its CPU with the upstream: a lower priority lets
-// the upstream run the moment it has work, instead of after our time slice.
+// A lower priority lets the upstream, on the same CPU, run first.
 setPriority(10);
 const startedAt = performance.now();
 const deadline = setTimeout(done, (total / rate) * 1000 + 10_000);
