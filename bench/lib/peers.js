@@ -1,6 +1,6 @@
 // The proxies under test. Each `start` returns a running server pinned to the
 // proxy CPU, or throws with the reason it could not start.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startPinned, stop } from './processes.js';
 import { freePort, waitFor200 } from './net.js';
@@ -30,7 +30,15 @@ export async function startDirect({ upstream }) {
   return { tracked: upstream.tracked, pid: upstream.pid, origin: `http://127.0.0.1:${upstream.ports[0]}`, shared: true };
 }
 
-export async function startTandem({ dir, upstreamPorts, nodeFlags = [], tag = 'tandem' }) {
+/** The Node flags tandem ships with: those of dist/cli.js's shebang line, so the bench runs tandem as users do. */
+function shippedFlags() {
+  const first = readFileSync(tandemCli, 'utf8').split('\n', 1)[0];
+  const m = /^#!.*\bnode\b(.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
+}
+
+export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem' }) {
+  nodeFlags ??= shippedFlags();
   if (!existsSync(tandemCli)) throw new Error('dist/cli.js is missing (npm run build)');
   const [listenPort, adminPort] = [await freePort(), await freePort()];
   const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag });
