@@ -41,6 +41,10 @@ export const CHAOS_RETRIES = {
 //   only bounds a port that drops SYNs.
 export const CHAOS_CIRCUIT_BREAKER = { maxRetries: 256, errorThresholdPercentage: 50 };
 
+// maxEjectionPercent 50 of 4 endpoints caps ejections at 2. The dead endpoint
+// stays ejected (as well as unhealthy) until its ejection time runs out, so
+// with the flaky one ejected too the slow one cannot be until then
+// (`--max-ejection-percent 75` lifts that).
 export const CHAOS_OUTLIER_DETECTION = { consecutive5xx: 3, baseEjectionTime: '10s', maxEjectionPercent: 50 };
 
 // Health checks take the dead endpoint out for good (2 failed checks ≈ 2 s)
@@ -65,7 +69,7 @@ function base({ dir, tag, listenPort, adminPort, cluster, retries, timeout = '2s
 const endpointList = (ports) => ports.map((port) => `127.0.0.1:${port}`);
 
 /** The chaos cluster: endpoints in the order dead, flaky, slow, healthy. */
-export function chaosConfig({ dir, listenPort, adminPort, endpointPorts }) {
+export function chaosConfig({ dir, listenPort, adminPort, endpointPorts, maxEjectionPercent = 50 }) {
   return base({
     dir, tag: 'chaos', listenPort, adminPort,
     retries: CHAOS_RETRIES,
@@ -75,7 +79,7 @@ export function chaosConfig({ dir, listenPort, adminPort, endpointPorts }) {
       loadBalancing: 'least_request',
       connectTimeout: '250ms',
       circuitBreaker: CHAOS_CIRCUIT_BREAKER,
-      outlierDetection: CHAOS_OUTLIER_DETECTION,
+      outlierDetection: { ...CHAOS_OUTLIER_DETECTION, maxEjectionPercent },
       healthCheck: CHAOS_HEALTH_CHECK,
     },
   });
