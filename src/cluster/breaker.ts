@@ -17,7 +17,8 @@ const WINDOW_BUCKETS = 10;
  * (its Status buckets); this class feeds it and makes the decision.
  *
  * opossum records outcomes only through `fire(action)`, a promise chain per
- * request (three promises and a closure), and its own opening rule does not
+ * request (four promises: its own, the action's, then() and catch()), and its
+ * own opening rule does not
  * match the contract: it divides failures by `fires`, which counts requests
  * when they start and also the calls it rejected while open, and it only
  * re-evaluates on a failure. So the breaker is never fired: outcomes are
