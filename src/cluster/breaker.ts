@@ -17,11 +17,10 @@ const WINDOW_BUCKETS = 10;
  * (its Status buckets); this class feeds it and makes the decision.
  *
  * opossum records outcomes only through `fire(action)`, a promise chain per
- * request (four promises: its own, the action's, then() and catch()), and its
- * own opening rule does not
- * match the contract: it divides failures by `fires`, which counts requests
- * when they start and also the calls it rejected while open, and it only
- * re-evaluates on a failure. So the breaker is never fired: outcomes are
+ * request (four promises: its own, the action's, then() and catch()), and
+ * its own opening rule does not match the contract: it divides failures by
+ * `fires`, which counts requests when they start and also the calls it
+ * rejected while open, and it only re-evaluates on a failure. So the breaker is never fired: outcomes are
  * emitted as opossum's own 'success'/'failure' events (which are what its
  * Status counts), the volume is successes + failures (finished requests), the
  * rule is checked after every verdict and opossum's `open()`/`close()` apply
