@@ -1,7 +1,11 @@
 // What one configuration version compiles to. The request path reads only
 // these objects: every name is already resolved to the thing it names.
 
+import type { ErrorRateBreaker } from './cluster/breaker.js';
 import type { Cluster } from './cluster/cluster.js';
+import type { HealthChecker } from './cluster/health.js';
+import type { ConcurrencyLimits } from './cluster/limits.js';
+import type { OutlierDetector } from './cluster/outlier.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { ClusterMetrics, RouteMetrics } from './observability/metrics.js';
 import type { CompiledHeaderOps } from './proxy/headers.js';
@@ -11,6 +15,12 @@ import type { RouteMatcher } from './router/match.js';
 export interface ClusterRuntime {
   readonly cluster: Cluster;
   readonly metrics: ClusterMetrics;
+  /** the concurrency limits: always on */
+  readonly limits: ConcurrencyLimits;
+  /** the error-rate breaker: only with errorThresholdPercentage */
+  readonly breaker: ErrorRateBreaker | null;
+  readonly outlier: OutlierDetector | null;
+  readonly health: HealthChecker | null;
 }
 
 export interface DirectResponse {

@@ -1,8 +1,13 @@
 // Config -> Snapshot: every expensive step of serving (regexes, weights,
 // load balancers, pools, metric children) happens here, once per load.
 
+import { ErrorRateBreaker } from './cluster/breaker.js';
 import { Cluster } from './cluster/cluster.js';
-import type { Config, ListenerConfig, RouteConfig } from './config/types.js';
+import { HealthChecker } from './cluster/health.js';
+import { ConcurrencyLimits } from './cluster/limits.js';
+import { OutlierDetector } from './cluster/outlier.js';
+import type { ClusterConfig, Config, ListenerConfig, RouteConfig } from './config/types.js';
+import { log } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import { compileHeaderOps } from './proxy/headers.js';
 import { compileRetryPolicy } from './proxy/retry-policy.js';
@@ -16,11 +21,39 @@ export const NO_ROUTE_LABEL = 'no_route';
 
 export function compileSnapshot(config: Config, metrics: Metrics, version: number): Snapshot {
   const clusters = new Map<string, ClusterRuntime>();
-  for (const c of config.clusters) {
-    clusters.set(c.name, { cluster: new Cluster(c), metrics: metrics.cluster(c.name) });
-  }
+  for (const c of config.clusters) clusters.set(c.name, compileCluster(c, metrics));
   const listeners = config.listeners.map((l) => compileListener(l, clusters, metrics));
   return { version, loadedAt: new Date(), config, listeners, clusters };
+}
+
+/** A cluster with its resilience parts, each bound to its metrics. Health checks start probing here. */
+function compileCluster(c: ClusterConfig, metrics: Metrics): ClusterRuntime {
+  const cluster = new Cluster(c);
+  const m = metrics.cluster(c.name);
+  const cb = c.circuitBreaker;
+  const breaker =
+    cb.errorThresholdPercentage === undefined
+      ? null
+      : new ErrorRateBreaker({ ...cb, errorThresholdPercentage: cb.errorThresholdPercentage }, (state) =>
+          m.breakerOpen(state === 'open'),
+        );
+  const outlier =
+    c.outlierDetection === undefined
+      ? null
+      : new OutlierDetector(c.outlierDetection, cluster.endpoints, (e) => {
+          m.ejected();
+          log.warn({ cluster: c.name, endpoint: e.key }, 'outlier ejected');
+        });
+  let health: HealthChecker | null = null;
+  if (c.healthCheck !== undefined) {
+    for (const e of cluster.endpoints) metrics.endpointHealthy(c.name, e.key, true);
+    health = new HealthChecker(c.healthCheck, cluster.endpoints, (e, healthy) => {
+      metrics.endpointHealthy(c.name, e.key, healthy);
+      log.warn({ cluster: c.name, endpoint: e.key, healthy }, 'health check state changed');
+    });
+    health.start();
+  }
+  return { cluster, metrics: m, limits: new ConcurrencyLimits(cb), breaker, outlier, health };
 }
 
 function compileListener(l: ListenerConfig, clusters: Map<string, ClusterRuntime>, metrics: Metrics): CompiledListener {
@@ -65,7 +98,12 @@ function compileClusterChoice(r: RouteConfig, clusters: Map<string, ClusterRunti
   return null;
 }
 
-/** Closes every pool of a snapshot (shutdown), letting in-flight requests finish. */
+/** Stops a snapshot's timers and closes its pools (shutdown), letting in-flight requests finish. */
 export async function closeSnapshot(s: Snapshot): Promise<void> {
+  for (const c of s.clusters.values()) {
+    c.health?.close();
+    c.outlier?.close();
+    c.breaker?.close();
+  }
   await Promise.all([...s.clusters.values()].map((c) => c.cluster.close()));
 }

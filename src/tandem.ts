@@ -123,9 +123,9 @@ export class Tandem {
   }
 
   private clustersView(): unknown[] {
-    return [...this.snapshot.clusters.values()].map(({ cluster }) => ({
+    return [...this.snapshot.clusters.values()].map(({ cluster, breaker }) => ({
       name: cluster.name,
-      breaker: 'closed',
+      breaker: breaker?.state ?? 'closed',
       endpoints: cluster.endpoints.map((e) => ({
         address: e.address,
         port: e.port,

@@ -78,6 +78,15 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
           loadBalancing: 'round_robin',
           connectTimeout: 1000,
           pool: { connections: 128, keepAliveTimeout: 4000 },
+          // the concurrency limits are always on; the error-rate breaker only with a threshold
+          circuitBreaker: {
+            maxRequests: 1024,
+            maxPendingRequests: 1024,
+            maxRetries: 3,
+            volumeThreshold: 20,
+            window: 10000,
+            resetTimeout: 30000,
+          },
         },
       ],
     });

@@ -193,23 +193,73 @@ describe('error positions and messages', () => {
       '  - name: app', //                                10
       '    endpoints: [127.0.0.1:8080]', //              11
       '    tls: {}', //                                  12
-      '    healthCheck: { path: /healthz }', //          13
-      '    outlierDetection: {}', //                     14
-      '    circuitBreaker: { maxRequests: 10 }', //      15
-      '  - name: other', //                              16
-      '    dns: { name: other.svc, port: 80 }', //       17
+      '  - name: other', //                              13
+      '    dns: { name: other.svc, port: 80 }', //       14
     );
     expect(errorsOf(text)).toEqual([
       'f.yaml:3:5: listeners.0.tls: not supported yet',
       'f.yaml:7:9: listeners.0.routes.0.rateLimit: not supported yet',
       'f.yaml:8:9: listeners.0.routes.0.auth: not supported yet',
       'f.yaml:12:5: clusters.0.tls: not supported yet',
-      'f.yaml:13:5: clusters.0.healthCheck: not supported yet',
-      'f.yaml:14:5: clusters.0.outlierDetection: not supported yet',
-      'f.yaml:15:5: clusters.0.circuitBreaker: not supported yet',
-      'f.yaml:16:5: clusters.1.endpoints: missing required key "endpoints"',
-      'f.yaml:17:5: clusters.1.dns: not supported yet',
+      'f.yaml:13:5: clusters.1.endpoints: missing required key "endpoints"',
+      'f.yaml:14:5: clusters.1.dns: not supported yet',
     ]);
+  });
+
+  test('resilience blocks: the CONTRACT §2 defaults, and their errors at the value', () => {
+    const ok = loadConfigText(
+      yaml(
+        'listeners:',
+        '  - port: 15000',
+        '    routes: [{ match: { prefix: / }, cluster: app }]',
+        'clusters:',
+        '  - name: app',
+        '    endpoints: [127.0.0.1:8080]',
+        '    healthCheck: { path: /healthz }',
+        '    outlierDetection: {}',
+        '    circuitBreaker: { errorThresholdPercentage: 50 }',
+        '  - name: plain',
+        '    endpoints: [127.0.0.1:8081]',
+      ),
+      'f.yaml',
+    );
+    if (!ok.ok) throw new Error(ok.errors.map(formatConfigError).join('\n'));
+    const [app, plain] = ok.config.clusters;
+    expect(app!.healthCheck).toEqual({ path: '/healthz', interval: 5000, timeout: 1000, healthyThreshold: 2, unhealthyThreshold: 3 });
+    expect(app!.outlierDetection).toEqual({ consecutive5xx: 5, baseEjectionTime: 30000, maxEjectionPercent: 50 });
+    expect(app!.circuitBreaker).toEqual({
+      maxRequests: 1024,
+      maxPendingRequests: 1024,
+      maxRetries: 3,
+      errorThresholdPercentage: 50,
+      volumeThreshold: 20,
+      window: 10000,
+      resetTimeout: 30000,
+    });
+    // the concurrency limits are always on; the other blocks only when written
+    expect(plain!.circuitBreaker.maxRequests).toBe(1024);
+    expect(plain!.circuitBreaker.errorThresholdPercentage).toBeUndefined();
+    expect(plain!.healthCheck).toBeUndefined();
+    expect(plain!.outlierDetection).toBeUndefined();
+
+    const bad = yaml(
+      'listeners:', //                                                   1
+      '  - port: 15000', //                                              2
+      '    routes: [{ match: { prefix: / }, cluster: app }]', //         3
+      'clusters:', //                                                    4
+      '  - name: app', //                                                5
+      '    endpoints: [127.0.0.1:8080]', //                              6
+      '    healthCheck: { path: healthz, interval: soon }', //           7
+      '    outlierDetection: { maxEjectionPercent: 150 }', //            8
+      '    circuitBreaker: { errorThresholdPercentage: 0, maxRetries: -1 }', // 9
+    );
+    const lines = errorsOf(bad);
+    expect(lines).toHaveLength(5);
+    expect(lines.some((l) => l.startsWith('f.yaml:7:26: clusters.0.healthCheck.path:'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('f.yaml:7:45: clusters.0.healthCheck.interval:'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('f.yaml:8:45: clusters.0.outlierDetection.maxEjectionPercent:'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('f.yaml:9:49: clusters.0.circuitBreaker.errorThresholdPercentage:'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('f.yaml:9:64: clusters.0.circuitBreaker.maxRetries:'))).toBe(true);
   });
 
   test('duplicate names and conflicting ports', () => {

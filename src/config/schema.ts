@@ -272,6 +272,30 @@ const hashOnSchema = z.strictObject({
   clientIp: z.literal(true).optional(),
 });
 
+const circuitBreakerSchema = z.strictObject({
+  maxRequests: z.int().min(1).default(1024),
+  maxPendingRequests: z.int().min(1).default(1024),
+  maxRetries: z.int().min(0).default(3),
+  errorThresholdPercentage: z.number().gt(0).max(100).optional(),
+  volumeThreshold: z.int().min(1).default(20),
+  window: duration(1).default(10 * MS.second),
+  resetTimeout: duration(1).default(30 * MS.second),
+});
+
+const outlierDetectionSchema = z.strictObject({
+  consecutive5xx: z.int().min(1).default(5),
+  baseEjectionTime: duration(1).default(30 * MS.second),
+  maxEjectionPercent: z.int().min(0).max(100).default(50),
+});
+
+const healthCheckSchema = z.strictObject({
+  path: z.string().startsWith('/', { error: 'must start with "/"' }),
+  interval: duration(1).default(5 * MS.second),
+  timeout: duration(1).default(MS.second),
+  healthyThreshold: z.int().min(1).default(2),
+  unhealthyThreshold: z.int().min(1).default(3),
+});
+
 const clusterSchema = z
   .strictObject({
     name,
@@ -285,13 +309,13 @@ const clusterSchema = z
         keepAliveTimeout: duration(1).default(4 * MS.second),
       })
       .prefault({}),
+    circuitBreaker: circuitBreakerSchema.prefault({}),
+    outlierDetection: outlierDetectionSchema.optional(),
+    healthCheck: healthCheckSchema.optional(),
     tls: notSupported,
-    healthCheck: notSupported,
-    outlierDetection: notSupported,
-    circuitBreaker: notSupported,
     dns: notSupported,
   })
-  .transform(({ tls: _tls, healthCheck: _hc, outlierDetection: _od, circuitBreaker: _cb, dns: _dns, ...cluster }) => cluster);
+  .transform(({ tls: _tls, dns: _dns, ...cluster }) => cluster);
 
 /** What a user writes; `configSchema` adds the names derived from positions. */
 export const configInputSchema = z

@@ -137,6 +137,37 @@ export interface PoolConfig {
   keepAliveTimeout: number;
 }
 
+/**
+ * Two breakers in one block: the concurrency limits (always on) and the
+ * error-rate breaker (on only when `errorThresholdPercentage` is set).
+ */
+export interface CircuitBreakerConfig {
+  /** concurrent requests to the cluster; over it -> 503 overflow */
+  maxRequests: number;
+  /** requests waiting for a connection; over it -> 503 overflow */
+  maxPendingRequests: number;
+  /** concurrent retries in flight; at it a retry is skipped */
+  maxRetries: number;
+  errorThresholdPercentage?: number;
+  volumeThreshold: number;
+  window: number;
+  resetTimeout: number;
+}
+
+export interface OutlierDetectionConfig {
+  consecutive5xx: number;
+  baseEjectionTime: number;
+  maxEjectionPercent: number;
+}
+
+export interface HealthCheckConfig {
+  path: string;
+  interval: number;
+  timeout: number;
+  healthyThreshold: number;
+  unhealthyThreshold: number;
+}
+
 export interface ClusterConfig {
   name: string;
   endpoints: EndpointConfig[];
@@ -144,4 +175,7 @@ export interface ClusterConfig {
   hashOn?: HashOnConfig;
   connectTimeout: number;
   pool: PoolConfig;
+  circuitBreaker: CircuitBreakerConfig;
+  outlierDetection?: OutlierDetectionConfig;
+  healthCheck?: HealthCheckConfig;
 }

@@ -13,14 +13,16 @@ export type Failure = 'connect-failure' | 'reset' | 'timeout' | 'status';
 export interface AttemptOwner {
   /** the body is sent from a copy, whose bytes were counted once when it was read */
   readonly bodyBuffered: boolean;
+  /** a connection was assigned: the try is no longer pending */
+  attemptStarted(): void;
   /** may this response status be retried (and is there a try left)? then it is discarded */
-  retriesStatus(status: number): boolean;
+  retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean;
   /** the whole request body went upstream */
   requestSent(): void;
   /** the try ended without committing a response */
   attemptFailed(attempt: Attempt, failure: Failure, status: number): void;
-  /** the try's response was committed and ended (cleanly or not) */
-  attemptEnded(attempt: Attempt): void;
+  /** the try's response was committed and ended: `clean` false when its body was cut */
+  attemptEnded(attempt: Attempt, clean: boolean): void;
   /** the streamed request body outgrew the listener's maxBodyBytes: answer 413, end the try */
   bodyTooLarge(attempt: Attempt): void;
 }
@@ -33,6 +35,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private settled = false;
   /** response head written to the client: from here on failures abort the client */
   committed = false;
+  /** a connection was assigned and the request began to be written */
+  started = false;
   readonly startedHr = performance.now();
   private readonly maxBody: number;
 
@@ -52,6 +56,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Controller): void {
+    this.started = true;
+    this.owner.attemptStarted();
     // A request still queued for a connection cannot be aborted through
     // undici's public API: it is aborted here, as soon as it starts.
     if (this.cancelled !== null) controller.abort(this.cancelled);
@@ -85,7 +91,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Controller, status: number, headers: Record<string, string | string[] | undefined>): void {
     if (this.settled) return;
-    if (this.owner.retriesStatus(status)) {
+    if (this.owner.retriesStatus(status, headers['retry-after'])) {
       this.fail('status', status);
       controller.abort(new Error('retrying'));
       return;
@@ -111,7 +117,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.settled) return;
     this.settled = true;
     this.ex.res.end();
-    this.owner.attemptEnded(this);
+    this.owner.attemptEnded(this, true);
   }
 
   onResponseError(): void {
@@ -122,7 +128,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.settled = true;
       if (this.cancelled === null) this.ex.flag('UR');
       this.ex.res.destroy();
-      this.owner.attemptEnded(this);
+      this.owner.attemptEnded(this, false);
       return;
     }
     if (this.cancelled !== null && (this.cancelled as TimeoutReason).timeout) {

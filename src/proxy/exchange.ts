@@ -93,8 +93,8 @@ export class RequestRecord {
 export class Exchange extends RequestRecord {
   /** the client went away or the exchange ended; late callbacks check it */
   done = false;
-  /** the upstream side, once the request is forwarded: cancelled when the client leaves */
-  upstream: { abandon(): void } | null = null;
+  /** the upstream side, once the request is forwarded: told when the exchange ends (and cancelled if still running) */
+  upstream: { end(): void } | null = null;
 
   constructor(
     ctx: ListenerContext,
@@ -131,7 +131,7 @@ export class Exchange extends RequestRecord {
   finish(): void {
     if (this.done) return;
     this.done = true;
-    this.upstream?.abandon();
+    this.upstream?.end();
     const res = this.res;
     let status = res.statusCode;
     if (!res.headersSent) {

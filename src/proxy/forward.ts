@@ -9,11 +9,25 @@ import pRetry from 'p-retry';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Exchange } from './exchange.js';
-import { allowsRetry, backoffDelay, isIdempotent, mayResendBody, retriesOnStatus, type RetryPolicy } from './retry-policy.js';
+import {
+  allowsRetry,
+  backoffDelay,
+  isIdempotent,
+  mayResendBody,
+  retriesOnStatus,
+  retryAfterMs,
+  type RetryPolicy,
+} from './retry-policy.js';
+
+/** What the next step after a failed try is: a free retry, a counted one, or none. */
+type Next = 'free' | 'counted' | null;
 
 interface TryResult {
   failure: Failure;
   status: number;
+  next: Next;
+  /** the upstream's Retry-After, in ms, when it is to be honoured as the backoff */
+  retryAfter: number | null;
 }
 
 class TryFailed extends Error {
@@ -32,6 +46,12 @@ export class Forward implements AttemptOwner {
   private tryTimer: NodeJS.Timeout | null = null;
   private retriesUsed = 0;
   private freeRetryUsed = false;
+  /** a counted retry holds one of the cluster's maxRetries slots until its try ends */
+  private holdsRetrySlot = false;
+  /** admitted by the cluster's limits (and breaker): released when the exchange ends */
+  private admitted = false;
+  /** Retry-After of the response just discarded for a retry */
+  private retryAfter: number | null = null;
   private expired = false;
   private stopRetries: AbortController | null = null;
   private settleTry: ((r: TryResult | null) => void) | null = null;
@@ -55,6 +75,17 @@ export class Forward implements AttemptOwner {
   }
 
   start(): void {
+    const c = this.cluster;
+    if (!c.limits.admit()) {
+      c.metrics.rejected('overflow');
+      return this.ex.fail('overflow', 'UO');
+    }
+    if (c.breaker !== null && !c.breaker.allow()) {
+      c.limits.release();
+      c.metrics.rejected('open');
+      return this.ex.fail('circuit_open', 'UO');
+    }
+    this.admitted = true;
     const body = this.body;
     if (body !== null && this.keepsBody(body)) return this.bufferBody(body);
     // The route timeout runs from the end of the client's request: a request
@@ -87,29 +118,69 @@ export class Forward implements AttemptOwner {
     });
   }
 
-  /** The client went away: stop everything upstream. */
-  abandon(): void {
+  /**
+   * The exchange is over (response finished, or the client went away): stop
+   * everything still running upstream, then give the cluster its verdict.
+   */
+  end(): void {
     this.stopTimers();
     this.stopRetries?.abort(CLIENT_GONE);
     this.attempt?.cancel(CLIENT_GONE);
+    this.releaseRetrySlot();
+    if (!this.admitted) return;
+    this.admitted = false;
+    this.cluster.limits.release();
+    this.cluster.breaker?.record(this.verdict());
+  }
+
+  /**
+   * For the error-rate breaker: a 5xx (the upstream's or tandem's own) or a
+   * response cut mid-body is a failure; a client that left before any answer
+   * gives no verdict.
+   */
+  private verdict(): boolean | null {
+    const res = this.ex.res;
+    if (!res.headersSent) return null;
+    if (res.statusCode >= 500) return false;
+    const flags = this.ex.flags;
+    return flags === null || !(flags.includes('UR') || flags.includes('UT'));
+  }
+
+  attemptStarted(): void {
+    this.cluster.limits.pending--;
   }
 
   requestSent(): void {
     if (this.routeTimer === null && !this.expired) this.startRouteTimer();
   }
 
-  retriesStatus(status: number): boolean {
+  retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean {
     const p = this.policy;
     if (!p.onStatus || !retriesOnStatus(p, status)) return false;
-    if (this.mayRetry('status', status)) return true;
+    if (this.nextStep('status', status) !== null) {
+      this.retryAfter = retryAfter === undefined ? null : this.honouredRetryAfter(retryAfter);
+      return true;
+    }
     // Exhausted only when some retry was made: a POST never retried is not.
     if (this.retriesUsed > 0) this.ex.flag('URX');
     return false;
   }
 
   attemptFailed(attempt: Attempt, failure: Failure, status: number): void {
-    this.endTry(attempt, status);
-    const result = { failure, status };
+    // a discarded 4xx (a retriable-status-codes match) is no fault of the endpoint's
+    this.endTry(attempt, status, failure !== 'status' || status >= 500);
+    // Decided (and a retry slot taken) now, synchronously: another request
+    // could take the last slot before the retry loop runs.
+    const next = this.ex.done ? null : this.nextStep(failure, status);
+    if (next === 'counted' && !this.cluster.limits.beginRetry()) return this.settle({ failure, status, next: null, retryAfter: null });
+    if (next === 'counted') this.holdsRetrySlot = true;
+    const retryAfter = failure === 'status' ? this.retryAfter : null;
+    this.retryAfter = null;
+    this.settle({ failure, status, next, retryAfter });
+  }
+
+  /** Hands a failed try's result to the retry loop, or starts the loop, or gives up. */
+  private settle(result: TryResult): void {
     if (this.settleTry !== null) {
       const settle = this.settleTry;
       this.settleTry = null;
@@ -117,12 +188,13 @@ export class Forward implements AttemptOwner {
       return;
     }
     if (this.ex.done) return;
-    if (this.mayRetry(failure, status)) void this.retry(result);
+    if (result.next !== null) void this.retry(result);
     else this.giveUp(result);
   }
 
-  attemptEnded(attempt: Attempt): void {
-    this.endTry(attempt, this.ex.res.statusCode);
+  attemptEnded(attempt: Attempt, clean: boolean): void {
+    const status = this.ex.res.statusCode;
+    this.endTry(attempt, status, !clean || status >= 500);
     this.stopTimers();
     if (this.settleTry !== null) {
       const settle = this.settleTry;
@@ -134,7 +206,8 @@ export class Forward implements AttemptOwner {
   bodyTooLarge(attempt: Attempt): void {
     // answers with connection close: the rest of the body is never read
     this.ex.fail('payload_too_large', undefined, true);
-    this.attemptEnded(attempt);
+    this.endTry(attempt, 413, null);
+    this.stopTimers();
   }
 
   private send(): void {
@@ -150,6 +223,7 @@ export class Forward implements AttemptOwner {
     ex.attempts++;
     endpoint.begin();
     this.cluster.metrics.activeInc();
+    this.cluster.limits.pending++;
     const attempt = new Attempt(ex, this, endpoint);
     this.attempt = attempt;
     const perTry = this.policy.perTryTimeout;
@@ -162,24 +236,49 @@ export class Forward implements AttemptOwner {
     );
   }
 
-  private endTry(attempt: Attempt, status: number): void {
+  /**
+   * The bookkeeping of a finished try. `failed` is the endpoint's verdict
+   * for outlier detection: null when the try says nothing about it (the
+   * client left, the request body was too large).
+   */
+  private endTry(attempt: Attempt, status: number, failed: boolean | null): void {
     if (this.tryTimer !== null) {
       clearTimeout(this.tryTimer);
       this.tryTimer = null;
     }
+    const c = this.cluster;
     const ms = performance.now() - attempt.startedHr;
     this.ex.upstreamMs = Math.round(ms * 1000) / 1000;
     attempt.endpoint.end();
-    this.cluster.metrics.activeDec();
-    this.cluster.metrics.attempt(status, ms / 1000);
+    if (!attempt.started) c.limits.pending--;
+    c.metrics.activeDec();
+    c.metrics.attempt(status, ms / 1000);
+    if (c.outlier !== null && failed !== null && !this.ex.done) c.outlier.report(attempt.endpoint, failed);
+    this.releaseRetrySlot();
     if (this.attempt === attempt) this.attempt = null;
   }
 
-  /** May one more try follow this failure? */
-  private mayRetry(failure: Failure, status: number): boolean {
-    if (this.expired || this.ex.done || !this.bodyReplayable()) return false;
-    if (this.freeRetryAllowed(failure)) return true;
-    return this.retriesUsed < this.policy.attempts && allowsRetry(this.policy, failure, status, this.idempotent);
+  private releaseRetrySlot(): void {
+    if (this.holdsRetrySlot) {
+      this.holdsRetrySlot = false;
+      this.cluster.limits.endRetry();
+    }
+  }
+
+  /** What may follow this failure: a free retry, a counted one (within the policy and the cluster's maxRetries), or nothing. */
+  private nextStep(failure: Failure, status: number): Next {
+    if (this.expired || this.ex.done || !this.bodyReplayable()) return null;
+    if (this.freeRetryAllowed(failure)) return 'free';
+    if (this.retriesUsed >= this.policy.attempts || !allowsRetry(this.policy, failure, status, this.idempotent)) return null;
+    return this.cluster.limits.retryAvailable ? 'counted' : null;
+  }
+
+  /** Retry-After is the backoff when the route's time left allows it; else the usual backoff applies. */
+  private honouredRetryAfter(value: string | string[]): number | null {
+    const ms = retryAfterMs(Array.isArray(value) ? value[0]! : value);
+    if (ms === null) return null;
+    const left = this.route.timeout === 0 ? Infinity : this.route.timeout - (performance.now() - this.ex.startedHr);
+    return ms < left ? ms : null;
   }
 
   /**
@@ -202,12 +301,13 @@ export class Forward implements AttemptOwner {
     try {
       await pRetry(
         async () => {
-          if (this.freeRetryAllowed(last.failure)) {
+          if (last.next === 'free') {
             this.freeRetryUsed = true;
           } else {
             this.retriesUsed++;
             this.cluster.metrics.retry();
-            await sleep(backoffDelay(this.policy, this.retriesUsed), undefined, { signal: stop.signal });
+            const delay = last.retryAfter ?? backoffDelay(this.policy, this.retriesUsed);
+            await sleep(delay, undefined, { signal: stop.signal });
           }
           const result = await new Promise<TryResult | null>((resolve) => {
             this.settleTry = resolve;
@@ -223,7 +323,7 @@ export class Forward implements AttemptOwner {
           minTimeout: 0,
           maxTimeout: 0,
           signal: stop.signal,
-          shouldRetry: ({ error }) => error instanceof TryFailed && this.mayRetry(last.failure, last.status),
+          shouldRetry: ({ error }) => error instanceof TryFailed && last.next !== null,
         },
       );
     } catch (err) {
@@ -269,7 +369,8 @@ export class Forward implements AttemptOwner {
     }
     // Between two tries (backoff): nothing upstream to cancel.
     this.stopRetries?.abort(ROUTE_TIMEOUT);
-    if (!ex.done) this.giveUp({ failure: 'timeout', status: 504 });
+    this.releaseRetrySlot();
+    if (!ex.done) this.giveUp({ failure: 'timeout', status: 504, next: null, retryAfter: null });
   }
 
   private stopTimers(): void {

@@ -90,3 +90,14 @@ export function backoffDelay(p: RetryPolicy, n: number): number {
   const cap = Math.min(p.backoffMax, p.backoffBase * 2 ** (n - 1));
   return Math.random() * cap;
 }
+
+/**
+ * Retry-After (RFC 9110 §10.2.3) in ms: delay-seconds or an HTTP-date; null
+ * when absent or unreadable.
+ */
+export function retryAfterMs(value: string): number | null {
+  const v = value.trim();
+  if (/^\d{1,9}$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
+}

@@ -251,9 +251,9 @@ export async function waitForAccessLog(t: RunningTandem, count = 1, withinMs = 2
 }
 
 /** Polls `check` every 10 ms until it holds or `withinMs` passes; returns its last value. */
-export async function eventually(check: () => boolean, withinMs = 2000): Promise<boolean> {
+export async function eventually(check: () => boolean | Promise<boolean>, withinMs = 2000): Promise<boolean> {
   const deadline = Date.now() + withinMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
