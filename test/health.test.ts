@@ -90,7 +90,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 function config(overrides: Partial<HealthCheckConfig> = {}): HealthCheckConfig {
-  return { path: '/healthz', interval: 20, timeout: 200, healthyThreshold: 2, unhealthyThreshold: 3, ...overrides };
+  return { path: '/healthz', interval: 20, timeout: 2000, healthyThreshold: 2, unhealthyThreshold: 3, ...overrides };
 }
 
 describe('HealthChecker', () => {
@@ -248,7 +248,7 @@ describe('HealthChecker', () => {
     const endpoint = endpointAt(upstream.port);
     const changes: boolean[] = [];
     // The interval is shorter than the timeout: overlapping probes would show up as concurrent requests.
-    check(config({ interval: 10, timeout: 50, unhealthyThreshold: 2 }), [endpoint], (_e, healthy) => changes.push(healthy));
+    check(config({ interval: 10, timeout: 100, unhealthyThreshold: 2 }), [endpoint], (_e, healthy) => changes.push(healthy));
 
     await waitFor(() => changes.length > 0, 'the transition');
     expect(changes).toEqual([false]);
@@ -258,9 +258,10 @@ describe('HealthChecker', () => {
     for (const probe of upstream.probes.slice(0, 3)) {
       expect(probe.closedAt).toBeDefined();
       const held = probe.closedAt! - probe.at;
-      // aborted by our 50 ms timer, not by undici's coarse one (or not at all)
-      expect(held).toBeGreaterThanOrEqual(40);
-      expect(held).toBeLessThan(500);
+      // Aborted by our 100 ms timer, not by undici's coarse one (or not at all).
+      // The server sees the request after the connect, so it may see less than 100 ms.
+      expect(held).toBeGreaterThanOrEqual(50);
+      expect(held).toBeLessThan(600);
     }
   });
 
@@ -305,7 +306,7 @@ describe('HealthChecker', () => {
 
   it('spreads the first probes of a cluster over the first interval', async () => {
     const upstream = await server(answering(() => 200));
-    const interval = 200;
+    const interval = 300;
     const targets = Array.from({ length: 10 }, () => endpointAt(upstream.port));
     const started = performance.now();
     check(config({ interval }), targets);
@@ -316,10 +317,10 @@ describe('HealthChecker', () => {
       return firstOf.size === targets.length;
     }, 'a first probe per endpoint');
     const firsts = [...firstOf.values()].map((at) => at - started);
-    expect(Math.max(...firsts)).toBeLessThan(interval + 100);
-    // Ten uniform draws over 200 ms span less than 40 ms about once in 200 000 runs.
-    expect(Math.max(...firsts) - Math.min(...firsts)).toBeGreaterThan(40);
-    expect(new Set(firsts.map(Math.round)).size).toBeGreaterThanOrEqual(5);
+    // within the first interval, give or take a loaded machine's late timers
+    expect(Math.max(...firsts)).toBeLessThan(interval + 500);
+    // Ten uniform draws over 300 ms span less than 60 ms about once in 200 000 runs.
+    expect(Math.max(...firsts) - Math.min(...firsts)).toBeGreaterThan(60);
   });
 });
 
