@@ -10,6 +10,7 @@
 //                       [--rounds 5] [--overhead-duration 5] [--part chaos|overhead|both]
 // Writes bench/results/chaos.{json,md}. Run through npm (`npm run bench:chaos`).
 import { parseArgs } from 'node:util';
+import os from 'node:os';
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -278,13 +279,15 @@ async function overheadRun(ctx, { durationS, rounds }) {
   // Each round's on/off pair ran back to back under the same conditions on a
   // shared machine: the median of the per-round ratios is steadier than the
   // ratio of the medians, which is also given.
-  const paired = (key) => median(on.raw.map((r, i) => r[key] / off.raw[i][key]));
+  const ratios = (key) => on.raw.map((r, i) => r[key] / off.raw[i][key]);
+  const paired = (key) => median(ratios(key));
   return {
     durationS,
     rounds,
     on,
     off,
     throughputCost: 1 - paired('rps'),
+    throughputRatios: ratios('rps'),
     throughputCostOfMedians: 1 - on.rps / off.rps,
     cpuPerReqRatio: paired('cpuUsPerReq'),
     cpuPerReqRatioOfMedians: on.cpuUsPerReq / off.cpuUsPerReq,
@@ -304,7 +307,7 @@ function chaosMarkdown(c) {
     `${c.client.durationS} s of GETs, closed loop, ${c.client.connections} connections; least_request; ` +
       'retries 3 on connect-failure/reset/5xx, per-try timeout 150 ms, backoff 5–50 ms, route timeout 2 s; ' +
       `outlier detection 3 consecutive 5xx, 10 s, max ${c.config.clusters[0].outlierDetection.maxEjectionPercent}%; ` +
-      'health checks /healthz every 1 s (timeout 250 ms, 2 to fail, 1 to recover); ' +
+      'health checks /healthz every 1 s (timeout 500 ms, 2 to fail, 1 to recover); ' +
       'error-rate breaker at 50%, maxRetries 256.', '',
     `**Client**: ${c.client.requests} requests, ${c.client.failures} not 2xx, success ${pct(c.client.successRate, 3)} ` +
       `(target ${pct(TARGET_SUCCESS, 1)}: ${c.client.successRate >= TARGET_SUCCESS ? 'met' : 'NOT met'}), ` +
@@ -328,6 +331,14 @@ function chaosMarkdown(c) {
   return lines;
 }
 
+/** A verdict only when every round agrees: on a busy machine single rounds swing by tens of percent. */
+function costVerdict(ratios) {
+  const [low, high] = [Math.min(...ratios), Math.max(...ratios)];
+  if (low >= 1 - TARGET_THROUGHPUT_COST) return 'met in every round';
+  if (high < 1 - TARGET_THROUGHPUT_COST) return 'NOT met in any round';
+  return `inconclusive, the rounds disagree: on/off from ${num(low, 2)} to ${num(high, 2)}`;
+}
+
 function overheadMarkdown(o) {
   const row = (label, s) => `| ${label} | ${num(s.rps)} | ${num(s.p50Ms, 1)} | ${num(s.p99Ms, 1)} | ${num(s.cpuUsPerReq, 1)} | ${s.failures} |`;
   return [
@@ -335,7 +346,7 @@ function overheadMarkdown(o) {
     `${o.rounds} interleaved rounds of ${o.durationS} s, medians; tandem on CPU 0, load and upstreams on CPU 1.`, '',
     '| tandem | req/s | p50 ms | p99 ms | CPU µs/req | failures |', '| --- | ---: | ---: | ---: | ---: | ---: |',
     row('resilience on', o.on), row('resilience off', o.off), '',
-    `Throughput cost (median of the per-round on/off ratios): ${pct(o.throughputCost, 1)} (target at most ${pct(TARGET_THROUGHPUT_COST, 0)}: ${o.throughputCost <= TARGET_THROUGHPUT_COST ? 'met' : 'NOT met'}); ` +
+    `Throughput cost (median of the per-round on/off ratios): ${pct(o.throughputCost, 1)} (target at most ${pct(TARGET_THROUGHPUT_COST, 0)}: ${costVerdict(o.throughputRatios)}); ` +
       `of the medians: ${pct(o.throughputCostOfMedians, 1)}. CPU per request on/off: ${num(o.cpuPerReqRatio, 3)} (of the medians: ${num(o.cpuPerReqRatioOfMedians, 3)}).`, '',
     `Per round, req/s on/off: ${o.on.raw.map((r, i) => `${num(r.rps)}/${num(o.off.raw[i].rps)}`).join(', ')}.`, '',
     `On: ${o.on_config}. Off: ${o.off_config}.`, '',
@@ -346,6 +357,8 @@ async function main() {
   const part = opts.part;
   const notes = [];
   if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned');
+  // other work on the pinned CPUs moves throughput from run to run; CPU µs/req moves least
+  notes.push(`load average at the start: ${os.loadavg().map((l) => l.toFixed(2)).join(', ')} on ${os.cpus().length} CPUs`);
   const ctx = await prepare();
   const out = {};
   try {

@@ -49,8 +49,12 @@ export const CHAOS_OUTLIER_DETECTION = { consecutive5xx: 3, baseEjectionTime: '1
 
 // Health checks take the dead endpoint out for good (2 failed checks ≈ 2 s)
 // where outlier ejection alone would let it back every baseEjectionTime.
-// timeout 250ms lets the slow endpoint's 200 ms /healthz pass: it is alive.
-export const CHAOS_HEALTH_CHECK = { path: '/healthz', interval: '1s', timeout: '250ms', healthyThreshold: 1, unhealthyThreshold: 2 };
+// timeout 500ms lets the slow endpoint's 200 ms /healthz pass with room for
+// a busy machine: it is alive, and must stay so. A slow endpoint marked
+// unhealthy is not ejected, which frees an ejection slot under
+// maxEjectionPercent, and a healthy endpoint's few per-try timeouts on a
+// starved CPU can then eject it, leaving no endpoint at all (seen with 250ms).
+export const CHAOS_HEALTH_CHECK = { path: '/healthz', interval: '1s', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 2 };
 
 function base({ dir, tag, listenPort, adminPort, cluster, retries, timeout = '2s' }) {
   return {
