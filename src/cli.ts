@@ -90,20 +90,20 @@ async function validate(file: string): Promise<number> {
 }
 
 async function run(file: string | undefined): Promise<number> {
-  const loaded: LoadResult =
-    file === undefined || file === '' ? loadConfigText(DEFAULT_CONFIG_YAML, '<default>') : await loadConfigFile(file);
+  const embedded = file === undefined || file === '';
+  const loaded: LoadResult = embedded ? loadConfigText(DEFAULT_CONFIG_YAML, '<default>') : await loadConfigFile(file);
   if (!loaded.ok) {
     process.stderr.write(loaded.errors.map((e) => formatConfigError(e) + '\n').join(''));
     return EXIT_INVALID;
   }
   const tandem = new Tandem(loaded.config);
   try {
-    await tandem.start();
+    await tandem.start(embedded ? {} : { configFile: file });
   } catch (err) {
     process.stderr.write(`tandem: ${(err as Error).message}\n`);
     return EXIT_INVALID;
   }
-  return serve(tandem, file ?? '<default>');
+  return serve(tandem, embedded ? '<default>' : file);
 }
 
 async function demo(): Promise<number> {
@@ -129,7 +129,8 @@ async function serve(tandem: Tandem, source: string): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  process.on('SIGHUP', () => log.warn('SIGHUP: configuration reload is not supported yet; nothing changed'));
+  // The reload logs its own outcome.
+  process.on('SIGHUP', () => void tandem.reload());
   await tandem.finished;
   return EXIT_OK;
 }

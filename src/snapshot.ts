@@ -1,6 +1,7 @@
 // Config -> Snapshot: every expensive step of serving (regexes, weights,
 // load balancers, pools, metric children) happens here, once per load.
 
+import { isDeepStrictEqual } from 'node:util';
 import { ErrorRateBreaker } from './cluster/breaker.js';
 import { Cluster } from './cluster/cluster.js';
 import { HealthChecker } from './cluster/health.js';
@@ -19,11 +20,27 @@ import type { ClusterRuntime, CompiledListener, CompiledRoute, Snapshot } from '
 /** Label value of requests that matched no route. */
 export const NO_ROUTE_LABEL = 'no_route';
 
-export function compileSnapshot(config: Config, metrics: Metrics, version: number): Snapshot {
+/**
+ * On a reload, `previous` is the running snapshot: a cluster whose
+ * configuration is unchanged is carried over with its runtime (pools, health
+ * and ejection state, breaker, limits); the others are built fresh.
+ */
+export function compileSnapshot(config: Config, metrics: Metrics, version: number, previous?: Snapshot): Snapshot {
   const clusters = new Map<string, ClusterRuntime>();
-  for (const c of config.clusters) clusters.set(c.name, compileCluster(c, metrics));
+  for (const c of config.clusters) clusters.set(c.name, unchangedCluster(previous, c) ?? compileCluster(c, metrics));
   const listeners = config.listeners.map((l) => compileListener(l, clusters, metrics));
   return { version, loadedAt: new Date(), config, listeners, clusters };
+}
+
+function unchangedCluster(previous: Snapshot | undefined, c: ClusterConfig): ClusterRuntime | undefined {
+  const old = previous?.clusters.get(c.name);
+  return old !== undefined && isDeepStrictEqual(old.cluster.config, c) ? old : undefined;
+}
+
+/** The cluster runtimes of `previous` that `next` no longer uses: removed, or replaced by a changed config. */
+export function retiredClusters(previous: Snapshot, next: Snapshot): ClusterRuntime[] {
+  const kept = new Set(next.clusters.values());
+  return [...previous.clusters.values()].filter((c) => !kept.has(c));
 }
 
 /** A cluster with its resilience parts, each bound to its metrics. Health checks start probing here. */
@@ -100,10 +117,13 @@ function compileClusterChoice(r: RouteConfig, clusters: Map<string, ClusterRunti
 
 /** Stops a snapshot's timers and closes its pools (shutdown), letting in-flight requests finish. */
 export async function closeSnapshot(s: Snapshot): Promise<void> {
-  for (const c of s.clusters.values()) {
-    c.health?.close();
-    c.outlier?.close();
-    c.breaker?.close();
-  }
-  await Promise.all([...s.clusters.values()].map((c) => c.cluster.close()));
+  await Promise.all([...s.clusters.values()].map(closeCluster));
+}
+
+/** Stops a cluster's health checks, ejection and breaker timers, then closes its pools once in-flight tries end. Once per runtime. */
+export async function closeCluster(c: ClusterRuntime): Promise<void> {
+  c.health?.close();
+  c.outlier?.close();
+  c.breaker?.close();
+  await c.cluster.close();
 }

@@ -1,18 +1,26 @@
-// The running process: one snapshot, its listeners, the admin server, and
-// the drain that ends them (CONTRACT §6).
+// The running process: one snapshot, its listeners, the admin server, the
+// reloads that swap the snapshot (CONTRACT §5), and the drain that ends them
+// (CONTRACT §6).
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startAdmin, type AdminServer } from './admin/server.js';
+import { startAdmin, type AdminServer, type ReloadOutcome } from './admin/server.js';
 import type { Config } from './config/types.js';
 import { Listener } from './listener/listener.js';
 import { createAccessLog, type AccessLog } from './observability/access-log.js';
 import { Metrics } from './observability/metrics.js';
-import { closeSnapshot, compileSnapshot } from './snapshot.js';
-import type { Snapshot } from './snapshot-types.js';
+import { log } from './observability/log.js';
+import { ConfigReloader, type ReloadTarget } from './reload.js';
+import { closeCluster, closeSnapshot, compileSnapshot, retiredClusters } from './snapshot.js';
+import type { ClusterRuntime, Snapshot } from './snapshot-types.js';
+
+/** How often a retired cluster is checked for in-flight requests before its pools close. */
+const RETIRED_POLL_MS = 50;
 
 export interface TandemOptions {
   /** admin port override (tests bind port 0) */
   adminPort?: number;
+  /** the file the configuration came from: watched, and reloaded on SIGHUP and POST /reload */
+  configFile?: string;
 }
 
 export class Tandem {
@@ -22,6 +30,11 @@ export class Tandem {
   private readonly accessLog: AccessLog;
   private snapshot: Snapshot;
   private admin: AdminServer | null = null;
+  private reloader: ConfigReloader | null = null;
+  /** clusters a reload removed or replaced, each closing once its in-flight requests end */
+  private readonly retiring = new Set<Promise<void>>();
+  /** cuts the wait of retiring clusters short at close */
+  private readonly closed = new AbortController();
   private bound = false;
   private drained: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -56,6 +69,7 @@ export class Tandem {
         }),
         clustersView: () => this.clustersView(),
         metrics: this.metrics,
+        reload: () => this.reload(),
         quit: () => void this.drain(),
       });
       await Promise.all(this.listeners.map((l) => l.listen()));
@@ -64,6 +78,44 @@ export class Tandem {
       throw err;
     }
     this.bound = true;
+    if (options.configFile !== undefined && !this.closed.signal.aborted) {
+      this.reloader = new ConfigReloader(options.configFile, this.reloadTarget(), this.metrics);
+      this.reloader.watch();
+    }
+  }
+
+  /** Re-reads the configuration file now (SIGHUP, POST /reload); the embedded default has none. */
+  reload(): Promise<ReloadOutcome> {
+    if (this.reloader !== null) return this.reloader.reload();
+    const errors = ['the embedded default configuration cannot be reloaded: start tandem with --config FILE'];
+    log.warn({ errors }, 'configuration reload refused');
+    return Promise.resolve({ ok: false, errors });
+  }
+
+  /**
+   * What the reloader swaps: a new snapshot (unchanged clusters carried
+   * over) becomes every listener's for new requests; in-flight requests keep
+   * the objects they already hold.
+   */
+  private reloadTarget(): ReloadTarget {
+    return {
+      current: () => this.snapshot,
+      apply: (config: Config): number => {
+        const previous = this.snapshot;
+        const next = compileSnapshot(config, this.metrics, previous.version + 1, previous);
+        this.snapshot = next;
+        for (const l of this.listeners) l.ctx.listener = next.listeners.find((n) => n.config.name === l.name)!;
+        for (const c of retiredClusters(previous, next)) this.retire(c);
+        return next.version;
+      },
+    };
+  }
+
+  /** Closes a cluster the new snapshot dropped, once no request of the old one uses it. */
+  private retire(c: ClusterRuntime): void {
+    const done = whenIdle(c, this.closed.signal).then(() => closeCluster(c));
+    this.retiring.add(done);
+    void done.finally(() => this.retiring.delete(done));
   }
 
   get adminPort(): number {
@@ -91,6 +143,7 @@ export class Tandem {
 
   private async runDrain(): Promise<void> {
     this.drainState.draining = true;
+    this.reloader?.close();
     const { delay, timeout } = this.config.drain;
     if (delay > 0) await sleep(delay);
     // The deadline timer is cancelled once everything closed by itself: an
@@ -113,11 +166,13 @@ export class Tandem {
   }
 
   private async release(): Promise<void> {
+    this.reloader?.close();
+    this.closed.abort();
     for (const l of this.listeners) {
       l.destroyAll();
       l.server.close();
     }
-    await closeSnapshot(this.snapshot);
+    await Promise.all([closeSnapshot(this.snapshot), ...this.retiring]);
     await this.admin?.close();
     await this.accessLog.close();
   }
@@ -134,6 +189,13 @@ export class Tandem {
         activeRequests: e.activeRequests,
       })),
     }));
+  }
+}
+
+/** Resolves once no request holds the cluster (or at `stop`). */
+async function whenIdle(c: ClusterRuntime, stop: AbortSignal): Promise<void> {
+  while ((c.limits.active > 0 || c.cluster.activeRequests > 0) && !stop.aborted) {
+    await sleep(RETIRED_POLL_MS, undefined, { ref: false, signal: stop }).catch(() => undefined);
   }
 }
 

@@ -1,0 +1,118 @@
+// Configuration reload (CONTRACT §5): read the file, validate it, and hand a
+// valid configuration to the running process; an invalid one changes
+// nothing. Reloads run one at a time, whatever started them (the file
+// watcher, SIGHUP, POST /reload).
+
+import { readFile } from 'node:fs/promises';
+import { isDeepStrictEqual } from 'node:util';
+import { formatConfigError, ROOT_PATH } from './config/errors.js';
+import { loadConfigText } from './config/load.js';
+import type { Config, ListenerConfig } from './config/types.js';
+import { watchConfigDirectory, type ConfigWatcher } from './config/watch.js';
+import type { ReloadOutcome } from './admin/server.js';
+import { log } from './observability/log.js';
+import type { Metrics } from './observability/metrics.js';
+
+/** What a reload acts on: the running process. */
+export interface ReloadTarget {
+  /** the configuration running now and its version */
+  current(): { readonly config: Config; readonly version: number };
+  /** swaps in a valid configuration that `restartNeeded` accepted; returns the new version */
+  apply(config: Config): number;
+}
+
+export class ConfigReloader {
+  private queue: Promise<unknown> = Promise.resolve();
+  /** the text last read from the file, valid or not: a watcher event that finds it again is no change */
+  private lastText: string | undefined;
+  private watcher: ConfigWatcher | null = null;
+
+  constructor(
+    readonly file: string,
+    private readonly target: ReloadTarget,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Starts watching the file's directory; changes are applied after the quiet period. */
+  watch(): void {
+    this.watcher ??= watchConfigDirectory(this.file, () => void this.enqueue(false));
+  }
+
+  /** Reloads now (SIGHUP, POST /reload), even when the text looks unchanged. */
+  reload(): Promise<ReloadOutcome> {
+    return this.enqueue(true).then((outcome) => outcome!);
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = null;
+  }
+
+  private enqueue(explicit: boolean): Promise<ReloadOutcome | null> {
+    const run = this.queue.then(() => this.run(explicit));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** null: a watcher event that found nothing new */
+  private async run(explicit: boolean): Promise<ReloadOutcome | null> {
+    if (!explicit && this.watcher === null) return null;
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      const line = formatConfigError({ file: this.file, line: 1, col: 1, path: ROOT_PATH, message: `cannot read file: ${(err as Error).message}` });
+      return this.fail([line]);
+    }
+    if (!explicit && text === this.lastText) return null;
+    this.lastText = text;
+    const loaded = loadConfigText(text, this.file);
+    if (!loaded.ok) return this.fail(loaded.errors.map(formatConfigError));
+    const current = this.target.current();
+    const refused = restartNeeded(current.config, loaded.config);
+    if (refused.length > 0) return this.fail(refused.map((message) => `${this.file}: ${message}`));
+    if (isDeepStrictEqual(loaded.config, current.config)) {
+      // A touch, or the first event after start: nothing to swap.
+      if (!explicit) return null;
+      this.metrics.configReload('success');
+      log.info({ file: this.file, version: current.version }, 'configuration reloaded: unchanged');
+      return { ok: true, version: current.version };
+    }
+    const version = this.target.apply(loaded.config);
+    this.metrics.configReload('success');
+    log.info({ file: this.file, version }, 'configuration reloaded');
+    return { ok: true, version };
+  }
+
+  private fail(errors: string[]): ReloadOutcome {
+    this.metrics.configReload('failure');
+    log.error({ file: this.file, errors }, 'configuration reload failed; nothing changed');
+    return { ok: false, errors };
+  }
+}
+
+/**
+ * What a reload cannot change without rebinding or reopening: the listener
+ * set and each listener's address, port and limits (Node fixes the limits
+ * when the server is created), the admin address and the access-log sink.
+ * Such a file is refused as a whole; routes, clusters and drain settings
+ * reload.
+ */
+export function restartNeeded(current: Config, next: Config): string[] {
+  const problems: string[] = [];
+  const restart = 'cannot change on reload; restart tandem to apply it';
+  const names = (ls: ListenerConfig[]): string[] => ls.map((l) => l.name).sort();
+  if (!isDeepStrictEqual(names(current.listeners), names(next.listeners))) {
+    problems.push(`listeners: the set of listeners (${names(next.listeners).join(', ')}) ${restart}`);
+  } else {
+    // Everything but the routes is fixed when the server is created.
+    const bound = (l: ListenerConfig): ListenerConfig => ({ ...l, routes: [] });
+    for (const l of next.listeners) {
+      const old = current.listeners.find((c) => c.name === l.name)!;
+      if (!isDeepStrictEqual(bound(old), bound(l))) problems.push(`listeners.${l.name}: address, port or limits ${restart}`);
+    }
+  }
+  if (!isDeepStrictEqual(current.admin, next.admin)) problems.push(`admin: ${restart}`);
+  if (!isDeepStrictEqual(current.accessLog, next.accessLog)) problems.push(`accessLog: ${restart}`);
+  return problems;
+}
