@@ -1,19 +1,63 @@
-import type { ClusterConfig } from '../config/types.js';
-import { Endpoint } from './endpoint.js';
+import type { ClusterConfig, EndpointConfig } from '../config/types.js';
+import { Endpoint, endpointKey } from './endpoint.js';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb/index.js';
 
 export type { PickContext } from './lb/index.js';
 
+/** What setEndpoints changed, so the cluster's watchers can follow. */
+export interface EndpointChange {
+  readonly added: readonly Endpoint[];
+  readonly removed: readonly Endpoint[];
+}
+
 /** A named group of endpoints and the load balancer that chooses among them. */
 export class Cluster {
   readonly name: string;
-  readonly endpoints: readonly Endpoint[];
-  private readonly balancer: LoadBalancer;
+  private current: readonly Endpoint[];
+  private balancer: LoadBalancer;
+  /** endpoints that left the list and close once their in-flight requests are done */
+  private readonly retiring = new Map<Endpoint, Promise<void>>();
 
   constructor(readonly config: ClusterConfig) {
     this.name = config.name;
-    this.endpoints = config.endpoints.map((endpoint) => new Endpoint(endpoint, config));
-    this.balancer = createLoadBalancer(config, this.endpoints);
+    this.current = config.endpoints.map((endpoint) => new Endpoint(endpoint, config));
+    this.balancer = createLoadBalancer(config, this.current);
+  }
+
+  get endpoints(): readonly Endpoint[] {
+    return this.current;
+  }
+
+  /**
+   * Replaces the endpoint list (DNS discovery). Endpoints are matched by
+   * address:port: one that stays keeps its object, so its pool, in-flight
+   * count and health and ejection flags carry over; one that leaves is out of
+   * rotation at once and its pool closes once its in-flight requests finish.
+   * The new load balancer takes over in one assignment, so a pick sees
+   * either the old list or the new one, never a mix.
+   */
+  setEndpoints(configs: readonly EndpointConfig[]): EndpointChange {
+    const before = new Map(this.current.map((e) => [e.key, e]));
+    const next: Endpoint[] = [];
+    const added: Endpoint[] = [];
+    const seen = new Set<string>();
+    for (const c of configs) {
+      const key = endpointKey(c.address, c.port);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      let endpoint = before.get(key);
+      if (endpoint === undefined) {
+        endpoint = new Endpoint(c, this.config);
+        added.push(endpoint);
+      }
+      before.delete(key);
+      next.push(endpoint);
+    }
+    const removed = [...before.values()];
+    this.current = next;
+    this.balancer = createLoadBalancer(this.config, next);
+    for (const endpoint of removed) this.retire(endpoint);
+    return { added, removed };
   }
 
   /**
@@ -27,17 +71,27 @@ export class Cluster {
 
   get activeRequests(): number {
     let total = 0;
-    for (const endpoint of this.endpoints) total += endpoint.activeRequests;
+    for (const endpoint of this.current) total += endpoint.activeRequests;
+    for (const endpoint of this.retiring.keys()) total += endpoint.activeRequests;
     return total;
   }
 
   /** Lets in-flight requests finish, then closes every connection. */
   async close(): Promise<void> {
-    await Promise.all(this.endpoints.map((endpoint) => endpoint.close()));
+    await Promise.all([...this.current.map((endpoint) => endpoint.close()), ...this.retiring.values()]);
   }
 
   /** Aborts in-flight requests and closes every connection now. */
   async destroy(): Promise<void> {
-    await Promise.all(this.endpoints.map((endpoint) => endpoint.destroy()));
+    await Promise.all([...this.current, ...this.retiring.keys()].map((endpoint) => endpoint.destroy()));
+  }
+
+  private retire(endpoint: Endpoint): void {
+    const closed = endpoint
+      .close()
+      // A pool that fails to close has nothing left to serve: forget it either way.
+      .catch(() => {})
+      .finally(() => this.retiring.delete(endpoint));
+    this.retiring.set(endpoint, closed);
   }
 }

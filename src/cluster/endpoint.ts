@@ -4,6 +4,12 @@ import type { ClusterConfig, EndpointConfig } from '../config/types.js';
 /** undici subtracts this from a server's keep-alive hint, so we stop reusing a socket before the server closes it */
 const KEEP_ALIVE_THRESHOLD_MS = 1000;
 
+/** `host:port`, IPv6 addresses in brackets: an endpoint's identity within its cluster. */
+export function endpointKey(address: string, port: number): string {
+  const bare = address.includes(':') && !address.startsWith('[');
+  return `${bare ? `[${address}]` : address}:${port}`;
+}
+
 /** One upstream host:port with its own connection pool and the state the load balancers read. */
 export class Endpoint {
   readonly address: string;
@@ -15,14 +21,14 @@ export class Endpoint {
   activeRequests = 0;
   healthy = true;
   ejected = false;
+  /** set by close(): a closed pool refuses dispatches, so not even a retry's fallback may pick it */
+  private closing = false;
 
   constructor(endpoint: EndpointConfig, cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool'>) {
     this.address = endpoint.address;
     this.port = endpoint.port;
     this.weight = endpoint.weight;
-    const bare = endpoint.address.includes(':') && !endpoint.address.startsWith('[');
-    const host = bare ? `[${endpoint.address}]` : endpoint.address;
-    this.key = `${host}:${endpoint.port}`;
+    this.key = endpointKey(endpoint.address, endpoint.port);
     this.origin = `http://${this.key}`;
     this.pool = new Pool(this.origin, {
       connections: cluster.pool.connections,
@@ -39,7 +45,7 @@ export class Endpoint {
   }
 
   get available(): boolean {
-    return this.healthy && !this.ejected;
+    return this.healthy && !this.ejected && !this.closing;
   }
 
   begin(): void {
@@ -53,6 +59,7 @@ export class Endpoint {
 
   /** Waits for in-flight requests, then closes the sockets. */
   close(): Promise<void> {
+    this.closing = true;
     return this.pool.close();
   }
 

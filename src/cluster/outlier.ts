@@ -36,7 +36,7 @@ interface EndpointState {
  */
 export class OutlierDetector {
   private readonly states = new Map<Endpoint, EndpointState>();
-  private readonly maxEjected: number;
+  private maxEjected = 0;
   private readonly longestEjection: number;
   private readonly maxMultiplier: number;
   private ejectedCount = 0;
@@ -48,15 +48,29 @@ export class OutlierDetector {
     endpoints: readonly Endpoint[],
     private readonly onEject: (e: Endpoint) => void,
   ) {
-    // Envoy ejects a host only while (ejected + 1) / hosts stays within
-    // max_ejection_percent. Its docs long promised to "eject at least one host
-    // regardless of the value" (now the opt-in `always_eject_one_host`);
-    // tandem keeps that promise: at most max(1, floor(hosts × pct / 100)) are out at once.
-    this.maxEjected = Math.max(1, Math.floor((endpoints.length * cfg.maxEjectionPercent) / 100));
     this.longestEjection = Math.min(MAX_TIMER_MS, Math.max(MAX_EJECTION_TIME_MS, cfg.baseEjectionTime));
     this.maxMultiplier = Math.ceil(this.longestEjection / cfg.baseEjectionTime);
+    this.setEndpoints(endpoints);
+  }
+
+  /**
+   * Follows a new endpoint list (DNS discovery): endpoints that stay keep
+   * their counts, multipliers and running ejections; new ones start afresh;
+   * removed ones are forgotten, their ejection no longer counting against the cap.
+   */
+  setEndpoints(endpoints: readonly Endpoint[]): void {
+    const keep = new Set(endpoints);
+    for (const [endpoint, state] of this.states) {
+      if (keep.has(endpoint)) continue;
+      if (state.timer !== undefined) {
+        clearTimeout(state.timer);
+        this.ejectedCount--;
+      }
+      this.states.delete(endpoint);
+    }
     const now = performance.now();
     for (const endpoint of endpoints) {
+      if (this.states.has(endpoint)) continue;
       const state: EndpointState = {
         endpoint,
         consecutiveFailures: 0,
@@ -67,6 +81,11 @@ export class OutlierDetector {
       };
       this.states.set(endpoint, state);
     }
+    // Envoy ejects a host only while (ejected + 1) / hosts stays within
+    // max_ejection_percent. Its docs long promised to "eject at least one host
+    // regardless of the value" (now the opt-in `always_eject_one_host`);
+    // tandem keeps that promise: at most max(1, floor(hosts × pct / 100)) are out at once.
+    this.maxEjected = Math.max(1, Math.floor((endpoints.length * this.cfg.maxEjectionPercent) / 100));
   }
 
   /** the outcome of each try at an endpoint: failed = 5xx response, connect failure, reset or timeout. Hot path: O(1), no allocation. */

@@ -33,6 +33,7 @@ function checkClusters(clusters: unknown, issues: ConfigIssue[]): Set<string> {
       if (first === undefined) firstIndex.set(cluster.name, i);
       else issues.push(duplicate('cluster', cluster.name, [...path, 'name'], ['clusters', first]));
     }
+    exactlyOne(cluster, ['endpoints', 'dns'], path, issues);
     if (isRaw(cluster.hashOn)) {
       exactlyOne(cluster.hashOn, ['header', 'cookie', 'clientIp'], [...path, 'hashOn'], issues);
       if ((cluster.loadBalancing ?? 'round_robin') !== 'ring_hash') {

@@ -168,9 +168,18 @@ export interface HealthCheckConfig {
   unhealthyThreshold: number;
 }
 
+export interface DnsConfig {
+  /** resolved to every A and AAAA address it has */
+  name: string;
+  port: number;
+  refreshInterval: number;
+}
+
 export interface ClusterConfig {
   name: string;
+  /** exactly one of endpoints | dns in the file; empty here for a dns cluster, whose endpoints come and go at run time */
   endpoints: EndpointConfig[];
+  dns?: DnsConfig;
   loadBalancing: LoadBalancing;
   hashOn?: HashOnConfig;
   connectTimeout: number;
