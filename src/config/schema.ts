@@ -111,75 +111,98 @@ const headerValue = z
   .transform(String);
 
 const adminSchema = z.strictObject({
-  address: z.string().min(1).default('127.0.0.1'),
-  port: port(0).default(9901),
+  address: z.string().min(1).default('127.0.0.1').meta({ description: 'Address the admin API binds; keep loopback unless probes or scrapes come over the Pod network.' }),
+  port: port(0).default(9901).meta({ description: 'Port of the admin API (0 picks a free port).' }),
 });
 
 const accessLogSchema = z.strictObject({
-  format: z.enum(['json', 'text', 'off']).default('json'),
-  path: z.string().min(1).default('stdout'),
+  format: z.enum(['json', 'text', 'off']).default('json').meta({ description: 'json, text (one common-log-like line) or off.' }),
+  path: z.string().min(1).default('stdout').meta({ description: 'stdout, stderr or a file path.' }),
 });
 
 const drainSchema = z.strictObject({
-  delay: duration().default(0),
-  timeout: duration().default(30 * MS.second),
+  delay: duration().default(0).meta({ description: 'How long listeners keep accepting after the drain starts (endpoint removal propagating).' }),
+  timeout: duration().default(30 * MS.second).meta({ description: 'Then how long in-flight requests get to finish before tandem exits.' }),
 });
 
 const limitsSchema = z.strictObject({
-  maxHeaderBytes: size(1).default(60 * KIB),
-  maxBodyBytes: size().default(0),
-  maxHeaders: z.int().min(1).default(100),
-  headersTimeout: duration(1).default(10 * MS.second),
-  requestTimeout: duration(1).default(60 * MS.second),
-  idleTimeout: duration(1).default(60 * MS.second),
+  maxHeaderBytes: size(1).default(60 * KIB).meta({ description: 'Largest request head; a larger one gets 431.' }),
+  maxBodyBytes: size().default(0).meta({ description: 'Largest request body, 0 for unlimited; a larger one gets 413.' }),
+  maxHeaders: z.int().min(1).default(100).meta({ description: 'Most request header lines; more get 431.' }),
+  headersTimeout: duration(1).default(10 * MS.second).meta({ description: 'Time for the request head to arrive; then 408 and the connection closes.' }),
+  requestTimeout: duration(1).default(60 * MS.second).meta({ description: 'Time for the whole request (head and body) to arrive; then 408 and the connection closes.' }),
+  idleTimeout: duration(1).default(60 * MS.second).meta({ description: 'How long an idle keep-alive client connection stays open.' }),
 });
 
 const headerMatchSchema = z.strictObject({
-  name: headerName,
-  exact: z.string().optional(),
-  prefix: z.string().optional(),
-  regex: regex.optional(),
-  present: z.boolean().optional(),
+  name: headerName.meta({ description: 'Header name (case-insensitive).' }),
+  exact: z.string().optional().meta({ description: 'The value equals this.' }),
+  prefix: z.string().optional().meta({ description: 'The value starts with this.' }),
+  regex: regex.optional().meta({ description: 'The whole value matches this regular expression.' }),
+  present: z.boolean().optional().meta({ description: 'true: the header is present; false: it is absent. A name alone means present.' }),
 });
 
 const matchSchema = z.strictObject({
-  prefix: absolutePath.optional(),
-  path: absolutePath.optional(),
-  regex: regex.optional(),
-  host: hostPattern.optional(),
-  methods: z.array(method).min(1).optional(),
-  headers: z.array(headerMatchSchema).min(1).optional(),
+  prefix: absolutePath.optional().meta({ description: 'Path prefix on whole segments: /api matches /api and /api/x, not /apix.' }),
+  path: absolutePath.optional().meta({ description: 'Exact path.' }),
+  regex: regex.optional().meta({ description: 'Regular expression the whole path must match.' }),
+  host: hostPattern.optional().meta({ description: 'Host header without its port, case-insensitive: exact or "*.suffix".' }),
+  methods: z.array(method).min(1).optional().meta({ description: 'Methods accepted; any method when absent.' }),
+  headers: z.array(headerMatchSchema).min(1).optional().meta({ description: 'Header conditions, all of which must hold.' }),
 });
 
 const rewriteSchema = z.strictObject({
-  prefix: absolutePath.optional(),
-  host: z.string().min(1).optional(),
+  prefix: absolutePath.optional().meta({ description: 'Replaces the matched prefix of the path.' }),
+  host: z.string().min(1).optional().meta({ description: "Host header sent upstream; the client's Host is kept when absent." }),
 });
 
 const weightedClustersSchema = z
-  .array(z.strictObject({ cluster: z.string().min(1), weight: z.int().min(0) }))
+  .array(
+    z.strictObject({
+      cluster: z.string().min(1).meta({ description: 'Cluster name.' }),
+      weight: z.int().min(0).meta({ description: 'Relative share of the requests; 0 sends none.' }),
+    }),
+  )
   .min(1)
   .refine((entries) => entries.some((e) => e.weight > 0), { error: 'at least one weight must be greater than 0' });
 
 const directResponseSchema = z.strictObject({
-  status: z.int().min(200).max(599),
-  body: z.string().optional(),
+  status: z.int().min(200).max(599).meta({ description: 'Status code of the answer.' }),
+  body: z.string().optional().meta({ description: 'Body of the answer; empty when absent.' }),
 });
 
 const headerOpsSchema = z.strictObject({
-  set: z.record(headerName, headerValue).optional(),
-  remove: z.array(headerName).optional(),
+  set: z.record(headerName, headerValue).optional().meta({ description: 'Headers to set, replacing any of the same name.' }),
+  remove: z.array(headerName).optional().meta({ description: 'Names of headers to remove.' }),
 });
 
 const retriesSchema = z
   .strictObject({
-    attempts: z.int().min(0).max(10).optional(),
-    perTryTimeout: duration().optional(),
-    retryOn: z.array(z.enum(RETRY_ON)).min(1).optional(),
-    retriableStatusCodes: z.array(z.int().min(100).max(599)).optional(),
-    backoff: z.strictObject({ base: duration().optional(), max: duration().optional() }).optional(),
-    retryNonIdempotent: z.boolean().optional(),
-    bufferLimit: size().optional(),
+    attempts: z.int().min(0).max(10).optional().meta({ description: 'Retries after the first try (2 tries more when absent).' }),
+    perTryTimeout: duration().optional().meta({ description: "Timeout of each try; the route's timeout when absent." }),
+    retryOn: z
+      .array(z.enum(RETRY_ON))
+      .min(1)
+      .optional()
+      .meta({ description: 'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent.' }),
+    retriableStatusCodes: z
+      .array(z.int().min(100).max(599))
+      .optional()
+      .meta({ description: 'Status codes retried under retriable-status-codes.' }),
+    backoff: z
+      .strictObject({
+        base: duration().optional().meta({ description: 'Upper bound of the first wait (25ms when absent); doubles with each retry.' }),
+        max: duration().optional().meta({ description: 'Cap on the upper bound of any wait (250ms when absent).' }),
+      })
+      .optional()
+      .meta({ description: 'Exponential backoff with full jitter between tries.' }),
+    retryNonIdempotent: z
+      .boolean()
+      .optional()
+      .meta({ description: 'Also retry POST, PATCH and other non-idempotent methods on reset, 5xx and status codes (false when absent).' }),
+    bufferLimit: size()
+      .optional()
+      .meta({ description: 'Request bodies up to this size are kept for retries; larger ones stream and are never retried (64KiB when absent).' }),
   })
   .superRefine((r, ctx) => {
     const base = r.backoff?.base ?? DEFAULT_BACKOFF.base;
@@ -220,16 +243,18 @@ function resolveRetries(r: RetriesInput | undefined, routeTimeout: number): Retr
 
 const routeSchema = z
   .strictObject({
-    name: name.optional(),
-    match: matchSchema,
-    rewrite: rewriteSchema.optional(),
-    cluster: z.string().min(1).optional(),
-    weightedClusters: weightedClustersSchema.optional(),
-    directResponse: directResponseSchema.optional(),
-    timeout: duration().default(15 * MS.second),
-    retries: retriesSchema.optional(),
-    requestHeaders: headerOpsSchema.optional(),
-    responseHeaders: headerOpsSchema.optional(),
+    name: name.optional().meta({ description: 'Route name in metrics and logs; LISTENER.INDEX when absent.' }),
+    match: matchSchema.meta({ description: 'What a request must match: exactly one of prefix, path, regex, plus optional host, methods, headers.' }),
+    rewrite: rewriteSchema.optional().meta({ description: 'Changes to the request before it goes upstream.' }),
+    cluster: z.string().min(1).optional().meta({ description: 'Cluster that serves the route (one of cluster, weightedClusters, directResponse).' }),
+    weightedClusters: weightedClustersSchema.optional().meta({ description: 'Clusters that share the traffic by weight.' }),
+    directResponse: directResponseSchema.optional().meta({ description: 'An answer from tandem itself, without an upstream.' }),
+    timeout: duration()
+      .default(15 * MS.second)
+      .meta({ description: "From the end of the client's request to the end of the response, all tries included; 0 for none." }),
+    retries: retriesSchema.optional().meta({ description: 'Retry policy; a route without one retries once on connect-failure.' }),
+    requestHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the request sent upstream.' }),
+    responseHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the response sent to the client.' }),
     rateLimit: notSupported,
     auth: notSupported,
   })
@@ -239,12 +264,12 @@ const routeSchema = z
   }));
 
 const listenerSchema = z.strictObject({
-  name: name.optional(),
-  address: z.string().min(1).default('0.0.0.0'),
-  port: port(0),
-  limits: limitsSchema.prefault({}),
+  name: name.optional().meta({ description: 'Listener name in metrics and logs; listener-INDEX when absent.' }),
+  address: z.string().min(1).default('0.0.0.0').meta({ description: 'Address to bind.' }),
+  port: port(0).meta({ description: 'Port to bind (0 picks a free port).' }),
+  limits: limitsSchema.prefault({}).meta({ description: 'What a client may send, and how slowly.' }),
   tls: notSupported,
-  routes: z.array(routeSchema).min(1),
+  routes: z.array(routeSchema).min(1).meta({ description: 'Routes in order; the first match wins.' }),
 });
 
 const endpointSchema = z.union(
@@ -258,42 +283,51 @@ const endpointSchema = z.union(
       return { address: r.address, port: r.port, weight: 1 };
     }),
     z.strictObject({
-      address: z.string().min(1),
-      port: port(1),
-      weight: z.int().min(1).default(1),
+      address: z.string().min(1).meta({ description: 'Host name or IP address.' }),
+      port: port(1).meta({ description: 'Port.' }),
+      weight: z.int().min(1).default(1).meta({ description: 'Relative weight in load balancing.' }),
     }),
   ],
   { error: 'an endpoint is "host:port" or { address, port, weight }' },
 );
 
 const hashOnSchema = z.strictObject({
-  header: headerName.optional(),
-  cookie: z.string().min(1).optional(),
-  clientIp: z.literal(true).optional(),
+  header: headerName.optional().meta({ description: 'Hash on this request header.' }),
+  cookie: z.string().min(1).optional().meta({ description: 'Hash on this cookie.' }),
+  clientIp: z.literal(true).optional().meta({ description: "Hash on the client's address." }),
 });
 
 const circuitBreakerSchema = z.strictObject({
-  maxRequests: z.int().min(1).default(1024),
-  maxPendingRequests: z.int().min(1).default(1024),
-  maxRetries: z.int().min(0).default(3),
-  errorThresholdPercentage: z.number().gt(0).max(100).optional(),
-  volumeThreshold: z.int().min(1).default(20),
-  window: duration(1).default(10 * MS.second),
-  resetTimeout: duration(1).default(30 * MS.second),
+  maxRequests: z.int().min(1).default(1024).meta({ description: 'Concurrent requests to the cluster; over it 503 overflow.' }),
+  maxPendingRequests: z
+    .int()
+    .min(1)
+    .default(1024)
+    .meta({ description: 'Tries waiting for a connection; over it new requests get 503 overflow.' }),
+  maxRetries: z.int().min(0).default(3).meta({ description: 'Concurrent retries in flight; at the limit a retry is skipped.' }),
+  errorThresholdPercentage: z
+    .number()
+    .gt(0)
+    .max(100)
+    .optional()
+    .meta({ description: 'Failed share (percent) over which the error-rate breaker opens; no such breaker when absent.' }),
+  volumeThreshold: z.int().min(1).default(20).meta({ description: 'Requests that must finish within window before the breaker may open.' }),
+  window: duration(1).default(10 * MS.second).meta({ description: 'Rolling window of the error rate.' }),
+  resetTimeout: duration(1).default(30 * MS.second).meta({ description: 'Time open before one half-open trial request.' }),
 });
 
 const outlierDetectionSchema = z.strictObject({
-  consecutive5xx: z.int().min(1).default(5),
-  baseEjectionTime: duration(1).default(30 * MS.second),
-  maxEjectionPercent: z.int().min(0).max(100).default(50),
+  consecutive5xx: z.int().min(1).default(5).meta({ description: 'Failures in a row (5xx, connect failure, reset) that eject an endpoint.' }),
+  baseEjectionTime: duration(1).default(30 * MS.second).meta({ description: 'First ejection time; it grows with each ejection of the same endpoint.' }),
+  maxEjectionPercent: z.int().min(0).max(100).default(50).meta({ description: 'Most endpoints ejected at once, in percent (at least one).' }),
 });
 
 const healthCheckSchema = z.strictObject({
-  path: z.string().startsWith('/', { error: 'must start with "/"' }),
-  interval: duration(1).default(5 * MS.second),
-  timeout: duration(1).default(MS.second),
-  healthyThreshold: z.int().min(1).default(2),
-  unhealthyThreshold: z.int().min(1).default(3),
+  path: z.string().startsWith('/', { error: 'must start with "/"' }).meta({ description: 'Path probed with GET; a 2xx answer is a success.' }),
+  interval: duration(1).default(5 * MS.second).meta({ description: 'Time between probes of an endpoint.' }),
+  timeout: duration(1).default(MS.second).meta({ description: 'Time a probe may take.' }),
+  healthyThreshold: z.int().min(1).default(2).meta({ description: 'Successes in a row that mark an unhealthy endpoint healthy.' }),
+  unhealthyThreshold: z.int().min(1).default(3).meta({ description: 'Failures in a row that mark a healthy endpoint unhealthy.' }),
 });
 
 // RFC 1123 labels of at most 63 characters (underscores allowed, as in SRV-style names), 253 in all, optional final dot.
@@ -312,21 +346,25 @@ const dnsSchema = z.strictObject({
 // `endpoints` and `dns` are exclusive (rules.ts); a dns cluster starts with no endpoints.
 const clusterSchema = z
   .strictObject({
-    name,
+    name: name.meta({ description: 'Cluster name that routes refer to.' }),
     endpoints: z.array(endpointSchema).min(1).optional().meta({ description: 'Fixed endpoints: "host:port" or { address, port, weight }; exactly one of endpoints | dns.' }),
     dns: dnsSchema.optional().meta({ description: 'Endpoints discovered and refreshed from a DNS name; exactly one of endpoints | dns.' }),
-    loadBalancing: z.enum(['round_robin', 'least_request', 'random', 'ring_hash']).default('round_robin'),
-    hashOn: hashOnSchema.optional(),
-    connectTimeout: duration(1).default(MS.second),
+    loadBalancing: z
+      .enum(['round_robin', 'least_request', 'random', 'ring_hash'])
+      .default('round_robin')
+      .meta({ description: 'round_robin, least_request (power of two choices), random or ring_hash.' }),
+    hashOn: hashOnSchema.optional().meta({ description: 'The ring_hash key: one of header, cookie, clientIp.' }),
+    connectTimeout: duration(1).default(MS.second).meta({ description: 'Time allowed to open a connection to an endpoint.' }),
     pool: z
       .strictObject({
-        connections: z.int().min(1).default(128),
-        keepAliveTimeout: duration(1).default(4 * MS.second),
+        connections: z.int().min(1).default(128).meta({ description: 'Most connections to each endpoint.' }),
+        keepAliveTimeout: duration(1).default(4 * MS.second).meta({ description: 'How long an idle upstream connection is kept.' }),
       })
-      .prefault({}),
-    circuitBreaker: circuitBreakerSchema.prefault({}),
-    outlierDetection: outlierDetectionSchema.optional(),
-    healthCheck: healthCheckSchema.optional(),
+      .prefault({})
+      .meta({ description: 'Connections to each endpoint.' }),
+    circuitBreaker: circuitBreakerSchema.prefault({}).meta({ description: 'Concurrency limits (always on) and the optional error-rate breaker.' }),
+    outlierDetection: outlierDetectionSchema.optional().meta({ description: 'Ejects endpoints that fail in a row; off when absent.' }),
+    healthCheck: healthCheckSchema.optional().meta({ description: 'Active HTTP health checks; off when absent (endpoints start healthy).' }),
     tls: notSupported,
   })
   .transform(({ tls: _tls, endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));
@@ -334,11 +372,11 @@ const clusterSchema = z
 /** What a user writes; `configSchema` adds the names derived from positions. */
 export const configInputSchema = z
   .strictObject({
-    admin: adminSchema.prefault({}),
-    accessLog: accessLogSchema.prefault({}),
-    drain: drainSchema.prefault({}),
-    listeners: z.array(listenerSchema).min(1),
-    clusters: z.array(clusterSchema).default([]),
+    admin: adminSchema.prefault({}).meta({ description: 'The admin API: /ready, /live, /metrics, /config, /clusters, /reload, /quitquitquit.' }),
+    accessLog: accessLogSchema.prefault({}).meta({ description: 'One line per request.' }),
+    drain: drainSchema.prefault({}).meta({ description: 'Graceful shutdown on SIGTERM, SIGINT or POST /quitquitquit.' }),
+    listeners: z.array(listenerSchema).min(1).meta({ description: 'Where tandem accepts requests, each with its routes.' }),
+    clusters: z.array(clusterSchema).default([]).meta({ description: 'Upstream services the routes send requests to.' }),
   })
   .meta({
     title: 'tandem configuration',
