@@ -12,6 +12,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { Tandem } from '../src/tandem.js';
+import { restartNeeded } from '../src/reload.js';
+import type { Config } from '../src/config/types.js';
 import type { ClusterRuntime } from '../src/snapshot-types.js';
 import { eventually, metricValue, spawnTandem, startUpstream, type TandemProcess, type Upstream } from './support/harness.js';
 
@@ -386,5 +388,48 @@ describe('SIGHUP', () => {
     expect((await get(url)).body).toBe('after');
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+  });
+});
+
+describe('restartNeeded', () => {
+  const base = (extra = ''): Config => {
+    const loaded = loadConfigText(
+      `admin: { address: 127.0.0.1, port: 0 }
+listeners:
+  - { name: inbound, port: 0, routes: [{ match: { prefix: / }, cluster: app }] }
+${extra}
+clusters:
+  - { name: app, endpoints: [127.0.0.1:9] }
+`,
+      'r.yaml',
+    );
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
+    return loaded.config;
+  };
+
+  it('accepts route, cluster and drain changes; refuses listener set, listener limits, admin and accessLog changes', () => {
+    const current = base();
+    expect(restartNeeded(current, base('drain: { delay: 1s }'))).toEqual([]);
+    const rerouted = base();
+    rerouted.listeners[0]!.routes = [];
+    rerouted.clusters[0]!.endpoints = [];
+    expect(restartNeeded(current, rerouted)).toEqual([]);
+
+    const added = base('  - { name: second, port: 1, routes: [{ match: { prefix: / }, cluster: app }] }');
+    expect(restartNeeded(current, added)).toEqual([
+      'listeners: the set of listeners (inbound, second) cannot change on reload; restart tandem to apply it',
+    ]);
+    const limited = base();
+    limited.listeners[0]!.limits = { ...limited.listeners[0]!.limits, maxHeaders: 7 };
+    expect(restartNeeded(current, limited)).toEqual([
+      'listeners.inbound: address, port or limits cannot change on reload; restart tandem to apply it',
+    ]);
+    const moved = base();
+    moved.admin = { address: '127.0.0.1', port: 1 };
+    moved.accessLog = { ...moved.accessLog, format: 'text' };
+    expect(restartNeeded(current, moved)).toEqual([
+      'admin: cannot change on reload; restart tandem to apply it',
+      'accessLog: cannot change on reload; restart tandem to apply it',
+    ]);
   });
 });
