@@ -3,6 +3,7 @@
 
 import type { ErrorRateBreaker } from './cluster/breaker.js';
 import type { Cluster } from './cluster/cluster.js';
+import type { DnsDiscovery } from './cluster/dns.js';
 import type { HealthChecker } from './cluster/health.js';
 import type { ConcurrencyLimits } from './cluster/limits.js';
 import type { OutlierDetector } from './cluster/outlier.js';
@@ -20,7 +21,10 @@ export interface ClusterRuntime {
   /** the error-rate breaker: only with errorThresholdPercentage */
   readonly breaker: ErrorRateBreaker | null;
   readonly outlier: OutlierDetector | null;
-  readonly health: HealthChecker | null;
+  /** replaced, for the new endpoint list, each time DNS discovery changes it */
+  health: HealthChecker | null;
+  /** keeps `cluster`'s endpoints in step with clusters[].dns; null for fixed endpoints */
+  readonly dns: DnsDiscovery | null;
 }
 
 export interface DirectResponse {

@@ -4,10 +4,12 @@
 import { isDeepStrictEqual } from 'node:util';
 import { ErrorRateBreaker } from './cluster/breaker.js';
 import { Cluster } from './cluster/cluster.js';
+import type { Endpoint } from './cluster/endpoint.js';
+import { DnsDiscovery, lookupAll, type Resolver } from './cluster/dns.js';
 import { HealthChecker } from './cluster/health.js';
 import { ConcurrencyLimits } from './cluster/limits.js';
 import { OutlierDetector } from './cluster/outlier.js';
-import type { ClusterConfig, Config, ListenerConfig, RouteConfig } from './config/types.js';
+import type { ClusterConfig, Config, EndpointConfig, HealthCheckConfig, ListenerConfig, RouteConfig } from './config/types.js';
 import { log } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import { compileHeaderOps } from './proxy/headers.js';
@@ -43,8 +45,12 @@ export function retiredClusters(previous: Snapshot, next: Snapshot): ClusterRunt
   return [...previous.clusters.values()].filter((c) => !kept.has(c));
 }
 
-/** A cluster with its resilience parts, each bound to its metrics. Health checks start probing here. */
-function compileCluster(c: ClusterConfig, metrics: Metrics): ClusterRuntime {
+/**
+ * A cluster with its resilience parts, each bound to its metrics. Health
+ * checks start probing and DNS discovery starts resolving here; a dns cluster
+ * has no endpoints until its first resolution succeeds. `resolve` is for tests.
+ */
+export function compileCluster(c: ClusterConfig, metrics: Metrics, resolve: Resolver = lookupAll): ClusterRuntime {
   const cluster = new Cluster(c);
   const m = metrics.cluster(c.name);
   // A cluster rebuilt by a reload starts closed: the gauge must not keep
@@ -64,16 +70,44 @@ function compileCluster(c: ClusterConfig, metrics: Metrics): ClusterRuntime {
           m.ejected();
           log.warn({ cluster: c.name, endpoint: e.key }, 'outlier ejected');
         });
-  let health: HealthChecker | null = null;
-  if (c.healthCheck !== undefined) {
-    for (const e of cluster.endpoints) metrics.endpointHealthy(c.name, e.key, true);
-    health = new HealthChecker(c.healthCheck, cluster.endpoints, (e, healthy) => {
-      metrics.endpointHealthy(c.name, e.key, healthy);
-      log.warn({ cluster: c.name, endpoint: e.key, healthy }, 'health check state changed');
-    });
-    health.start();
+  const health = c.healthCheck === undefined ? null : checkHealth(c.name, c.healthCheck, cluster.endpoints, metrics);
+  const dns =
+    c.dns === undefined ? null : new DnsDiscovery(c.name, c.dns, (list) => followEndpoints(runtime, list, metrics), resolve);
+  const runtime: ClusterRuntime = { cluster, metrics: m, limits: new ConcurrencyLimits(cb), breaker, outlier, health, dns };
+  dns?.start();
+  return runtime;
+}
+
+function checkHealth(cluster: string, cfg: HealthCheckConfig, endpoints: readonly Endpoint[], metrics: Metrics): HealthChecker {
+  for (const e of endpoints) metrics.endpointHealthy(cluster, e.key, e.healthy);
+  const health = new HealthChecker(cfg, endpoints, (e, healthy) => {
+    metrics.endpointHealthy(cluster, e.key, healthy);
+    log.warn({ cluster, endpoint: e.key, healthy }, 'health check state changed');
+  });
+  health.start();
+  return health;
+}
+
+/**
+ * A DNS change: the cluster swaps in the new list, outlier detection follows
+ * it in place, and health checking is rebuilt over it. Healthy and ejected
+ * flags live on the endpoints that stay, so they carry over; only the probe
+ * counts towards the next threshold start again.
+ */
+function followEndpoints(runtime: ClusterRuntime, list: EndpointConfig[], metrics: Metrics): void {
+  const { cluster } = runtime;
+  const { added, removed } = cluster.setEndpoints(list);
+  runtime.outlier?.setEndpoints(cluster.endpoints);
+  const cfg = cluster.config.healthCheck;
+  if (cfg !== undefined) {
+    for (const e of removed) metrics.endpointRemoved(cluster.name, e.key);
+    runtime.health?.close();
+    runtime.health = checkHealth(cluster.name, cfg, cluster.endpoints, metrics);
   }
-  return { cluster, metrics: m, limits: new ConcurrencyLimits(cb), breaker, outlier, health };
+  log.info(
+    { cluster: cluster.name, endpoints: cluster.endpoints.map((e) => e.key), added: added.length, removed: removed.length },
+    'dns endpoints changed',
+  );
 }
 
 function compileListener(l: ListenerConfig, clusters: Map<string, ClusterRuntime>, metrics: Metrics): CompiledListener {
@@ -125,6 +159,7 @@ export async function closeSnapshot(s: Snapshot): Promise<void> {
 
 /** Stops a cluster's health checks, ejection and breaker timers, then closes its pools once in-flight tries end. Once per runtime. */
 export async function closeCluster(c: ClusterRuntime): Promise<void> {
+  c.dns?.close();
   c.health?.close();
   c.outlier?.close();
   c.breaker?.close();
