@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { request } from 'undici';
 import type { Endpoint } from '../src/cluster/endpoint.js';
-import { lookupAll, type Resolver } from '../src/cluster/dns.js';
+import { DnsDiscovery, lookupAll, type Resolver } from '../src/cluster/dns.js';
 import { formatConfigError } from '../src/config/errors.js';
 import { loadConfigText } from '../src/config/load.js';
 import type { ClusterConfig } from '../src/config/types.js';
@@ -258,6 +258,39 @@ describe('DNS discovery with an injected resolver', () => {
     runtime.outlier!.report(v4, true);
     expect(v4.ejected).toBe(true);
     expect(pickAny(runtime)).toBeUndefined();
+  });
+
+  it('skips zone-scoped IPv6 addresses, which no origin URL can name', async () => {
+    upstreams = await startUpstreams(['127.0.0.1']);
+    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), async () => ['fe80::1%lo', '127.0.0.1']);
+    expect(await eventually(() => runtime!.cluster.endpoints.length === 1)).toBe(true);
+    expect(keys(runtime)).toEqual([`127.0.0.1:${upstreams.port}`]);
+  });
+
+  it('an answer that cannot be applied is logged and applied again at the next refresh', async () => {
+    const error = vi.spyOn(log, 'error').mockImplementation(() => {});
+    const applied: string[][] = [];
+    const discovery = new DnsDiscovery(
+      'app',
+      { name: 'app.test', port: 80, refreshInterval: 10 },
+      (list) => {
+        applied.push(list.map((e) => e.address));
+        if (applied.length === 1) throw new Error('pool refused');
+      },
+      async () => ['10.0.0.1'],
+    );
+    discovery.start();
+    try {
+      expect(await eventually(() => applied.length === 2)).toBe(true);
+      expect(applied).toEqual([['10.0.0.1'], ['10.0.0.1']]);
+      expect(error).toHaveBeenCalledTimes(1);
+      expect(error.mock.calls[0]![0]).toMatchObject({ cluster: 'app', err: 'pool refused' });
+      // applied once it worked: the same answer is not handed over again
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(applied).toHaveLength(2);
+    } finally {
+      discovery.close();
+    }
   });
 
   it('closing the cluster stops the refreshes', async () => {

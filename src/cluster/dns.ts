@@ -55,7 +55,8 @@ export class DnsDiscovery {
     this.timer = undefined;
     let addresses: string[];
     try {
-      addresses = [...new Set(await this.resolve(this.cfg.name))].sort();
+      // A zone-scoped IPv6 address (fe80::1%eth0) cannot be written in an origin URL: no pool could reach it.
+      addresses = [...new Set(await this.resolve(this.cfg.name))].filter((a) => !a.includes('%')).sort();
       if (addresses.length === 0) throw new Error(`${this.cfg.name} has no addresses`);
     } catch (err) {
       if (this.closed) return;
@@ -76,9 +77,13 @@ export class DnsDiscovery {
       log.info({ cluster: this.cluster, name: this.cfg.name }, 'dns resolution succeeded again');
     }
     const signature = addresses.join(' ');
-    if (signature !== this.last) {
-      this.last = signature;
+    if (signature === this.last) return;
+    try {
       this.onChange(addresses.map((address) => ({ address, port: this.cfg.port, weight: 1 })));
+      this.last = signature;
+    } catch (err) {
+      // Runs from a timer: a throw here would end the process. The same answer is tried again next time.
+      log.error({ cluster: this.cluster, name: this.cfg.name, err: (err as Error).message }, 'dns endpoints could not be applied');
     }
   }
 
