@@ -260,6 +260,27 @@ describe('DNS discovery with an injected resolver', () => {
     expect(pickAny(runtime)).toBeUndefined();
   });
 
+  it('an ejected endpoint that leaves no longer counts against maxEjectionPercent', async () => {
+    upstreams = await startUpstreams(['127.0.0.1', '::1']);
+    let answer = ['127.0.0.1', '::1'];
+    runtime = compileCluster(
+      clusterConfig(upstreams.port, 'outlierDetection: { consecutive5xx: 1, maxEjectionPercent: 50 }'),
+      new Metrics(),
+      async () => answer,
+    );
+    expect(await eventually(() => runtime!.cluster.endpoints.length === 2)).toBe(true);
+    const [v4, v6] = runtime.cluster.endpoints as [Endpoint, Endpoint];
+    vi.spyOn(log, 'warn').mockImplementation(() => {});
+    runtime.outlier!.report(v6, true);
+    runtime.outlier!.report(v4, true);
+    // one of two is the cap
+    expect([v4.ejected, v6.ejected]).toEqual([false, true]);
+    answer = ['127.0.0.1'];
+    expect(await eventually(() => runtime!.cluster.endpoints.length === 1)).toBe(true);
+    runtime.outlier!.report(v4, true);
+    expect(v4.ejected).toBe(true);
+  });
+
   it('skips zone-scoped IPv6 addresses, which no origin URL can name', async () => {
     upstreams = await startUpstreams(['127.0.0.1']);
     runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), async () => ['fe80::1%lo', '127.0.0.1']);
