@@ -1,7 +1,7 @@
 // The admin API of a running tandem (CONTRACT §7, §8), read after real
 // traffic went through the listener.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
   eventually,
@@ -9,18 +9,13 @@ import {
   simpleConfig,
   startTandem,
   startUpstream,
+  useCleanup,
   type RunningTandem,
   type Upstream,
 } from './support/harness.js';
 
+const cleanup = useCleanup();
 let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all(ups.map((u) => u.close()));
-  t = undefined;
-  ups = [];
-});
 
 /** `/slow` is answered only when `release()` is called; anything else at once. */
 async function gatedUpstream(): Promise<{ up: Upstream; release(): void }> {
@@ -33,7 +28,7 @@ async function gatedUpstream(): Promise<{ up: Upstream; release(): void }> {
     if (req.url === '/slow') waiting.push(answer);
     else answer();
   });
-  ups.push(up);
+  cleanup.add(up);
   return { up, release: () => waiting.splice(0).forEach((f) => f()) };
 }
 
@@ -59,9 +54,9 @@ interface ClusterView {
 describe('admin API after traffic', () => {
   it('/metrics counts requests per listener, route and code, and upstream attempts', async () => {
     const { up } = await gatedUpstream();
-    t = await startTandem(
+    t = cleanup.add(await startTandem(
       simpleConfig([up.port]).replace('match: { prefix: / }', 'match: { prefix: /app }'),
-    );
+    ));
     for (let i = 0; i < 3; i++) expect(await get('/app/x')).toBe(200);
     expect(await get('/elsewhere')).toBe(404);
     // metrics are written when each response closes, a moment after the client got it
@@ -76,7 +71,7 @@ describe('admin API after traffic', () => {
 
   it('/metrics is Prometheus text and includes the process metrics with the tandem_ prefix', async () => {
     const { up } = await gatedUpstream();
-    t = await startTandem(simpleConfig([up.port]));
+    t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await fetch(`${t.adminUrl}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -91,7 +86,7 @@ describe('admin API after traffic', () => {
 
   it('active requests show in /clusters and the gauge while in flight, and return to 0', async () => {
     const gate = await gatedUpstream();
-    t = await startTandem(simpleConfig([gate.up.port]));
+    t = cleanup.add(await startTandem(simpleConfig([gate.up.port])));
     const pending = get('/slow');
     expect(await eventually(() => gate.up.seen.length === 1)).toBe(true);
 
@@ -115,7 +110,7 @@ describe('admin API after traffic', () => {
   it('/config shows version 1, an ISO loadedAt and durations and sizes as numbers', async () => {
     const { up } = await gatedUpstream();
     const before = Date.now();
-    t = await startTandem(simpleConfig([up.port], 'timeout: 2s', 'connectTimeout: 250ms'));
+    t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 2s', 'connectTimeout: 250ms')));
     const view = await adminJson<{
       version: number;
       loadedAt: string;
@@ -138,7 +133,7 @@ describe('admin API after traffic', () => {
 
   it('/ready and /live answer 200 once the listeners are bound; state-changing endpoints refuse GET', async () => {
     const { up } = await gatedUpstream();
-    t = await startTandem(simpleConfig([up.port]));
+    t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const ready = await fetch(`${t.adminUrl}/ready`);
     expect(ready.status).toBe(200);
     expect(await ready.text()).toBe('ready');

@@ -4,7 +4,7 @@
 // with `connection: close`, cut what outlives `drain.timeout`, exit 0.
 
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   header,
   parseResponses,
@@ -14,29 +14,13 @@ import {
   startTandem,
   startUpstream,
   statusOf,
+  useCleanup,
   writeTempFile,
   type RawClient,
-  type RunningTandem,
-  type TandemProcess,
   type Upstream,
 } from './support/harness.js';
 
-let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-let clients: RawClient[] = [];
-let procs: TandemProcess[] = [];
-let closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of clients) c.destroy();
-  for (const p of procs) p.kill();
-  await t?.close();
-  await Promise.all([...ups.map((u) => u.close()), ...closers.map((c) => c())]);
-  t = undefined;
-  closers = [];
-  ups = [];
-  clients = [];
-  procs = [];
-});
+const cleanup = useCleanup();
 
 /** `/slow?ms=N` answers after N ms; anything else at once. */
 async function slowUpstream(): Promise<Upstream> {
@@ -48,7 +32,7 @@ async function slowUpstream(): Promise<Upstream> {
       res.end(`done ${req.url}`);
     }, ms);
   });
-  ups.push(up);
+  cleanup.add(up);
   return up;
 }
 
@@ -71,7 +55,7 @@ clusters:
 
 async function client(port: number): Promise<RawClient> {
   const c = await rawClient(port);
-  clients.push(c);
+  cleanup.add({ close: () => c.destroy() });
   return c;
 }
 
@@ -98,7 +82,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 describe('drain in process', () => {
   it('not ready at once, accepts during the delay, then finishes in-flight work and closes', async () => {
     const up = await slowUpstream();
-    t = await startTandem(config(up.port, '{ delay: 400ms, timeout: 5s }'));
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 400ms, timeout: 5s }')));
     const port = t.port;
     expect(await readyStatus(t.adminUrl)).toBe(200);
 
@@ -144,7 +128,7 @@ describe('drain in process', () => {
 
   it('reads no further request from a kept-alive connection once draining', async () => {
     const up = await slowUpstream();
-    t = await startTandem(config(up.port, '{ delay: 0s, timeout: 2s }'));
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 0s, timeout: 2s }')));
     const c = await client(t.port);
     c.write(get('/slow?ms=300'));
     await sleep(50);
@@ -167,8 +151,8 @@ describe('drain in process', () => {
       res.write('part1-');
       setTimeout(() => res.end('part2'), 300);
     });
-    ups.push(up);
-    t = await startTandem(config(up.port, '{ delay: 0s, timeout: 2s }'));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 0s, timeout: 2s }')));
     const c = await client(t.port);
     c.write(get('/stream'));
     await c.waitFor((s) => s.includes('part1-'));
@@ -183,7 +167,7 @@ describe('drain in process', () => {
 
   it('drain.timeout cuts a request that takes too long', async () => {
     const up = await slowUpstream();
-    t = await startTandem(config(up.port, '{ delay: 0s, timeout: 300ms }'));
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 0s, timeout: 300ms }')));
     const c = await client(t.port);
     c.write(get('/slow?ms=5000'));
     await sleep(30);
@@ -205,8 +189,8 @@ describe('drain in process', () => {
         s.on('data', (d: Buffer) => s.write(d));
       });
     });
-    closers.push(up.close);
-    t = await startTandem(config(up.port, '{ delay: 0s, timeout: 400ms }'));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 0s, timeout: 400ms }')));
     const ws = await client(t.port);
     ws.write('GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
     await ws.waitFor((s) => s.includes('\r\n\r\n'));
@@ -225,7 +209,7 @@ describe('drain in process', () => {
 
   it('POST /quitquitquit starts the same drain', async () => {
     const up = await slowUpstream();
-    t = await startTandem(config(up.port, '{ delay: 100ms, timeout: 2s }'));
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 100ms, timeout: 2s }')));
     const slow = await client(t.port);
     slow.write(get('/slow?ms=300'));
     await sleep(30);
@@ -242,7 +226,7 @@ describe('drain in process', () => {
 
   it('GET /quitquitquit is refused and does not drain', async () => {
     const up = await slowUpstream();
-    t = await startTandem(config(up.port, '{ delay: 0s, timeout: 1s }'));
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 0s, timeout: 1s }')));
     const res = await fetch(`${t.adminUrl}/quitquitquit`);
     expect(res.status).toBe(405);
     expect(t.tandem.isDraining).toBe(false);
@@ -258,7 +242,7 @@ admin: { address: 127.0.0.1, port: 0 }
 accessLog: { format: off }
 ${config(up.port, '{ delay: 200ms, timeout: 6s }')}`);
     const p = spawnTandem(['--config', file]);
-    procs.push(p);
+    cleanup.add({ close: () => p.kill() });
     const { listeners, admin } = await p.ready();
     const port = listeners.inbound!;
     const adminUrl = `http://127.0.0.1:${admin}`;

@@ -1,15 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { rawRequest, simpleConfig, startTandem, startUpstream, statusOf, type RunningTandem, type Upstream } from './support/harness.js';
+import { rawRequest, simpleConfig, startTandem, startUpstream, statusOf, useCleanup } from './support/harness.js';
 
-let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all(ups.map((u) => u.close()));
-  t = undefined;
-  ups = [];
-});
+const cleanup = useCleanup();
 
 describe('proxying', () => {
   it('forwards a GET and streams the answer back with x-request-id', async () => {
@@ -17,8 +10,8 @@ describe('proxying', () => {
       res.writeHead(201, { 'x-app': 'yes' });
       res.end('hello');
     });
-    ups.push(up);
-    t = await startTandem(simpleConfig([up.port]));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/a/b?x=1`);
     expect(res.statusCode).toBe(201);
     expect(await res.body.text()).toBe('hello');
@@ -35,8 +28,8 @@ describe('proxying', () => {
 
   it('forwards a POST body from curl-like clients (Expect: 100-continue)', async () => {
     const up = await startUpstream((_req, res, body) => res.end(`got ${body.length}`));
-    ups.push(up);
-    t = await startTandem(simpleConfig([up.port]));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const body = 'x'.repeat(5000);
     const raw = await rawRequest(
       t.port,
@@ -49,8 +42,8 @@ describe('proxying', () => {
 
   it('answers 400 and closes on a duplicate Host', async () => {
     const up = await startUpstream();
-    ups.push(up);
-    t = await startTandem(simpleConfig([up.port]));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(t.port, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
     expect(statusOf(raw.text)).toBe(400);
     expect(raw.closed).toBe(true);

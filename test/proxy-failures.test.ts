@@ -3,7 +3,7 @@
 // retry policy does what CONTRACT §3/§4 say, and nothing takes the process down.
 
 import type net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
   deadPort,
@@ -16,23 +16,13 @@ import {
   startTandem,
   startUpstream,
   statusOf,
+  useCleanup,
   waitForAccessLog,
-  type RunningTandem,
-  type Upstream,
 } from './support/harness.js';
 
 type RawUpstream = Awaited<ReturnType<typeof startRawUpstream>>;
 
-let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-let raws: RawUpstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all([...ups.map((u) => u.close()), ...raws.map((r) => r.close())]);
-  t = undefined;
-  ups = [];
-  raws = [];
-});
+const cleanup = useCleanup();
 
 /** A raw upstream that counts connections and hands each one's first request bytes to `onRequest`. */
 async function rawUpstream(onRequest: (socket: net.Socket) => void): Promise<RawUpstream & { connections: () => number }> {
@@ -41,14 +31,14 @@ async function rawUpstream(onRequest: (socket: net.Socket) => void): Promise<Raw
     connections++;
     socket.once('data', () => onRequest(socket));
   });
-  raws.push(raw);
+  cleanup.add(raw);
   return { ...raw, connections: () => connections };
 }
 
 describe('connect failure', () => {
   it('answers 502 upstream_connect_failure with flag UF when the only endpoint refuses', async () => {
     const dead = await deadPort();
-    t = await startTandem(simpleConfig([dead]));
+    const t = cleanup.add(await startTandem(simpleConfig([dead])));
     const res = await request(`${t.url}/x`);
     await expectTandemError(res, 502, 'upstream_connect_failure');
     const [line] = await waitForAccessLog(t);
@@ -63,9 +53,9 @@ describe('connect failure', () => {
   it('retries a GET once on the other endpoint by default and answers 200', async () => {
     const dead = await deadPort();
     const live = await startUpstream();
-    ups.push(live);
+    cleanup.add(live);
     // Round robin starts with the first endpoint: the dead one.
-    t = await startTandem(simpleConfig([dead, live.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([dead, live.port])));
     const res = await request(`${t.url}/r`);
     expect(res.statusCode).toBe(200);
     expect(res.headers['x-tandem-error']).toBeUndefined();
@@ -81,8 +71,8 @@ describe('connect failure', () => {
   it('retries a POST on connect failure with its body intact', async () => {
     const dead = await deadPort();
     const live = await startUpstream((_req, res, body) => res.end(`got ${body.length}`));
-    ups.push(live);
-    t = await startTandem(simpleConfig([dead, live.port]));
+    cleanup.add(live);
+    const t = cleanup.add(await startTandem(simpleConfig([dead, live.port])));
     const payload = 'p'.repeat(20_000);
     const res = await request(`${t.url}/orders`, { method: 'POST', body: payload, headers: { 'content-type': 'text/plain' } });
     expect(res.statusCode).toBe(200);
@@ -98,7 +88,7 @@ describe('connect failure', () => {
 describe('reset before the response head', () => {
   it('gives a GET one free retry on a new connection, then 502 upstream_reset with UR', async () => {
     const up = await rawUpstream((s) => s.destroy());
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/g`);
     await expectTandemError(res, 502, 'upstream_reset');
     expect(up.connections()).toBe(2);
@@ -110,7 +100,7 @@ describe('reset before the response head', () => {
 
   it('does not retry a POST that the upstream may have seen', async () => {
     const up = await rawUpstream((s) => s.destroy());
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/p`, { method: 'POST', body: 'hello' });
     await expectTandemError(res, 502, 'upstream_reset');
     expect(up.connections()).toBe(1);
@@ -129,8 +119,8 @@ describe('reset before the response head', () => {
         socket.destroy();
       });
     });
-    raws.push(raw);
-    t = await startTandem(simpleConfig([raw.port]));
+    cleanup.add(raw);
+    const t = cleanup.add(await startTandem(simpleConfig([raw.port])));
     const res = await request(`${t.url}/put`, { method: 'PUT', body: 'put-body' });
     await expectTandemError(res, 502, 'upstream_reset');
     expect(received).toHaveLength(2);
@@ -141,7 +131,7 @@ describe('reset before the response head', () => {
 
   it('treats a TCP RST like a close', async () => {
     const up = await rawUpstream((s) => s.resetAndDestroy());
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/rst`);
     await expectTandemError(res, 502, 'upstream_reset');
     expect(up.connections()).toBe(2);
@@ -149,7 +139,7 @@ describe('reset before the response head', () => {
 
   it('answers 502 when the upstream sends bytes that are not HTTP', async () => {
     const up = await rawUpstream((s) => s.end('SSH-2.0-OpenSSH_9.6\r\n\r\n\x00\x01garbage'));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/garbage`);
     await expectTandemError(res, 502, 'upstream_reset');
     const [line] = await waitForAccessLog(t);
@@ -166,7 +156,7 @@ describe('reset in the middle of the body', () => {
       s.write(head + '0123456789');
       setTimeout(() => s.destroy(), 30);
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/partial`);
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-length']).toBe('1000');
@@ -181,7 +171,7 @@ describe('reset in the middle of the body', () => {
       s.write(head + '0123456789');
       setTimeout(() => s.destroy(), 30);
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(t.port, 'GET /partial HTTP/1.1\r\nHost: a\r\n\r\n', 3000);
     expect(raw.closed).toBe(true);
     expect(statusOf(raw.text)).toBe(200);
@@ -196,7 +186,7 @@ describe('reset in the middle of the body', () => {
       s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n');
       setTimeout(() => s.destroy(), 30);
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/chunked`);
     expect(res.statusCode).toBe(200);
     await expect(res.body.text()).rejects.toThrow();
@@ -211,8 +201,8 @@ describe('resilience', () => {
     const resetter = await rawUpstream((s) => s.destroy());
     const garbage = await rawUpstream((s) => s.end('nope\r\n\r\n'));
     const good = await startUpstream();
-    ups.push(good);
-    t = await startTandem(`
+    cleanup.add(good);
+    const t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -227,7 +217,7 @@ clusters:
   - { name: reset, endpoints: [127.0.0.1:${resetter.port}] }
   - { name: garbage, endpoints: [127.0.0.1:${garbage.port}] }
   - { name: good, endpoints: [127.0.0.1:${good.port}] }
-`);
+`));
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) {
       for (const path of ['/dead', '/reset', '/garbage']) {

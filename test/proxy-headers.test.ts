@@ -3,7 +3,7 @@
 // the way.
 
 import type net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   deadPort,
   header,
@@ -15,24 +15,17 @@ import {
   startRawUpstream,
   startTandem,
   startUpstream,
+  useCleanup,
   type RunningTandem,
   type Upstream,
 } from './support/harness.js';
 
+const cleanup = useCleanup();
 let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-let raws: { close(): Promise<void> }[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all([...ups, ...raws].map((u) => u.close()));
-  t = undefined;
-  ups = [];
-  raws = [];
-});
 
 async function proxyTo(up: Upstream, yaml = simpleConfig([up.port])): Promise<RunningTandem> {
-  ups.push(up);
-  t = await startTandem(yaml);
+  cleanup.add(up);
+  t = cleanup.add(await startTandem(yaml));
   return t;
 }
 
@@ -156,8 +149,8 @@ describe('hop-by-hop response headers', () => {
         );
       });
     });
-    raws.push(up);
-    t = await startTandem(simpleConfig([up.port]));
+    cleanup.add(up);
+    t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(t.port, get('/r', ['Host: a', 'X-Request-Id: client-id-1']));
     const [res] = parseResponses(raw.text);
     expect(res!.status).toBe(200);
@@ -253,7 +246,7 @@ describe('x-request-id', () => {
 
   it('is echoed on errors and direct responses', async () => {
     const dead = await deadPort();
-    t = await startTandem(`
+    t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -269,7 +262,7 @@ listeners:
 clusters:
   - name: dead
     endpoints: [127.0.0.1:${dead}]
-`);
+`));
     const cases: [string, number, string | undefined][] = [
       [get('/health', ['Host: a', 'X-Request-Id: id-direct']), 200, undefined],
       [get('/nowhere', ['Host: a', 'X-Request-Id: id-404']), 404, 'no_route'],

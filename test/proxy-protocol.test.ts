@@ -3,7 +3,7 @@
 // the client side, so the bytes are exactly the ones under test.
 
 import { createHash } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   header,
   parseResponses,
@@ -13,23 +13,17 @@ import {
   startTandem,
   startUpstream,
   statusOf,
+  useCleanup,
   type ParsedResponse,
   type RunningTandem,
   type Upstream,
 } from './support/harness.js';
 
-let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all(ups.map((u) => u.close()));
-  t = undefined;
-  ups = [];
-});
+const cleanup = useCleanup();
 
 async function upstream(...args: Parameters<typeof startUpstream>): Promise<Upstream> {
   const up = await startUpstream(...args);
-  ups.push(up);
+  cleanup.add(up);
   return up;
 }
 
@@ -56,10 +50,11 @@ function expectTandemError(res: ParsedResponse, status: number, code: string): v
 describe('path normalization', () => {
   let admin: Upstream;
   let app: Upstream;
+  let t: RunningTandem;
   async function start(): Promise<number> {
     admin = await upstream((req, res) => res.end(`admin ${req.url}`));
     app = await upstream((req, res) => res.end(`app ${req.url}`));
-    t = await startTandem(`
+    t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -76,7 +71,7 @@ clusters:
     endpoints: [127.0.0.1:${admin.port}]
   - name: app
     endpoints: [127.0.0.1:${app.port}]
-`);
+`));
     return t.port;
   }
 
@@ -149,7 +144,7 @@ describe('malformed requests', () => {
     ['an asterisk-form target on GET', 'GET * HTTP/1.1\r\nHost: a\r\n\r\n'],
   ])('%s: 400 JSON, the connection closes, nothing goes upstream', async (_what, bytes) => {
     const up = await upstream();
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const { res, closed } = await only(t.port, bytes);
     expectTandemError(res, 400, 'bad_request');
     expect(header(res, 'connection')).toBe('close');
@@ -159,7 +154,7 @@ describe('malformed requests', () => {
 
   it('serves HTTP/1.0 without a Host', async () => {
     const up = await upstream((req, res) => res.end(`v${req.httpVersion}`));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(t.port, 'GET /old HTTP/1.0\r\n\r\n');
     expect(statusOf(raw.text)).toBe(200);
     expect(raw.text).toMatch(/^HTTP\/1\.1 200 /);
@@ -170,7 +165,7 @@ describe('malformed requests', () => {
 
   it('a request line without version is read as HTTP/0.9 and served like HTTP/1.0: proxied as HTTP/1.1, then closed', async () => {
     const up = await upstream((req, res) => res.end(`v${req.httpVersion}`));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(t.port, 'GET /nine\r\nHost: a\r\n\r\n');
     const [res] = parseResponses(raw.text);
     expect(res!.status).toBe(200);
@@ -181,7 +176,7 @@ describe('malformed requests', () => {
 
   it('a bad chunk size: 400, closed, the upstream never gets a complete request', async () => {
     const up = await upstream((_req, res, body) => res.end(`got ${body}`));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const c = await rawClient(t.port);
     try {
       c.write('POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
@@ -201,7 +196,7 @@ describe('malformed requests', () => {
 
   it('a chunk shorter than announced, then the client half-closes: 400, the upstream never gets a complete request', async () => {
     const up = await upstream((_req, res, body) => res.end(`got ${body}`));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const c = await rawClient(t.port);
     c.write('POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\nhello');
     await new Promise((r) => setTimeout(r, 50));
@@ -224,7 +219,7 @@ describe('malformed requests', () => {
     ['TRACE with a body', 'TRACE / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi'],
   ])('%s: 405 JSON and nothing upstream', async (_what, bytes) => {
     const up = await upstream();
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const { res, closed } = await only(t.port, bytes);
     expectTandemError(res, 405, 'method_not_allowed');
     expect(closed).toBe(true);
@@ -235,7 +230,7 @@ describe('malformed requests', () => {
 describe('keep-alive and pipelining', () => {
   it('proxies several requests on one client connection', async () => {
     const up = await upstream((req, res, body) => res.end(`${req.method} ${req.url} ${body}`));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const c = await rawClient(t.port);
     try {
       c.write('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -257,7 +252,7 @@ describe('keep-alive and pipelining', () => {
     const up = await upstream((req, res) => {
       setTimeout(() => res.end(`body of ${req.url}`), delays[req.url!] ?? 0);
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(
       t.port,
       'GET /slow HTTP/1.1\r\nHost: a\r\n\r\n' +
@@ -276,7 +271,7 @@ describe('keep-alive and pipelining', () => {
 
   it('keeps the connection after a tandem error that does not need closing (404)', async () => {
     const up = await upstream();
-    t = await startTandem(`
+    const t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -287,7 +282,7 @@ listeners:
 clusters:
   - name: app
     endpoints: [127.0.0.1:${up.port}]
-`);
+`));
     const c = await rawClient(t.port);
     try {
       c.write('GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -310,7 +305,7 @@ describe('response framing', () => {
       res.writeHead(200, { 'content-length': '11', 'content-type': 'text/plain' });
       res.end();
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const c = await rawClient(t.port);
     try {
       c.write('HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -338,7 +333,7 @@ describe('response framing', () => {
       res.writeHead(status, { etag: '"v1"' });
       res.end();
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const c = await rawClient(t.port);
     try {
       c.write('GET /x HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -361,7 +356,7 @@ describe('response framing', () => {
       res.writeHead(200, { 'content-length': '5' });
       res.end('12345');
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const { res } = await only(t.port, get('/'));
     expect(header(res, 'content-length')).toBe('5');
     expect(header(res, 'transfer-encoding')).toBeUndefined();
@@ -378,7 +373,7 @@ describe('response framing', () => {
         setTimeout(() => res.end('third'), 20);
       }, 20);
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const c = await rawClient(t.port);
     try {
       c.write('GET /chunks HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -404,7 +399,7 @@ describe('response framing', () => {
       for (let off = 0; off < payload.length; off += 100_000) res.write(payload.subarray(off, off + 100_000));
       res.end();
     });
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     for (const path of ['/sized', '/chunked']) {
       const raw = await rawRequest(t.port, get(path), 5000);
       const [res] = parseResponses(raw.text);
@@ -421,7 +416,7 @@ describe('response framing', () => {
   it('streams a 1 MiB request body intact to the upstream', async () => {
     const payload = Buffer.alloc(1024 * 1024, 'abcdefghijklmnopqrstuvwxyz');
     const up = await upstream((_req, res, body) => res.end(createHash('sha256').update(body).digest('hex')));
-    t = await startTandem(simpleConfig([up.port]));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const raw = await rawRequest(
       t.port,
       Buffer.concat([Buffer.from(`POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n`), payload]),

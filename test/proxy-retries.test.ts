@@ -4,7 +4,7 @@
 
 import type http from 'node:http';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
   eventually,
@@ -13,19 +13,12 @@ import {
   simpleConfig,
   startTandem,
   startUpstream,
+  useCleanup,
   waitForAccessLog,
-  type RunningTandem,
   type Upstream,
 } from './support/harness.js';
 
-let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all(ups.map((u) => u.close()));
-  t = undefined;
-  ups = [];
-});
+const cleanup = useCleanup();
 
 const RETRY_5XX = 'retries: { attempts: 2, retryOn: [5xx], backoff: { base: 10ms, max: 50ms } }';
 
@@ -40,7 +33,7 @@ async function scripted(statuses: number[], label = 'app', delayMs = 0): Promise
     if (delayMs === 0) res.writeHead(status, headers).end(answer);
     else setTimeout(() => res.writeHead(status, headers).end(answer), delayMs);
   });
-  ups.push(up);
+  cleanup.add(up);
   return up;
 }
 
@@ -51,7 +44,7 @@ function retries(adminUrl: string): Promise<number | undefined> {
 describe('retryOn 5xx', () => {
   it('retries a 503 and answers the 200 that follows', async () => {
     const up = await scripted([503, 200]);
-    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY_5XX)));
     const res = await request(`${t.url}/a`);
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('app try 2 status 200 body 0');
@@ -67,7 +60,7 @@ describe('retryOn 5xx', () => {
 
   it('passes the last 503 through unchanged once the tries run out, flag URX', async () => {
     const up = await scripted([503]);
-    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY_5XX)));
     const res = await request(`${t.url}/b`);
     expect(res.statusCode).toBe(503);
     expect(res.headers['x-tandem-error']).toBeUndefined();
@@ -84,7 +77,7 @@ describe('retryOn 5xx', () => {
 
   it('does not retry a 4xx', async () => {
     const up = await scripted([404, 200]);
-    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY_5XX)));
     const res = await request(`${t.url}/c`);
     expect(res.statusCode).toBe(404);
     await res.body.text();
@@ -94,7 +87,7 @@ describe('retryOn 5xx', () => {
 
   it('does not retry a POST', async () => {
     const up = await scripted([503, 200]);
-    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY_5XX)));
     const res = await request(`${t.url}/d`, { method: 'POST', body: 'payload' });
     expect(res.statusCode).toBe(503);
     expect(await res.body.text()).toBe('app try 1 status 503 body 7');
@@ -106,9 +99,9 @@ describe('retryOn 5xx', () => {
 
   it('retries a POST with its body when retryNonIdempotent is set', async () => {
     const up = await scripted([503, 200]);
-    t = await startTandem(
+    const t = cleanup.add(await startTandem(
       simpleConfig([up.port], 'retries: { attempts: 2, retryOn: [5xx], retryNonIdempotent: true, backoff: { base: 10ms, max: 50ms } }'),
-    );
+    ));
     const res = await request(`${t.url}/e`, { method: 'POST', body: 'payload' });
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('app try 2 status 200 body 7');
@@ -120,7 +113,7 @@ describe('retryOn 5xx', () => {
 
   it('counts a resent body once in bytesIn', async () => {
     const up = await scripted([503, 503, 200]);
-    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY_5XX)));
     const res = await request(`${t.url}/bytes`, { method: 'PUT', body: '12345678' });
     expect(res.statusCode).toBe(200);
     await res.body.text();
@@ -130,9 +123,9 @@ describe('retryOn 5xx', () => {
 
   it('streams a body over bufferLimit and never retries it', async () => {
     const up = await scripted([503, 200]);
-    t = await startTandem(
+    const t = cleanup.add(await startTandem(
       simpleConfig([up.port], 'retries: { attempts: 2, retryOn: [5xx], retryNonIdempotent: true, bufferLimit: 1KiB, backoff: { base: 10ms, max: 50ms } }'),
-    );
+    ));
     const res = await request(`${t.url}/big`, { method: 'POST', body: 'b'.repeat(2000) });
     expect(res.statusCode).toBe(503);
     expect(await res.body.text()).toBe('app try 1 status 503 body 2000');
@@ -143,7 +136,7 @@ describe('retryOn 5xx', () => {
 
   it('retries a PUT (idempotent) with its body', async () => {
     const up = await scripted([500, 200]);
-    t = await startTandem(simpleConfig([up.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY_5XX)));
     const res = await request(`${t.url}/put`, { method: 'PUT', body: 'x'.repeat(1000) });
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('app try 2 status 200 body 1000');
@@ -153,7 +146,7 @@ describe('retryOn 5xx', () => {
   it('sends the retry to the other endpoint when there is one', async () => {
     const a = await scripted([503], 'a');
     const b = await scripted([200], 'b');
-    t = await startTandem(simpleConfig([a.port, b.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([a.port, b.port], RETRY_5XX)));
     const res = await request(`${t.url}/f`);
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('b try 1 status 200 body 0');
@@ -166,7 +159,7 @@ describe('retryOn 5xx', () => {
   it('alternates endpoints when every try fails', async () => {
     const a = await scripted([503], 'a');
     const b = await scripted([503], 'b');
-    t = await startTandem(simpleConfig([a.port, b.port], RETRY_5XX));
+    const t = cleanup.add(await startTandem(simpleConfig([a.port, b.port], RETRY_5XX)));
     const res = await request(`${t.url}/g`);
     expect(res.statusCode).toBe(503);
     expect(await res.body.text()).toBe('a try 2 status 503 body 0');
@@ -181,7 +174,7 @@ describe('other retry conditions', () => {
   it('retries a status listed in retriableStatusCodes, and only that one', async () => {
     const policy = 'retries: { attempts: 2, retryOn: [retriable-status-codes], retriableStatusCodes: [409], backoff: { base: 10ms, max: 50ms } }';
     const conflict = await scripted([409, 200]);
-    t = await startTandem(simpleConfig([conflict.port], policy));
+    let t = cleanup.add(await startTandem(simpleConfig([conflict.port], policy)));
     const res = await request(`${t.url}/h`);
     expect(res.statusCode).toBe(200);
     await res.body.text();
@@ -189,7 +182,7 @@ describe('other retry conditions', () => {
     await t.close();
 
     const broken = await scripted([500, 200]);
-    t = await startTandem(simpleConfig([broken.port], policy));
+    t = cleanup.add(await startTandem(simpleConfig([broken.port], policy)));
     const res2 = await request(`${t.url}/h`);
     expect(res2.statusCode).toBe(500);
     await res2.body.text();
@@ -200,7 +193,7 @@ describe('other retry conditions', () => {
     const policy = 'retries: { attempts: 1, retryOn: [gateway-error], backoff: { base: 10ms, max: 50ms } }';
     const gw = await scripted([502, 200]);
     const app = await scripted([500, 200]);
-    t = await startTandem(`
+    const t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -211,7 +204,7 @@ listeners:
 clusters:
   - { name: gw, endpoints: [127.0.0.1:${gw.port}] }
   - { name: app, endpoints: [127.0.0.1:${app.port}] }
-`);
+`));
     const r1 = await request(`${t.url}/gw`);
     expect(r1.statusCode).toBe(200);
     await r1.body.text();
@@ -230,10 +223,10 @@ clusters:
       if (n === 1) hung.push(req);
       else res.end('second');
     });
-    ups.push(up);
-    t = await startTandem(
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(
       simpleConfig([up.port], 'timeout: 2s\nretries: { attempts: 2, perTryTimeout: 100ms, retryOn: [5xx], backoff: { base: 10ms, max: 50ms } }'),
-    );
+    ));
     const started = Date.now();
     const res = await request(`${t.url}/i`);
     expect(res.statusCode).toBe(200);
@@ -252,10 +245,10 @@ clusters:
 
   it('answers 504 upstream_timeout when every try times out', async () => {
     const up = await startUpstream(() => undefined);
-    ups.push(up);
-    t = await startTandem(
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(
       simpleConfig([up.port], 'timeout: 2s\nretries: { attempts: 1, perTryTimeout: 100ms, retryOn: [gateway-error], backoff: { base: 10ms, max: 20ms } }'),
-    );
+    ));
     const started = Date.now();
     const res = await request(`${t.url}/j`);
     await expectTandemError(res, 504, 'upstream_timeout');
@@ -268,10 +261,10 @@ clusters:
 
   it('does not retry a POST after a per-try timeout (the app may have seen it)', async () => {
     const up = await startUpstream(() => undefined);
-    ups.push(up);
-    t = await startTandem(
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(
       simpleConfig([up.port], 'timeout: 2s\nretries: { attempts: 2, perTryTimeout: 100ms, retryOn: [5xx], backoff: { base: 10ms, max: 20ms } }'),
-    );
+    ));
     const res = await request(`${t.url}/k`, { method: 'POST', body: 'once' });
     await expectTandemError(res, 504, 'upstream_timeout');
     expect(up.seen).toHaveLength(1);
@@ -280,9 +273,9 @@ clusters:
   it('stops retrying when the route timeout expires: 504 within the route timeout', async () => {
     // 11 tries of at least 40 ms each cannot fit in 200 ms
     const up = await scripted([503], 'app', 40);
-    t = await startTandem(
+    const t = cleanup.add(await startTandem(
       simpleConfig([up.port], 'timeout: 200ms\nretries: { attempts: 10, retryOn: [5xx], backoff: { base: 10ms, max: 20ms } }'),
-    );
+    ));
     const started = Date.now();
     const res = await request(`${t.url}/l`);
     const elapsed = Date.now() - started;
@@ -302,7 +295,7 @@ clusters:
 
   it('sends no further try once the client has left during the backoff', async () => {
     const up = await scripted([503]);
-    t = await startTandem(simpleConfig([up.port], 'retries: { attempts: 5, retryOn: [5xx], backoff: { base: 300ms, max: 300ms } }'));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'retries: { attempts: 5, retryOn: [5xx], backoff: { base: 300ms, max: 300ms } }')));
     const client = net.connect(t.port, '127.0.0.1');
     client.on('error', () => undefined);
     client.write('GET /m HTTP/1.1\r\nHost: a\r\n\r\n');

@@ -3,7 +3,7 @@
 // cancelled in every case (CONTRACT §3).
 
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
   eventually,
@@ -13,9 +13,8 @@ import {
   startRawUpstream,
   startTandem,
   startUpstream,
+  useCleanup,
   waitForAccessLog,
-  type RunningTandem,
-  type Upstream,
 } from './support/harness.js';
 
 type RawUpstream = Awaited<ReturnType<typeof startRawUpstream>>;
@@ -26,16 +25,7 @@ interface Conn {
   closedAt: number | null;
 }
 
-let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-let raws: RawUpstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all([...ups.map((u) => u.close()), ...raws.map((r) => r.close())]);
-  t = undefined;
-  ups = [];
-  raws = [];
-});
+const cleanup = useCleanup();
 
 /** A raw upstream recording each connection; `onRequest` runs at its first request bytes. */
 async function rawUpstream(onRequest: (socket: net.Socket) => void = () => undefined): Promise<RawUpstream & { conns: Conn[] }> {
@@ -49,14 +39,14 @@ async function rawUpstream(onRequest: (socket: net.Socket) => void = () => undef
       onRequest(socket);
     });
   });
-  raws.push(raw);
+  cleanup.add(raw);
   return { ...raw, conns };
 }
 
 describe('route timeout before the response head', () => {
   it('answers 504 upstream_timeout on time and aborts the upstream request', async () => {
     const up = await rawUpstream();
-    t = await startTandem(simpleConfig([up.port], 'timeout: 300ms'));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 300ms')));
     const started = Date.now();
     const res = await request(`${t.url}/slow`);
     const answeredAt = Date.now();
@@ -79,8 +69,8 @@ describe('route timeout before the response head', () => {
   // POST streams its body; PUT's is kept for the free retry and sent once complete.
   it.each(['POST', 'PUT'])('times a %s from the end of its body, not from its first byte', async (method) => {
     const up = await startUpstream((_req, res) => setTimeout(() => res.end('late but fine'), 100));
-    ups.push(up);
-    t = await startTandem(simpleConfig([up.port], 'timeout: 400ms'));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 400ms')));
     // The body trickles in over ~400 ms; the answer takes 100 ms after it: 500 ms in all.
     const socket = net.connect(t.port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
@@ -102,7 +92,7 @@ describe('route timeout before the response head', () => {
 describe('route timeout after the response head', () => {
   it('aborts the client connection and logs UT', async () => {
     const up = await rawUpstream((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nstart'));
-    t = await startTandem(simpleConfig([up.port], 'timeout: 300ms'));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 300ms')));
     const started = Date.now();
     const res = await request(`${t.url}/stall`);
     expect(res.statusCode).toBe(200);
@@ -119,8 +109,8 @@ describe('client abort', () => {
   // A FIN there reads as a half-close and gets a 400 (see proxy-protocol); a reset cannot be answered.
   it('logs 499 with DC when the client resets in the middle of its body', async () => {
     const up = await startUpstream();
-    ups.push(up);
-    t = await startTandem(simpleConfig([up.port], 'timeout: 5s'));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
     for (const method of ['POST', 'PUT']) {
       const client = net.connect(t.port, '127.0.0.1');
       client.on('error', () => undefined);
@@ -142,7 +132,7 @@ describe('client abort', () => {
 
   it('cancels the upstream request and logs 499 with DC', async () => {
     const up = await rawUpstream();
-    t = await startTandem(simpleConfig([up.port], 'timeout: 5s'));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
     const client = net.connect(t.port, '127.0.0.1');
     client.on('error', () => undefined);
     client.write('GET /wait HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -164,7 +154,7 @@ describe('client abort', () => {
       ticker = setInterval(() => s.write('4\r\ntick\r\n'), 10);
       s.on('close', () => clearInterval(ticker));
     });
-    t = await startTandem(simpleConfig([up.port], 'timeout: 5s'));
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
     const client = net.connect(t.port, '127.0.0.1');
     client.on('error', () => undefined);
     let got = 0;

@@ -2,7 +2,7 @@
 // limits, the error-rate breaker, outlier detection, health checks and the
 // retry limits, each against real upstreams that refuse, fail or hang.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
   deadPort,
@@ -12,23 +12,18 @@ import {
   simpleConfig,
   startTandem,
   startUpstream,
+  useCleanup,
   waitForAccessLog,
   type RunningTandem,
   type Upstream,
 } from './support/harness.js';
 
+const cleanup = useCleanup();
 let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all(ups.map((u) => u.close()));
-  t = undefined;
-  ups = [];
-});
 
 async function upstream(handler: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
   const u = await startUpstream(handler);
-  ups.push(u);
+  cleanup.add(u);
   return u;
 }
 
@@ -47,7 +42,7 @@ describe('concurrency limits', () => {
   it('maxRequests: a request over the limit gets 503 overflow at once and never reaches the upstream', async () => {
     const held: (() => void)[] = [];
     const slow = await upstream((_req, res) => held.push(() => res.end('late')));
-    t = await startTandem(simpleConfig([slow.port], '', 'circuitBreaker: { maxRequests: 1 }'));
+    t = cleanup.add(await startTandem(simpleConfig([slow.port], '', 'circuitBreaker: { maxRequests: 1 }')));
     const first = request(`${t.url}/a`);
     expect(await eventually(() => held.length === 1)).toBe(true);
     const second = await request(`${t.url}/b`);
@@ -67,9 +62,9 @@ describe('concurrency limits', () => {
 
   it('maxRetries: 0 skips every counted retry and the last answer goes back', async () => {
     const bad = await failing(503);
-    t = await startTandem(
+    t = cleanup.add(await startTandem(
       simpleConfig([bad.port], 'retries: { attempts: 2, retryOn: [5xx] }', 'circuitBreaker: { maxRetries: 0 }'),
-    );
+    ));
     const res = await get();
     expect(res.status).toBe(503);
     expect(res.body).toBe('app says no');
@@ -85,13 +80,13 @@ describe('error-rate breaker', () => {
       res.writeHead(healthy ? 200 : 500);
       res.end();
     });
-    t = await startTandem(
+    t = cleanup.add(await startTandem(
       simpleConfig(
         [app.port],
         '',
         'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 300ms }',
       ),
-    );
+    ));
     for (let i = 0; i < 4; i++) expect((await get()).status).toBe(500);
     const rejected = await request(`${t.url}/`);
     await expectTandemError(rejected, 503, 'circuit_open');
@@ -114,7 +109,7 @@ describe('error-rate breaker', () => {
       res.writeHead(n++ % 2 === 1 ? 500 : 200); // 200, 500, 200, ...: never over half
       res.end();
     });
-    t = await startTandem(simpleConfig([app.port], '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4 }'));
+    t = cleanup.add(await startTandem(simpleConfig([app.port], '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4 }')));
     for (let i = 0; i < 10; i++) await get();
     expect(app.seen).toHaveLength(10);
   });
@@ -124,13 +119,13 @@ describe('outlier detection', () => {
   it('ejects an endpoint after consecutive failures: no traffic reaches it during the ejection', async () => {
     const bad = await failing(503);
     const good = await upstream((_req, res) => res.end('fine'));
-    t = await startTandem(
+    t = cleanup.add(await startTandem(
       simpleConfig(
         [bad.port, good.port],
         '',
         'outlierDetection: { consecutive5xx: 2, baseEjectionTime: 2s, maxEjectionPercent: 50 }',
       ),
-    );
+    ));
     // round robin: every other request reaches the bad endpoint until it is ejected
     for (let i = 0; i < 4; i++) await get();
     expect(bad.seen).toHaveLength(2);
@@ -144,7 +139,7 @@ describe('outlier detection', () => {
   it('connect failures count: a dead endpoint is ejected and the retry finds the live one', async () => {
     const good = await upstream((_req, res) => res.end('fine'));
     const dead = await deadPort();
-    t = await startTandem(simpleConfig([dead, good.port], '', 'outlierDetection: { consecutive5xx: 1, baseEjectionTime: 5s }'));
+    t = cleanup.add(await startTandem(simpleConfig([dead, good.port], '', 'outlierDetection: { consecutive5xx: 1, baseEjectionTime: 5s }')));
     for (let i = 0; i < 6; i++) expect((await get()).status).toBe(200);
     const log = await waitForAccessLog(t, 6);
     // only the first request met the dead endpoint (then retried on the live one)
@@ -159,9 +154,9 @@ describe('health checks', () => {
       if (req.url === '/healthz') res.writeHead(appHealthy ? 200 : 503);
       res.end('x');
     });
-    t = await startTandem(
+    t = cleanup.add(await startTandem(
       simpleConfig([app.port], '', 'healthCheck: { path: /healthz, interval: 50ms, timeout: 40ms, unhealthyThreshold: 2, healthyThreshold: 1 }'),
-    );
+    ));
     expect((await get('/work')).status).toBe(200);
     appHealthy = false;
     expect(
@@ -184,7 +179,7 @@ describe('retry backoff', () => {
       if (times.length === 1) res.writeHead(503, { 'retry-after': '1' });
       res.end();
     });
-    t = await startTandem(simpleConfig([app.port], 'retries: { attempts: 1, retryOn: [5xx], backoff: { base: 1ms, max: 2ms } }'));
+    t = cleanup.add(await startTandem(simpleConfig([app.port], 'retries: { attempts: 1, retryOn: [5xx], backoff: { base: 1ms, max: 2ms } }')));
     expect((await get()).status).toBe(200);
     expect(app.seen).toHaveLength(2);
     expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
@@ -197,7 +192,7 @@ describe('retry backoff', () => {
       res.writeHead(503);
       res.end();
     });
-    t = await startTandem(simpleConfig([app.port], 'retries: { attempts: 3, retryOn: [5xx], backoff: { base: 20ms, max: 40ms } }'));
+    t = cleanup.add(await startTandem(simpleConfig([app.port], 'retries: { attempts: 3, retryOn: [5xx], backoff: { base: 20ms, max: 40ms } }')));
     expect((await get()).status).toBe(503);
     expect(times).toHaveLength(4);
     for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeLessThan(40 + 250);

@@ -1,18 +1,12 @@
 // Routing over real sockets (CONTRACT §2): each upstream answers with its
 // own name, so the body says which route (and which cluster) was chosen.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startTandem, startUpstream, type RunningTandem, type Upstream } from './support/harness.js';
+import { startTandem, startUpstream, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
+const cleanup = useCleanup();
 let t: RunningTandem | undefined;
-let ups: Upstream[] = [];
-afterEach(async () => {
-  await t?.close();
-  await Promise.all(ups.map((u) => u.close()));
-  t = undefined;
-  ups = [];
-});
 
 /** An upstream whose body is its name. */
 async function named(name: string): Promise<Upstream> {
@@ -20,7 +14,7 @@ async function named(name: string): Promise<Upstream> {
     res.writeHead(200, { 'content-type': 'text/plain', server: 'app-server', 'x-upstream': name });
     res.end(name);
   });
-  ups.push(up);
+  cleanup.add(up);
   return up;
 }
 
@@ -28,7 +22,7 @@ async function named(name: string): Promise<Upstream> {
 async function twoClusters(routesYaml: string): Promise<{ a: Upstream; b: Upstream }> {
   const a = await named('a');
   const b = await named('b');
-  t = await startTandem(`
+  t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -40,7 +34,7 @@ clusters:
     endpoints: [127.0.0.1:${a.port}]
   - name: cb
     endpoints: [127.0.0.1:${b.port}]
-`);
+`));
   return { a, b };
 }
 
@@ -282,7 +276,7 @@ describe('load balancing across two real upstreams', () => {
   async function oneClusterOfTwo(clusterExtra: string): Promise<void> {
     const a = await named('a');
     const b = await named('b');
-    t = await startTandem(`
+    t = cleanup.add(await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
@@ -294,7 +288,7 @@ clusters:
   - name: app
     endpoints: [127.0.0.1:${a.port}, 127.0.0.1:${b.port}]
 ${clusterExtra}
-`);
+`));
   }
 
   it('round_robin alternates', async () => {

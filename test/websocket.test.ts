@@ -7,21 +7,21 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   deadPort,
   eventually,
-  metricValue,
-  waitForAccessLog,
   header,
+  metricValue,
   parseResponses,
   rawClient,
   startRawUpstream,
   startTandem,
   startUpstream,
   statusOf,
+  useCleanup,
+  waitForAccessLog,
   type RawClient,
-  type RunningTandem,
   type Upstream,
 } from './support/harness.js';
 
@@ -113,21 +113,11 @@ clusters:
 `;
 }
 
-let t: RunningTandem | undefined;
-let closers: (() => Promise<void>)[] = [];
-let clients: RawClient[] = [];
-afterEach(async () => {
-  for (const c of clients) c.destroy();
-  await t?.close();
-  await Promise.all(closers.map((c) => c()));
-  t = undefined;
-  closers = [];
-  clients = [];
-});
+const cleanup = useCleanup();
 
 async function client(port: number): Promise<RawClient> {
   const c = await rawClient(port);
-  clients.push(c);
+  cleanup.add({ close: () => c.destroy() });
   return c;
 }
 
@@ -136,8 +126,8 @@ const headEnd = (text: string): number => text.indexOf('\r\n\r\n');
 describe('WebSocket tunnel', () => {
   it('answers 101 with the upstream accept key and carries bytes both ways', async () => {
     const up = await startWsUpstream();
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const c = await client(t.port);
     c.write(upgradeRequest('/ws/room?id=1'));
     const text = await c.waitFor((s) => headEnd(s) !== -1 && s.endsWith('hello'));
@@ -166,8 +156,8 @@ describe('WebSocket tunnel', () => {
 
   it('passes bytes sent together with the upgrade request', async () => {
     const up = await startWsUpstream();
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const c = await client(t.port);
     c.write(upgradeRequest() + 'early-bytes');
     const text = await c.waitFor((s) => s.includes('early-bytes'));
@@ -177,8 +167,8 @@ describe('WebSocket tunnel', () => {
 
   it('closes the client side when the upstream closes, and the reverse', async () => {
     const up = await startWsUpstream();
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const tunnels = t.tandem.listeners[0]!.tunnels;
 
     const c1 = await client(t.port);
@@ -198,8 +188,8 @@ describe('WebSocket tunnel', () => {
 
   it('logs one access-log line per tunnel when it closes, and counts it in the metrics', async () => {
     const up = await startWsUpstream();
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const c = await client(t.port);
     c.write(upgradeRequest('/ws/x'));
     await c.waitFor((s) => s.endsWith('hello'));
@@ -217,7 +207,7 @@ describe('WebSocket tunnel', () => {
   });
 
   it('logs a refused or failed upgrade with its status and flag', async () => {
-    t = await startTandem(configFor(await deadPort()));
+    const t = cleanup.add(await startTandem(configFor(await deadPort())));
     const c = await client(t.port);
     c.write(upgradeRequest());
     expect(await c.waitClosed()).toBe(true);
@@ -230,8 +220,8 @@ describe('WebSocket tunnel', () => {
       res.writeHead(403, { 'content-type': 'text/plain' });
       res.end('no sockets here');
     });
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const c = await client(t.port);
     c.write(upgradeRequest());
     expect(await c.waitClosed()).toBe(true);
@@ -246,8 +236,8 @@ describe('WebSocket tunnel', () => {
 
   it('an upstream that never answers the upgrade: 504 upstream_timeout after the route timeout', async () => {
     const up = await startRawUpstream(() => undefined);
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port, 'timeout: 200ms'));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port, 'timeout: 200ms')));
     const c = await client(t.port);
     const started = Date.now();
     c.write(upgradeRequest());
@@ -260,8 +250,8 @@ describe('WebSocket tunnel', () => {
 
   it('an upstream that closes without answering: 502 upstream_reset', async () => {
     const up = await startRawUpstream((s) => s.once('data', () => s.destroy()));
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const c = await client(t.port);
     c.write(upgradeRequest());
     expect(await c.waitClosed()).toBe(true);
@@ -271,7 +261,7 @@ describe('WebSocket tunnel', () => {
   });
 
   it('a dead upstream: 502 upstream_connect_failure and the socket closes', async () => {
-    t = await startTandem(configFor(await deadPort()));
+    const t = cleanup.add(await startTandem(configFor(await deadPort())));
     const c = await client(t.port);
     c.write(upgradeRequest());
     expect(await c.waitClosed()).toBe(true);
@@ -283,8 +273,8 @@ describe('WebSocket tunnel', () => {
 
   it('no route: 404 no_route and the socket closes', async () => {
     const up = await startWsUpstream();
-    closers.push(up.close);
-    t = await startTandem(configFor(up.port));
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
     const c = await client(t.port);
     c.write(upgradeRequest('/elsewhere'));
     expect(await c.waitClosed()).toBe(true);

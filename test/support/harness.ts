@@ -1,7 +1,7 @@
 // Real sockets only: upstream HTTP servers and tandem itself on 127.0.0.1
 // port 0, raw TCP clients for bytes that no HTTP client would send.
 
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -56,6 +56,35 @@ export async function startUpstream(handler: UpstreamHandler = okHandler): Promi
 export function okHandler(_req: http.IncomingMessage, res: http.ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/plain' });
   res.end('ok');
+}
+
+/** Anything a test starts and must stop: servers, tandems, raw upstreams. */
+export interface Closable {
+  close(): Promise<unknown> | void;
+}
+
+export interface Cleanup {
+  /** closes `x` after the current test; returns it so a start call can be wrapped */
+  add<T extends Closable>(x: T): T;
+}
+
+/**
+ * Registers one `afterEach` that closes everything added during the test,
+ * last added first: tandem, started after its upstreams, stops before them.
+ */
+export function useCleanup(): Cleanup {
+  let open: Closable[] = [];
+  afterEach(async () => {
+    const closing = open.reverse();
+    open = [];
+    for (const x of closing) await x.close();
+  });
+  return {
+    add: (x) => {
+      open.push(x);
+      return x;
+    },
+  };
 }
 
 /** A TCP port that refuses connections (bound, then closed). */
