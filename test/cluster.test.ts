@@ -17,7 +17,9 @@ interface Backend {
 async function startBackend(): Promise<Backend> {
   const openSockets = new Set<Socket>();
   const server = createServer((req, res) => {
-    const answer = () => res.end(String((server.address() as AddressInfo).port));
+    // the port is read now: a /slow answer may be written after the server stopped listening
+    const port = String((server.address() as AddressInfo).port);
+    const answer = () => res.end(port);
     if (req.url === '/slow') setTimeout(answer, 100);
     else answer();
   });
@@ -29,12 +31,22 @@ async function startBackend(): Promise<Backend> {
   return { server, port: (server.address() as AddressInfo).port, openSockets };
 }
 
+const CIRCUIT_BREAKER_DEFAULTS = {
+  maxRequests: 1024,
+  maxPendingRequests: 1024,
+  maxRetries: 3,
+  volumeThreshold: 20,
+  window: 10_000,
+  resetTimeout: 30_000,
+};
+
 function clusterConfig(ports: number[]): ClusterConfig {
   return {
     name: 'app',
     endpoints: ports.map((port) => ({ address: '127.0.0.1', port, weight: 1 })),
     loadBalancing: 'round_robin',
     ...POOL,
+    circuitBreaker: CIRCUIT_BREAKER_DEFAULTS,
   };
 }
 
