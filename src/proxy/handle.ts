@@ -1,4 +1,4 @@
-// One request, top to bottom: admit → identify → route → act (direct
+// One request, top to bottom: identify → admit → route → act (direct
 // response or forward upstream). Metrics and the access log are written
 // once, when the response closes (Exchange.finish).
 
