@@ -47,7 +47,12 @@ export class Tandem {
     this.snapshot = compileSnapshot(config, this.metrics, 1);
     for (const compiled of this.snapshot.listeners) {
       this.listeners.push(
-        new Listener({ listener: compiled, proto: 'http', accessLog: this.accessLog, drain: this.drainState }),
+        new Listener({
+          listener: compiled,
+          proto: compiled.config.tls === undefined ? 'http' : 'https',
+          accessLog: this.accessLog,
+          drain: this.drainState,
+        }),
       );
     }
   }

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import { Pool } from 'undici';
-import type { ClusterConfig, EndpointConfig } from '../config/types.js';
+import type { ClusterConfig, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
 
 /** undici subtracts this from a server's keep-alive hint, so we stop reusing a socket before the server closes it */
 const KEEP_ALIVE_THRESHOLD_MS = 1000;
@@ -10,6 +12,18 @@ export function endpointKey(address: string, port: number): string {
   return `${bare ? `[${address}]` : address}:${port}`;
 }
 
+/** TLS options of every connection to a cluster's endpoints: verification is never off. */
+export function upstreamTlsOptions(cfg: ClusterTlsConfig): ConnectionOptions {
+  const read = (file: string | undefined): Buffer | undefined => (file === undefined ? undefined : readFileSync(file));
+  return {
+    ca: read(cfg.caFile),
+    cert: read(cfg.certFile),
+    key: read(cfg.keyFile),
+    servername: cfg.serverName,
+    rejectUnauthorized: true,
+  };
+}
+
 /** One upstream host:port with its own connection pool and the state the load balancers read. */
 export class Endpoint {
   readonly address: string;
@@ -17,6 +31,8 @@ export class Endpoint {
   readonly weight: number;
   readonly key: string;
   readonly origin: string;
+  /** the cluster's TLS origination options, for every client of this endpoint (health checks too) */
+  readonly tls: ConnectionOptions | undefined;
   readonly pool: Pool;
   activeRequests = 0;
   healthy = true;
@@ -24,19 +40,20 @@ export class Endpoint {
   /** set by close(): a closed pool refuses dispatches, so not even a retry's fallback may pick it */
   private closing = false;
 
-  constructor(endpoint: EndpointConfig, cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool'>) {
+  constructor(endpoint: EndpointConfig, cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'>) {
     this.address = endpoint.address;
     this.port = endpoint.port;
     this.weight = endpoint.weight;
     this.key = endpointKey(endpoint.address, endpoint.port);
-    this.origin = `http://${this.key}`;
+    this.tls = cluster.tls === undefined ? undefined : upstreamTlsOptions(cluster.tls);
+    this.origin = `${this.tls === undefined ? 'http' : 'https'}://${this.key}`;
     this.pool = new Pool(this.origin, {
       connections: cluster.pool.connections,
       keepAliveTimeout: cluster.pool.keepAliveTimeout,
       keepAliveMaxTimeout: cluster.pool.keepAliveTimeout,
       keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
       pipelining: 1,
-      connect: { timeout: cluster.connectTimeout },
+      connect: { ...this.tls, timeout: cluster.connectTimeout },
       // The proxy runs its own timers: undici's may fire up to ~1s late.
       headersTimeout: 0,
       bodyTimeout: 0,

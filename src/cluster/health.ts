@@ -64,7 +64,7 @@ export class HealthChecker {
         keepAliveTimeout: idle,
         keepAliveMaxTimeout: idle,
         keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
-        connect: { timeout: this.cfg.timeout },
+        connect: { ...endpoint.tls, timeout: this.cfg.timeout },
         // The probe's own timer bounds it: undici's may fire up to ~1s late.
         headersTimeout: 0,
         bodyTimeout: 0,

@@ -3,6 +3,7 @@
 // the raw parsed YAML, tolerating any shape, so that they are reported
 // together with shape errors rather than after the user has fixed those.
 
+import { readFileSync } from 'node:fs';
 import type { ConfigIssue, ConfigPath } from './errors.js';
 import { defaultListenerName, defaultRouteName } from './schema.js';
 import { didYouMean } from './suggest.js';
@@ -34,6 +35,7 @@ function checkClusters(clusters: unknown, issues: ConfigIssue[]): Set<string> {
       else issues.push(duplicate('cluster', cluster.name, [...path, 'name'], ['clusters', first]));
     }
     exactlyOne(cluster, ['endpoints', 'dns'], path, issues);
+    checkTlsFiles(cluster.tls, [...path, 'tls'], issues);
     if (isRaw(cluster.hashOn)) {
       exactlyOne(cluster.hashOn, ['header', 'cookie', 'clientIp'], [...path, 'hashOn'], issues);
       if ((cluster.loadBalancing ?? 'round_robin') !== 'ring_hash') {
@@ -78,6 +80,7 @@ function checkListeners(config: Raw, clusterNames: Set<string>, issues: ConfigIs
       }
       bound.push({ address, port: listener.port, owner: `listener "${name}"` });
     }
+    checkTlsFiles(listener.tls, [...path, 'tls'], issues);
     checkRoutes(listener.routes, name, path, clusterNames, issues);
   });
 }
@@ -122,6 +125,22 @@ function checkRoutes(
       }
     });
   });
+}
+
+const TLS_FILE_KEYS = ['certFile', 'keyFile', 'caFile'];
+
+/** A TLS file tandem could not read would only fail at start or reload: report it with the rest. */
+function checkTlsFiles(tls: unknown, path: ConfigPath, issues: ConfigIssue[]): void {
+  if (!isRaw(tls)) return;
+  for (const key of TLS_FILE_KEYS) {
+    const file = tls[key];
+    if (typeof file !== 'string' || file === '') continue;
+    try {
+      readFileSync(file);
+    } catch (err) {
+      issues.push({ path: [...path, key], at: 'key', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+    }
+  }
 }
 
 function checkClusterReference(ref: unknown, path: ConfigPath, clusterNames: Set<string>, issues: ConfigIssue[]): void {

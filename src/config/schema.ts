@@ -263,12 +263,44 @@ const routeSchema = z
     retries: resolveRetries(retries, route.timeout),
   }));
 
+const filePath = z.string().min(1);
+
+const listenerTlsSchema = z
+  .strictObject({
+    certFile: filePath.meta({ description: 'PEM certificate chain presented to clients; re-read when the file changes.' }),
+    keyFile: filePath.meta({ description: 'PEM private key of certFile; re-read when the file changes.' }),
+    caFile: filePath.optional().meta({ description: 'PEM CA certificates that verify client certificates (mTLS); verified subjects go upstream in x-forwarded-client-cert.' }),
+    requireClientCert: z
+      .boolean()
+      .default(false)
+      .meta({ description: 'Refuse, at the handshake, clients without a certificate caFile verifies.' }),
+  })
+  .superRefine((tls, ctx) => {
+    if (tls.requireClientCert && tls.caFile === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['requireClientCert'], message: 'requireClientCert needs caFile to verify client certificates' });
+    }
+  });
+
+const clusterTlsSchema = z
+  .strictObject({
+    caFile: filePath.optional().meta({ description: "PEM CA certificates that verify the endpoints' certificates; the system's CAs when absent." }),
+    certFile: filePath.optional().meta({ description: 'PEM client certificate presented to the endpoints (mTLS), with keyFile.' }),
+    keyFile: filePath.optional().meta({ description: 'PEM private key of certFile.' }),
+    serverName: z.string().min(1).optional().meta({ description: "Name sent in SNI and verified in the endpoints' certificates; the endpoint's address when absent." }),
+  })
+  .superRefine((tls, ctx) => {
+    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      const missing = tls.certFile === undefined ? 'certFile' : 'keyFile';
+      ctx.addIssue({ code: 'custom', path: [], message: `certFile and keyFile go together: ${missing} is missing` });
+    }
+  });
+
 const listenerSchema = z.strictObject({
   name: name.optional().meta({ description: 'Listener name in metrics and logs; listener-INDEX when absent.' }),
   address: z.string().min(1).default('0.0.0.0').meta({ description: 'Address to bind.' }),
   port: port(0).meta({ description: 'Port to bind (0 picks a free port).' }),
   limits: limitsSchema.prefault({}).meta({ description: 'What a client may send, and how slowly.' }),
-  tls: notSupported,
+  tls: listenerTlsSchema.optional().meta({ description: 'Terminate TLS (and mTLS) on this listener; plain HTTP when absent.' }),
   routes: z.array(routeSchema).min(1).meta({ description: 'Routes in order; the first match wins.' }),
 });
 
@@ -365,9 +397,9 @@ const clusterSchema = z
     circuitBreaker: circuitBreakerSchema.prefault({}).meta({ description: 'Concurrency limits (always on) and the optional error-rate breaker.' }),
     outlierDetection: outlierDetectionSchema.optional().meta({ description: 'Ejects endpoints that fail in a row; off when absent.' }),
     healthCheck: healthCheckSchema.optional().meta({ description: 'Active HTTP health checks; off when absent (endpoints start healthy).' }),
-    tls: notSupported,
+    tls: clusterTlsSchema.optional().meta({ description: 'Originate TLS (and mTLS) to the endpoints, always verifying their certificates; plain HTTP when absent.' }),
   })
-  .transform(({ tls: _tls, endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));
+  .transform(({ endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));
 
 /** What a user writes; `configSchema` adds the names derived from positions. */
 export const configInputSchema = z
@@ -386,7 +418,7 @@ export const configInputSchema = z
 
 export const configSchema = configInputSchema.transform((config) => ({
   ...config,
-  listeners: config.listeners.map(({ tls: _tls, name, ...listener }, i) => {
+  listeners: config.listeners.map(({ name, ...listener }, i) => {
     const listenerName = name ?? defaultListenerName(i);
     return {
       name: listenerName,

@@ -46,7 +46,18 @@ export interface ListenerConfig {
   address: string;
   port: number;
   limits: ListenerLimits;
+  /** absent: plain HTTP */
+  tls?: ListenerTlsConfig;
   routes: RouteConfig[];
+}
+
+/** TLS termination; with `caFile` client certificates are verified against it (mTLS). */
+export interface ListenerTlsConfig {
+  certFile: string;
+  keyFile: string;
+  caFile?: string;
+  /** refuse, at the handshake, clients without a certificate `caFile` verifies */
+  requireClientCert: boolean;
 }
 
 export interface HeaderMatchConfig {
@@ -187,4 +198,17 @@ export interface ClusterConfig {
   circuitBreaker: CircuitBreakerConfig;
   outlierDetection?: OutlierDetectionConfig;
   healthCheck?: HealthCheckConfig;
+  /** absent: plain HTTP to the endpoints */
+  tls?: ClusterTlsConfig;
+}
+
+/** TLS origination; the endpoints' certificates are always verified. */
+export interface ClusterTlsConfig {
+  /** trusted CAs; the system's when absent */
+  caFile?: string;
+  /** client certificate for mTLS, with keyFile */
+  certFile?: string;
+  keyFile?: string;
+  /** SNI and the name verified in the certificate; the endpoint's address when absent */
+  serverName?: string;
 }

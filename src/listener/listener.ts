@@ -1,14 +1,16 @@
-// One HTTP listener: Node's server with the configured limits, tandem's own
+// One HTTP(S) listener: Node's server with the configured limits, tandem's own
 // answers for what Node rejects before a request exists, WebSocket tunnels,
 // and the drain steps.
 
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { ListenerLimits } from '../config/types.js';
 import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import type { Exchange, ListenerContext } from '../proxy/exchange.js';
 import { handleRequest, rejectRequest, type ExchangeCarrier } from '../proxy/handle.js';
+import { serverTlsOptions, watchTlsFiles } from './tls.js';
 import { tunnelUpgrade } from './upgrade.js';
 
 class ProxyResponse extends ServerResponse implements ExchangeCarrier {
@@ -25,22 +27,28 @@ export class Listener {
   readonly tunnels = new Set<Duplex>();
 
   constructor(readonly ctx: ListenerContext) {
-    const limits = ctx.listener.config.limits;
-    this.server = http.createServer(
-      {
-        ServerResponse: ProxyResponse as typeof ServerResponse,
-        maxHeaderSize: limits.maxHeaderBytes,
-        headersTimeout: limits.headersTimeout,
-        // Node requires the whole-request timeout to be at least the head's.
-        requestTimeout: limits.requestTimeout === 0 ? 0 : Math.max(limits.requestTimeout, limits.headersTimeout),
-        keepAliveTimeout: limits.idleTimeout,
-        connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-        // handle() answers a missing Host itself, with tandem's JSON error
-        requireHostHeader: false,
-        joinDuplicateHeaders: false,
-      },
-      (req, res) => handleRequest(ctx, req, res as ProxyResponse),
-    );
+    const { limits, tls } = ctx.listener.config;
+    const options: http.ServerOptions = {
+      ServerResponse: ProxyResponse as typeof ServerResponse,
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeout,
+      // Node requires the whole-request timeout to be at least the head's.
+      requestTimeout: limits.requestTimeout === 0 ? 0 : Math.max(limits.requestTimeout, limits.headersTimeout),
+      keepAliveTimeout: limits.idleTimeout,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      // handle() answers a missing Host itself, with tandem's JSON error
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => handleRequest(ctx, req, res as ProxyResponse);
+    if (tls === undefined) {
+      this.server = http.createServer(options, onRequest);
+    } else {
+      const server = https.createServer({ ...options, ...serverTlsOptions(tls) }, onRequest);
+      const unwatch = watchTlsFiles(server, ctx.listener.config.name, tls);
+      server.on('close', unwatch);
+      this.server = server;
+    }
     applyHeaderCount(this.server, limits);
     this.server.on('clientError', onClientError);
     this.server.on('connect', onConnectMethod);

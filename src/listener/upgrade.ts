@@ -11,6 +11,7 @@ import { buildResponseHeaders, buildUpstreamHeaders, type CompiledHeaderOps } fr
 import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
+import { forwardedClientCert } from './client-cert.js';
 
 /**
  * A tunnelled request's record: logged once, when the upgrade is refused or
@@ -83,6 +84,7 @@ export async function tunnelUpgrade(
     requestId: t.requestId,
     traceparent: t.traceparent,
     hostOverride: route.hostRewrite,
+    clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
     ops: route.requestOps,
   });
   const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;

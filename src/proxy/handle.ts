@@ -3,6 +3,7 @@
 // once, when the response closes (Exchange.finish).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { forwardedClientCert } from '../listener/client-cert.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
 import type { DirectResponse } from '../snapshot-types.js';
@@ -57,6 +58,7 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
     requestId: ex.requestId,
     traceparent: ex.traceparent,
     hostOverride: route.hostRewrite,
+    clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
     ops: route.requestOps,
   });
   const forward = new Forward(ex, route, cluster, upstreamPath, headers, hasBody ? req : null);

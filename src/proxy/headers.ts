@@ -13,11 +13,14 @@
 // - host: `hostOverride` (rewrite.host) or the client's Host.
 // - x-forwarded-for: the client's values (repeated lines joined with ', ')
 //   with `clientIp` appended; x-forwarded-proto, x-request-id and traceparent
-//   are replaced by tandem's values.
+//   are replaced by tandem's values. x-forwarded-client-cert is always
+//   dropped: tandem sends its own (`clientCert`) only for a client
+//   certificate it verified itself.
 // - route ops last: every header named in `remove` or `set` is dropped, then
 //   the `set` pairs are added. Ops may remove or replace x-forwarded-for,
 //   x-forwarded-proto and traceparent; they cannot touch the protected names
-//   (hop-by-hop ones, host, expect, content-length, x-request-id), which
+//   (hop-by-hop ones, host, expect, content-length, x-request-id,
+//   x-forwarded-client-cert), which
 //   compileHeaderOps leaves out: use rewrite.host for the Host.
 // Repeated headers (several cookie lines) stay separate pairs: the result is
 // the flat `[name, value, ...]` array undici's dispatch accepts.
@@ -58,6 +61,8 @@ export interface UpstreamHeaderOptions {
   requestId: string;
   traceparent: string;
   hostOverride?: string;
+  /** x-forwarded-client-cert of the verified client certificate (mTLS) */
+  clientCert?: string;
   ops?: CompiledHeaderOps;
 }
 
@@ -129,6 +134,7 @@ export function buildUpstreamHeaders(raw: string[], opts: UpstreamHeaderOptions)
   out.push('x-request-id', opts.requestId);
   if ((replaced & GENERATED_TRACEPARENT) === 0) out.push('traceparent', opts.traceparent);
   if (teTrailers) out.push('te', 'trailers');
+  if (opts.clientCert !== undefined) out.push('x-forwarded-client-cert', opts.clientCert);
   if (ops !== undefined) pushAll(out, ops.set);
   return out;
 }
@@ -168,8 +174,9 @@ const FORWARDED_PROTO = 7;
 const REQUEST_ID = 8;
 const TRACEPARENT = 9;
 const TANDEM = 10;
+const CLIENT_CERT = 11;
 
-const PROTECTED = new Set([HOP, CONNECTION, TE, HOST, EXPECT, REQUEST_ID]);
+const PROTECTED = new Set([HOP, CONNECTION, TE, HOST, EXPECT, REQUEST_ID, CLIENT_CERT]);
 
 const GENERATED_FORWARDED_FOR = 1;
 const GENERATED_FORWARDED_PROTO = 2;
@@ -224,6 +231,9 @@ function classify(name: string): number {
       break;
     case 19:
       if (eqi(name, 'proxy-authorization')) return HOP;
+      break;
+    case 23:
+      if (eqi(name, 'x-forwarded-client-cert')) return CLIENT_CERT;
       break;
   }
   return startsWithi(name, 'x-tandem-') ? TANDEM : PLAIN;
