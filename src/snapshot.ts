@@ -13,6 +13,7 @@ import type { ClusterConfig, Config, EndpointConfig, HealthCheckConfig, Listener
 import { log } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import { compileHeaderOps } from './proxy/headers.js';
+import { compileRateLimit } from './proxy/rate-limit.js';
 import { compileRetryPolicy } from './proxy/retry-policy.js';
 import { compileMatch } from './router/match.js';
 import { compileRewrite } from './router/rewrite.js';
@@ -135,6 +136,7 @@ function compileRoute(
     retry: compileRetryPolicy(r.retries),
     requestOps: compileHeaderOps(r.requestHeaders),
     responseOps: compileHeaderOps(r.responseHeaders),
+    rateLimit: r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit),
     metrics: metrics.route(listener, r.name),
   };
 }

@@ -187,7 +187,7 @@ describe('error positions and messages', () => {
       '    routes:', //                                  4
       '      - match: { prefix: / }', //                 5
       '        cluster: app', //                         6
-      '        rateLimit: { requestsPerSecond: 10 }', // 7
+      '        timeout: 1s', //                          7
       '        auth: { jwt: {} }', //                    8
       'clusters:', //                                    9
       '  - name: app', //                                10
@@ -195,7 +195,6 @@ describe('error positions and messages', () => {
       '    connectTimeout: 1s', //                       12
     );
     expect(errorsOf(text)).toEqual([
-      'f.yaml:7:9: listeners.0.routes.0.rateLimit: not supported yet',
       'f.yaml:8:9: listeners.0.routes.0.auth: not supported yet',
     ]);
   });

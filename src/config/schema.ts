@@ -4,7 +4,7 @@
 // zod's own refinements.
 
 import * as z from 'zod';
-import type { Config, RetryConfig, RetryOn } from './types.js';
+import type { Config, RateLimitKey, RetryConfig, RetryOn } from './types.js';
 import {
   DURATION_PATTERN,
   SIZE_PATTERN,
@@ -227,6 +227,26 @@ const retriesSchema = z
 
 type RetriesInput = z.output<typeof retriesSchema>;
 
+const rateLimitKey = z
+  .string()
+  .regex(/^(clientIp|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/, { error: 'must be clientIp, route or "header:NAME"' })
+  // Node lower-cases request header names; the key must name the same header.
+  .transform((key) => (key.startsWith('header:') ? key.toLowerCase() : key) as RateLimitKey);
+
+const rateLimitSchema = z
+  .strictObject({
+    requestsPerSecond: z.number().gt(0).meta({ description: 'Tokens added to each bucket per second, continuously.' }),
+    burst: z
+      .int()
+      .min(1)
+      .optional()
+      .meta({ description: 'Tokens a bucket holds, and starts with: the requests allowed at once (requestsPerSecond rounded up when absent).' }),
+    key: rateLimitKey
+      .default('clientIp')
+      .meta({ description: 'One bucket per clientIp, per value of "header:NAME" (one shared bucket when the header is absent), or one for the route.' }),
+  })
+  .transform(({ burst, ...r }) => ({ ...r, burst: burst ?? Math.ceil(r.requestsPerSecond) }));
+
 // CONTRACT §4: no block retries once on connect failure; a block without
 // retryOn/attempts gets the broader defaults.
 function resolveRetries(r: RetriesInput | undefined, routeTimeout: number): RetryConfig {
@@ -255,10 +275,10 @@ const routeSchema = z
     retries: retriesSchema.optional().meta({ description: 'Retry policy; a route without one retries once on connect-failure.' }),
     requestHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the request sent upstream.' }),
     responseHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the response sent to the client.' }),
-    rateLimit: notSupported,
+    rateLimit: rateLimitSchema.optional().meta({ description: 'A local token bucket per key (per tandem process); an empty one answers 429 rate_limited.' }),
     auth: notSupported,
   })
-  .transform(({ retries, rateLimit: _rateLimit, auth: _auth, ...route }) => ({
+  .transform(({ retries, auth: _auth, ...route }) => ({
     ...route,
     retries: resolveRetries(retries, route.timeout),
   }));

@@ -129,6 +129,20 @@ export interface RouteConfig {
   retries: RetryConfig;
   requestHeaders?: HeaderOpsConfig;
   responseHeaders?: HeaderOpsConfig;
+  /** absent: not limited */
+  rateLimit?: RateLimitConfig;
+}
+
+/** What a route's token buckets are keyed on: one bucket per client address, per value of a header, or one for the route. */
+export type RateLimitKey = 'clientIp' | 'route' | `header:${string}`;
+
+/** A local token bucket per key: holds `burst` tokens, starts full, refills continuously at `requestsPerSecond`. */
+export interface RateLimitConfig {
+  requestsPerSecond: number;
+  /** defaulted to requestsPerSecond rounded up */
+  burst: number;
+  /** header names are lower-cased */
+  key: RateLimitKey;
 }
 
 export interface EndpointConfig {

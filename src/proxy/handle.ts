@@ -1,5 +1,5 @@
-// One request, top to bottom: identify → admit → route → act (direct
-// response or forward upstream). Metrics and the access log are written
+// One request, top to bottom: identify → admit → route → rate limit → act
+// (direct response or forward upstream). Metrics and the access log are written
 // once, when the response closes (Exchange.finish).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -41,6 +41,12 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
   if (route === undefined) return ex.fail('no_route', 'NR');
   ex.route = route;
   ex.metrics = route.metrics;
+
+  // rate limit
+  if (route.rateLimit !== null) {
+    const wait = route.rateLimit.take(ex);
+    if (wait > 0) return ex.fail('rate_limited', undefined, false, { 'retry-after': String(wait) });
+  }
 
   // act
   if (route.direct !== null) return sendDirect(ex, route.direct);
