@@ -285,4 +285,20 @@ describe('WebSocket tunnel', () => {
     expect(header(res!, 'connection')).toBe('close');
     expect(up.seen).toHaveLength(0);
   });
+
+  it("upgrades count against the route's rate limit: 429 with retry-after once the bucket is empty", async () => {
+    const up = cleanup.add(await startWsUpstream());
+    const t = cleanup.add(await startTandem(configFor(up.port, 'rateLimit: { requestsPerSecond: 1, burst: 1, key: route }')));
+    const first = await client(t.port);
+    first.write(upgradeRequest());
+    expect(statusOf(await first.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const second = await client(t.port);
+    second.write(upgradeRequest());
+    expect(await second.waitClosed()).toBe(true);
+    const [res] = parseResponses(second.text());
+    expect(res?.status).toBe(429);
+    expect(header(res!, 'x-tandem-error')).toBe('rate_limited');
+    expect(header(res!, 'retry-after')).toBe('1');
+    expect(up.seen).toHaveLength(1);
+  });
 });

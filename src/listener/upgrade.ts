@@ -54,10 +54,10 @@ export async function tunnelUpgrade(
   const trace = traceFrom(req.headers.traceparent);
   t.traceparent = trace.traceparent;
   t.traceId = trace.traceId;
-  const reject = (code: ErrorCode): void => {
+  const reject = (code: ErrorCode, extra?: Record<string, string>): void => {
     const flag = FLAGS[code];
     if (flag !== undefined) t.flag(flag);
-    if (client.writable) client.end(rawErrorResponse(code, t.requestId));
+    if (client.writable) client.end(rawErrorResponse(code, t.requestId, extra));
     else {
       client.destroy();
       t.flag('DC');
@@ -71,6 +71,9 @@ export async function tunnelUpgrade(
   if (route === undefined || route.pickCluster === null) return reject('no_route');
   t.route = route;
   t.metrics = route.metrics;
+  // an Upgrade header must not be a way around the route's rate limit
+  const wait = route.rateLimit === null ? 0 : route.rateLimit.take(t);
+  if (wait > 0) return reject('rate_limited', { 'retry-after': String(wait) });
   const cluster = route.pickCluster();
   t.cluster = cluster;
   const endpoint = cluster.cluster.pick(t);

@@ -55,12 +55,15 @@ export function errorBody(code: ErrorCode, requestId: string, message?: string):
  * timeouts) or after it handed the socket over (refused upgrades). Such an
  * answer always closes the connection.
  */
-export function rawErrorResponse(code: ErrorCode, requestId: string): string {
+export function rawErrorResponse(code: ErrorCode, requestId: string, extra: Record<string, string> = {}): string {
   const { status } = ERRORS[code];
   const body = errorBody(code, requestId);
+  let extraLines = '';
+  for (const name in extra) extraLines += `${name}: ${extra[name]}\r\n`;
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
     'connection: close\r\n' +
+    extraLines +
     'content-type: application/json\r\n' +
     `content-length: ${Buffer.byteLength(body)}\r\n` +
     `x-tandem-error: ${code}\r\n` +
