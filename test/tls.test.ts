@@ -315,9 +315,10 @@ clusters:
     const r = loadConfigText(text, 'tls.yaml');
     expect(r.ok).toBe(false);
     if (r.ok) return;
+    // an unreadable file is a bad value: the column points at the value (CONTRACT §2)
     expect(r.errors.map((e) => [e.line, e.col, e.path])).toEqual([
-      [4, 7, 'listeners.0.tls.certFile'],
-      [13, 7, 'clusters.0.tls.caFile'],
+      [4, 17, 'listeners.0.tls.certFile'],
+      [13, 15, 'clusters.0.tls.caFile'],
     ]);
     expect(r.errors[0]!.message).toContain('ENOENT');
   });

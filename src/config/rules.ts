@@ -138,7 +138,7 @@ function checkTlsFiles(tls: unknown, path: ConfigPath, issues: ConfigIssue[]): v
     try {
       readFileSync(file);
     } catch (err) {
-      issues.push({ path: [...path, key], at: 'key', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+      issues.push({ path: [...path, key], at: 'value', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
     }
   }
 }
