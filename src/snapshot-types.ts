@@ -10,6 +10,7 @@ import type { OutlierDetector } from './cluster/outlier.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { ClusterMetrics, RouteMetrics } from './observability/metrics.js';
 import type { CompiledHeaderOps } from './proxy/headers.js';
+import type { RouteAuth } from './proxy/jwt-auth.js';
 import type { RateLimiter } from './proxy/rate-limit.js';
 import type { RetryPolicy } from './proxy/retry-policy.js';
 import type { RouteMatcher } from './router/match.js';
@@ -48,6 +49,8 @@ export interface CompiledRoute {
   readonly responseOps: CompiledHeaderOps | undefined;
   /** null when the route is not limited: the request path then skips the stage */
   readonly rateLimit: RateLimiter | null;
+  /** null when the route needs no token: the request path then stays synchronous */
+  readonly auth: RouteAuth | null;
   readonly metrics: RouteMetrics;
 }
 

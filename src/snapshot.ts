@@ -13,6 +13,7 @@ import type { ClusterConfig, Config, EndpointConfig, HealthCheckConfig, Listener
 import { log } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import { compileHeaderOps } from './proxy/headers.js';
+import { compileJwtAuth } from './proxy/jwt-auth.js';
 import { compileRateLimit } from './proxy/rate-limit.js';
 import { compileRetryPolicy } from './proxy/retry-policy.js';
 import { compileMatch } from './router/match.js';
@@ -125,6 +126,7 @@ function compileRoute(
   clusters: Map<string, ClusterRuntime>,
   metrics: Metrics,
 ): CompiledRoute {
+  const requestOps = compileHeaderOps(r.requestHeaders);
   return {
     name: r.name,
     matches: compileMatch(r.match),
@@ -134,9 +136,10 @@ function compileRoute(
     hostRewrite: r.rewrite?.host,
     timeout: r.timeout,
     retry: compileRetryPolicy(r.retries),
-    requestOps: compileHeaderOps(r.requestHeaders),
+    requestOps,
     responseOps: compileHeaderOps(r.responseHeaders),
     rateLimit: r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit),
+    auth: r.auth === undefined ? null : compileJwtAuth(r.auth.jwt, requestOps),
     metrics: metrics.route(listener, r.name),
   };
 }

@@ -179,7 +179,7 @@ describe('error positions and messages', () => {
     );
   });
 
-  test('keys of later versions are refused at the key with "not supported yet"', () => {
+  test('route auth.jwt: exactly one of jwksFile | jwksUri, and a jwksFile tandem cannot read is refused at the value', () => {
     const text = yaml(
       'listeners:', //                                   1
       '  - port: 15000', //                              2
@@ -187,15 +187,19 @@ describe('error positions and messages', () => {
       '    routes:', //                                  4
       '      - match: { prefix: / }', //                 5
       '        cluster: app', //                         6
-      '        timeout: 1s', //                          7
-      '        auth: { jwt: {} }', //                    8
-      'clusters:', //                                    9
-      '  - name: app', //                                10
-      '    endpoints: [127.0.0.1:8080]', //              11
-      '    connectTimeout: 1s', //                       12
+      '        auth:', //                                7
+      '          jwt:', //                               8
+      '            issuer: https://issuer.example', //   9
+      '            audiences: [orders]', //              10
+      '            jwksFile: /nonexistent/jwks.json', // 11
+      '            jwksUri: https://issuer.example/jwks', // 12
+      'clusters:', //                                    13
+      '  - name: app', //                                14
+      '    endpoints: [127.0.0.1:8080]', //              15
     );
     expect(errorsOf(text)).toEqual([
-      'f.yaml:8:9: listeners.0.routes.0.auth: not supported yet',
+      'f.yaml:11:23: listeners.0.routes.0.auth.jwt.jwksFile: cannot read /nonexistent/jwks.json: ENOENT',
+      'f.yaml:12:13: listeners.0.routes.0.auth.jwt.jwksUri: only one of jwksFile | jwksUri may be set, "jwksFile" is already set',
     ]);
   });
 

@@ -117,6 +117,12 @@ function checkRoutes(
       }
     }
     exactlyOne(route, ['cluster', 'weightedClusters', 'directResponse'], path, issues);
+    if (isRaw(route.auth) && isRaw(route.auth.jwt)) {
+      const jwt = route.auth.jwt;
+      const jwtPath = [...path, 'auth', 'jwt'];
+      exactlyOne(jwt, ['jwksFile', 'jwksUri'], jwtPath, issues);
+      checkJwksFile(jwt.jwksFile, [...jwtPath, 'jwksFile'], issues);
+    }
 
     checkClusterReference(route.cluster, [...path, 'cluster'], clusterNames, issues);
     items(route.weightedClusters).forEach((entry, k) => {
@@ -129,18 +135,33 @@ function checkRoutes(
 
 const TLS_FILE_KEYS = ['certFile', 'keyFile', 'caFile'];
 
-/** A TLS file tandem could not read would only fail at start or reload: report it with the rest. */
 function checkTlsFiles(tls: unknown, path: ConfigPath, issues: ConfigIssue[]): void {
   if (!isRaw(tls)) return;
-  for (const key of TLS_FILE_KEYS) {
-    const file = tls[key];
-    if (typeof file !== 'string' || file === '') continue;
-    try {
-      readFileSync(file);
-    } catch (err) {
-      issues.push({ path: [...path, key], at: 'value', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
-    }
+  for (const key of TLS_FILE_KEYS) checkReadable(tls[key], [...path, key], issues);
+}
+
+/** A file tandem could not read (TLS, JWKS) would only fail at start or reload: report it with the rest. */
+function checkReadable(file: unknown, path: ConfigPath, issues: ConfigIssue[]): void {
+  if (typeof file !== 'string' || file === '') return;
+  try {
+    readFileSync(file);
+  } catch (err) {
+    issues.push({ path, at: 'value', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
   }
+}
+
+/** The keys are read at load: a file that is not a JWKS would fail it. */
+function checkJwksFile(file: unknown, path: ConfigPath, issues: ConfigIssue[]): void {
+  const before = issues.length;
+  checkReadable(file, path, issues);
+  if (typeof file !== 'string' || file === '' || issues.length > before) return;
+  let keys: unknown;
+  try {
+    keys = (JSON.parse(readFileSync(file, 'utf8')) as { keys?: unknown }).keys;
+  } catch {
+    keys = undefined;
+  }
+  if (!Array.isArray(keys)) issues.push({ path, at: 'value', message: `${file} is not a JWKS (a JSON object with a "keys" array)` });
 }
 
 function checkClusterReference(ref: unknown, path: ConfigPath, clusterNames: Set<string>, issues: ConfigIssue[]): void {

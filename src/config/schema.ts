@@ -14,8 +14,6 @@ import {
 } from './units.js';
 import { parseHostPort } from './host-port.js';
 
-export const NOT_SUPPORTED = 'not supported yet';
-
 const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes'] as const satisfies readonly RetryOn[];
 const DEFAULT_RETRY_ON: RetryOn[] = ['connect-failure'];
 const RETRY_BLOCK_RETRY_ON: RetryOn[] = ['connect-failure', 'reset', 'gateway-error'];
@@ -61,14 +59,6 @@ const size = (minimum: 0 | 1 = 0) =>
     description: 'A size: "512B", "64KiB", "1MiB", "1GiB" (or decimal KB, MB, GB) or integer bytes.',
     pattern: SIZE_PATTERN,
   });
-
-// Reserved keys keep their place in the shape so that using them is a clear,
-// positioned error instead of an "unknown key".
-const notSupported = z
-  .unknown()
-  .refine(() => false, { message: NOT_SUPPORTED, params: { at: 'key' } })
-  .meta({ description: 'Reserved for a later version of tandem: not supported yet.', not: {} })
-  .optional();
 
 const port = (minimum: 0 | 1) => z.int().min(minimum).max(65535);
 
@@ -227,6 +217,8 @@ const retriesSchema = z
 
 type RetriesInput = z.output<typeof retriesSchema>;
 
+const filePath = z.string().min(1);
+
 const rateLimitKey = z
   .string()
   .regex(/^(clientIp|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/, { error: 'must be clientIp, route or "header:NAME"' })
@@ -246,6 +238,37 @@ const rateLimitSchema = z
       .meta({ description: 'One bucket per clientIp, per value of "header:NAME" (one shared bucket when the header is absent), or one for the route.' }),
   })
   .transform(({ burst, ...r }) => ({ ...r, burst: burst ?? Math.ceil(r.requestsPerSecond) }));
+
+// Headers tandem owns or that carry the connection itself: a claim may not be
+// forwarded under these names (the Authorization header goes upstream as sent).
+const UNFORWARDABLE = new Set([
+  'authorization', 'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection',
+  'te', 'trailer', 'upgrade', 'expect', 'proxy-authorization', 'proxy-authenticate', 'x-request-id', 'x-forwarded-client-cert',
+]);
+
+const claimHeader = headerName
+  .transform((h) => h.toLowerCase())
+  .refine((h) => !UNFORWARDABLE.has(h) && !h.startsWith('x-tandem-'), { error: 'tandem sets or protects this header itself' });
+
+// exactly one of jwksFile | jwksUri is checked in rules.ts
+const jwtSchema = z.strictObject({
+  issuer: z.string().min(1).meta({ description: 'The iss every token must carry.' }),
+  audiences: z.array(z.string().min(1)).min(1).meta({ description: 'The token\'s aud must name at least one of these.' }),
+  jwksFile: filePath.optional().meta({ description: 'JWKS file with the verification keys, read at load and reload (exactly one of jwksFile | jwksUri).' }),
+  jwksUri: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .optional()
+    .meta({ description: 'URL of the JWKS, fetched at load, refreshed every 10 minutes and when a token names an unknown key; the last good set stays in use when a fetch fails.' }),
+  forwardClaims: z
+    .record(z.string().min(1), claimHeader)
+    .default({})
+    .meta({ description: 'Claims copied to request headers ({ claim: header-name }); the client\'s headers of those names are removed first.' }),
+  clockSkew: duration().default(30 * MS.second).meta({ description: 'Leeway on exp and nbf for clocks that disagree.' }),
+});
+
+const authSchema = z.strictObject({
+  jwt: jwtSchema.meta({ description: 'A bearer JWT (RS256, ES256 or EdDSA) is required: a missing or invalid one gets 401 unauthorized.' }),
+});
 
 // CONTRACT §4: no block retries once on connect failure; a block without
 // retryOn/attempts gets the broader defaults.
@@ -276,14 +299,12 @@ const routeSchema = z
     requestHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the request sent upstream.' }),
     responseHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the response sent to the client.' }),
     rateLimit: rateLimitSchema.optional().meta({ description: 'A local token bucket per key (per tandem process); an empty one answers 429 rate_limited.' }),
-    auth: notSupported,
+    auth: authSchema.optional().meta({ description: 'Authentication required on the route.' }),
   })
-  .transform(({ retries, auth: _auth, ...route }) => ({
+  .transform(({ retries, ...route }) => ({
     ...route,
     retries: resolveRetries(retries, route.timeout),
   }));
-
-const filePath = z.string().min(1);
 
 const listenerTlsSchema = z
   .strictObject({

@@ -131,6 +131,26 @@ export interface RouteConfig {
   responseHeaders?: HeaderOpsConfig;
   /** absent: not limited */
   rateLimit?: RateLimitConfig;
+  /** absent: no authentication */
+  auth?: AuthConfig;
+}
+
+export interface AuthConfig {
+  jwt: JwtAuthConfig;
+}
+
+/** A bearer JWT required on the route, verified against a JWKS (RS256, ES256, EdDSA). */
+export interface JwtAuthConfig {
+  issuer: string;
+  /** the token's aud must name at least one */
+  audiences: string[];
+  /** exactly one of jwksFile | jwksUri */
+  jwksFile?: string;
+  jwksUri?: string;
+  /** claim name -> request header name (lower-cased) */
+  forwardClaims: Record<string, string>;
+  /** ms allowed between tandem's clock and the issuer's; defaulted to 30 s */
+  clockSkew: number;
 }
 
 /** What a route's token buckets are keyed on: one bucket per client address, per value of a header, or one for the route. */

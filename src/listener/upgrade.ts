@@ -74,6 +74,16 @@ export async function tunnelUpgrade(
   // an Upgrade header must not be a way around the route's rate limit
   const wait = route.rateLimit === null ? 0 : route.rateLimit.take(t);
   if (wait > 0) return reject('rate_limited', { 'retry-after': String(wait) });
+  let ops = route.requestOps;
+  if (route.auth !== null) {
+    const outcome = await route.auth.check(req.headers.authorization);
+    if (client.destroyed) {
+      t.flag('DC');
+      return t.end(CLIENT_CLOSED);
+    }
+    if (!outcome.ok) return reject('unauthorized', { 'www-authenticate': outcome.challenge });
+    ops = outcome.ops;
+  }
   const cluster = route.pickCluster();
   t.cluster = cluster;
   const endpoint = cluster.cluster.pick(t);
@@ -88,7 +98,7 @@ export async function tunnelUpgrade(
     traceparent: t.traceparent,
     hostOverride: route.hostRewrite,
     clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
-    ops: route.requestOps,
+    ops,
   });
   const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;
   endpoint.begin();

@@ -6,11 +6,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { forwardedClientCert } from '../listener/client-cert.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
-import type { DirectResponse } from '../snapshot-types.js';
+import type { CompiledRoute, DirectResponse } from '../snapshot-types.js';
 import type { ErrorCode } from './errors.js';
 import { Exchange, type ListenerContext } from './exchange.js';
 import { Forward } from './forward.js';
-import { buildUpstreamHeaders } from './headers.js';
+import { buildUpstreamHeaders, type CompiledHeaderOps } from './headers.js';
 import { requestIdFrom, traceFrom } from './request-id.js';
 
 /** The response class of tandem's listeners: it carries its request's Exchange. */
@@ -48,7 +48,20 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
     if (wait > 0) return ex.fail('rate_limited', undefined, false, { 'retry-after': String(wait) });
   }
 
-  // act
+  // auth: the only stage that waits, so routes without it stay synchronous
+  if (route.auth === null) return act(ex, route, normalized!, query, route.requestOps);
+  route.auth.check(req.headers.authorization).then((outcome) => {
+    // the client may have left while the keys were looked up
+    if (ex.done) return;
+    if (outcome.ok) act(ex, route, normalized!, query, outcome.ops);
+    else ex.fail('unauthorized', undefined, false, { 'www-authenticate': outcome.challenge });
+  });
+}
+
+/** Answers from tandem itself or forwards upstream, with `ops` (the route's, plus any forwarded claims) on the request headers. */
+function act(ex: Exchange, route: CompiledRoute, normalized: string, query: string, ops: CompiledHeaderOps | undefined): void {
+  const { ctx, req } = ex;
+  const listener = ctx.listener;
   if (route.direct !== null) return sendDirect(ex, route.direct);
   const hasBody = requestHasBody(req);
   const maxBody = listener.config.limits.maxBodyBytes;
@@ -57,7 +70,7 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
   }
   const cluster = route.pickCluster!();
   ex.cluster = cluster;
-  const upstreamPath = (route.rewritePath === null ? normalized! : route.rewritePath(normalized!)) + query;
+  const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;
   const headers = buildUpstreamHeaders(req.rawHeaders, {
     clientIp: ex.clientIp,
     proto: ctx.proto,
@@ -65,7 +78,7 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
     traceparent: ex.traceparent,
     hostOverride: route.hostRewrite,
     clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
-    ops: route.requestOps,
+    ops,
   });
   const forward = new Forward(ex, route, cluster, upstreamPath, headers, hasBody ? req : null);
   ex.upstream = forward;
