@@ -51,6 +51,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
             headersTimeout: 10_000,
             requestTimeout: 60_000,
             idleTimeout: 60_000,
+            headersWithUnderscores: 'reject',
           },
           routes: [
             {

@@ -122,6 +122,13 @@ const limitsSchema = z.strictObject({
   headersTimeout: duration(1).default(10 * MS.second).meta({ description: 'Time for the request head to arrive; then 408 and the connection closes.' }),
   requestTimeout: duration(1).default(60 * MS.second).meta({ description: 'Time for the whole request (head and body) to arrive; then 408 and the connection closes.' }),
   idleTimeout: duration(1).default(60 * MS.second).meta({ description: 'How long an idle keep-alive client connection stays open.' }),
+  headersWithUnderscores: z
+    .enum(['reject', 'drop', 'allow'])
+    .default('reject')
+    .meta({
+      description:
+        'Request headers whose name contains an underscore (CGI-style servers read `x_user` and `x-user` as the same header, a way to smuggle past header rules): reject gets 400, drop removes them before forwarding, allow passes them on.',
+    }),
 });
 
 const headerMatchSchema = z.strictObject({

@@ -39,6 +39,8 @@ export interface ListenerLimits {
   headersTimeout: number;
   requestTimeout: number;
   idleTimeout: number;
+  /** request headers whose name has an underscore: 400, removed before forwarding, or passed on */
+  headersWithUnderscores: 'reject' | 'drop' | 'allow';
 }
 
 export interface ListenerConfig {

@@ -126,6 +126,14 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     inFlight.exchange.fail(code, undefined, true);
     return;
   }
+  // A response already begun (handle() may have refused the head the parser
+  // only now rejects the body of) must not be followed by a second one: a
+  // finished one is flushed then closed, a streaming one is cut.
+  if (inFlight?.headersSent) {
+    if (inFlight.writableEnded) socket.end();
+    else socket.destroy();
+    return;
+  }
   socket.end(rawErrorResponse(code, randomUUID()));
 }
 

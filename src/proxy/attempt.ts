@@ -2,7 +2,7 @@
 // upstream response to the client once it commits, and otherwise reports a
 // failure as a value (an Outcome) that the retry policy reads.
 
-import type { Dispatcher } from 'undici';
+import { errors, type Dispatcher } from 'undici';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
@@ -38,6 +38,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** a connection was assigned and the request began to be written */
   started = false;
   readonly startedHr = performance.now();
+  /** the upstream answered, with bytes its parser refused: not a stale keep-alive connection */
+  answeredMalformed = false;
   private readonly maxBody: number;
 
   constructor(
@@ -120,8 +122,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.owner.attemptEnded(this, true);
   }
 
-  onResponseError(): void {
+  onResponseError(_controller: Controller, err: Error): void {
     if (this.settled) return;
+    this.answeredMalformed = err instanceof errors.HTTPParserError || err instanceof errors.ResponseContentLengthMismatchError;
     if (this.committed) {
       // Mid-body failure: the client must see an aborted response, never a
       // clean end on a truncated body.

@@ -171,7 +171,7 @@ export class Forward implements AttemptOwner {
     this.endTry(attempt, status, failure !== 'status' || status >= 500);
     // Decided (and a retry slot taken) now, synchronously: another request
     // could take the last slot before the retry loop runs.
-    const next = this.ex.done ? null : this.nextStep(failure, status);
+    const next = this.ex.done ? null : this.nextStep(failure, status, attempt.answeredMalformed);
     if (next === 'counted' && !this.cluster.limits.beginRetry()) return this.settle({ failure, status, next: null, retryAfter: null });
     if (next === 'counted') this.holdsRetrySlot = true;
     const retryAfter = failure === 'status' ? this.retryAfter : null;
@@ -266,9 +266,9 @@ export class Forward implements AttemptOwner {
   }
 
   /** What may follow this failure: a free retry, a counted one (within the policy and the cluster's maxRetries), or nothing. */
-  private nextStep(failure: Failure, status: number): Next {
+  private nextStep(failure: Failure, status: number, answeredMalformed = false): Next {
     if (this.expired || this.ex.done || !this.bodyReplayable()) return null;
-    if (this.freeRetryAllowed(failure)) return 'free';
+    if (!answeredMalformed && this.freeRetryAllowed(failure)) return 'free';
     if (this.retriesUsed >= this.policy.attempts || !allowsRetry(this.policy, failure, status, this.idempotent)) return null;
     return this.cluster.limits.retryAvailable ? 'counted' : null;
   }

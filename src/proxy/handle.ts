@@ -3,6 +3,7 @@
 // once, when the response closes (Exchange.finish).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ListenerLimits } from '../config/types.js';
 import { forwardedClientCert } from '../listener/client-cert.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
@@ -32,7 +33,7 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
   // admit
   const { path, query } = splitTarget(req.url ?? '');
   const normalized = normalizePath(path);
-  const rejected = normalized === null ? 'bad_request' : admissionError(req, ctx.listener.config.limits.maxHeaders);
+  const rejected = normalized === null ? 'bad_request' : admissionError(req, ctx.listener.config.limits);
   if (rejected !== null) return ex.fail(rejected, undefined, true);
 
   // route
@@ -79,6 +80,7 @@ function act(ex: Exchange, route: CompiledRoute, normalized: string, query: stri
     hostOverride: route.hostRewrite,
     clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
     ops,
+    dropUnderscored: listener.config.limits.headersWithUnderscores === 'drop',
   });
   const forward = new Forward(ex, route, cluster, upstreamPath, headers, hasBody ? req : null);
   ex.upstream = forward;
@@ -119,25 +121,34 @@ function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
 
 /**
  * What Node's parser lets through but a proxy must not: TRACE, more header
- * lines than the limit (Node silently drops those past its own cap), and an
+ * lines than the limit (Node silently drops those past its own cap), an
  * empty or repeated Host on HTTP/1.1 (routing and the upstream could
- * disagree on which one counts).
+ * disagree on which one counts), a Transfer-Encoding other than one
+ * `chunked` line (Node accepts `gzip, chunked` and a list split over several
+ * lines, which the upstream may frame differently: a smuggling vector), and,
+ * unless allowed, a header name with an underscore.
  */
-function admissionError(req: IncomingMessage, maxHeaders: number): ErrorCode | null {
+function admissionError(req: IncomingMessage, limits: ListenerLimits): ErrorCode | null {
   if (req.method === 'TRACE') return 'method_not_allowed';
   const raw = req.rawHeaders;
-  if (raw.length > maxHeaders * 2) return 'headers_too_large';
-  if (req.httpVersionMinor === 1) {
-    let hosts = 0;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!;
-      if (name.length === 4 && name.toLowerCase() === 'host') {
-        hosts++;
-        if (raw[i + 1] === '') return 'bad_request';
-      }
+  if (raw.length > limits.maxHeaders * 2) return 'headers_too_large';
+  const rejectUnderscores = limits.headersWithUnderscores === 'reject';
+  let hosts = 0;
+  let encodings = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      hosts++;
+      if (raw[i + 1] === '') return 'bad_request';
+    } else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') {
+      encodings++;
+      if (raw[i + 1]!.length !== 7 || raw[i + 1]!.toLowerCase() !== 'chunked') return 'bad_request';
+    } else if (rejectUnderscores && name.includes('_')) {
+      return 'bad_request';
     }
-    if (hosts !== 1) return 'bad_request';
   }
+  if (encodings > 1) return 'bad_request';
+  if (hosts !== 1 && req.httpVersionMinor === 1) return 'bad_request';
   return null;
 }
 

@@ -8,7 +8,8 @@
 //   Proxy-Connection, TE (but `te: trailers` is sent when the client's TE
 //   lists `trailers`), Trailer, Transfer-Encoding, Upgrade,
 //   Proxy-Authorization, Proxy-Authenticate, Expect (tandem answers it),
-//   `x-tandem-*` (clients must not steer tandem). A Connection token naming
+//   `x-tandem-*` (clients must not steer tandem), names with an underscore
+//   when `dropUnderscored`. A Connection token naming
 //   Host or TE is ignored (Host is required; TE is legitimately listed there).
 // - host: `hostOverride` (rewrite.host) or the client's Host.
 // - x-forwarded-for: the client's values (repeated lines joined with ', ')
@@ -64,6 +65,8 @@ export interface UpstreamHeaderOptions {
   /** x-forwarded-client-cert of the verified client certificate (mTLS) */
   clientCert?: string;
   ops?: CompiledHeaderOps;
+  /** leave out headers whose name has an underscore (the listener's `headersWithUnderscores: drop`) */
+  dropUnderscored?: boolean;
 }
 
 export function compileHeaderOps(cfg: HeaderOpsConfig | undefined): CompiledHeaderOps | undefined {
@@ -91,6 +94,7 @@ export function compileHeaderOps(cfg: HeaderOpsConfig | undefined): CompiledHead
 export function buildUpstreamHeaders(raw: string[], opts: UpstreamHeaderOptions): string[] {
   const ops = opts.ops;
   const drop = ops === undefined ? NO_NAMES : ops.drop;
+  const dropUnderscored = opts.dropUnderscored === true;
   const out: string[] = [];
   let host: string | undefined;
   let forwardedFor: string | undefined;
@@ -101,6 +105,7 @@ export function buildUpstreamHeaders(raw: string[], opts: UpstreamHeaderOptions)
     const value = raw[i + 1]!;
     switch (classify(name)) {
       case PLAIN:
+        if (dropUnderscored && name.includes('_')) break;
         if (drop.length === 0 || !inList(name, drop)) out.push(name, value);
         break;
       case CONNECTION:
