@@ -286,6 +286,20 @@ describe('WebSocket tunnel', () => {
     expect(up.seen).toHaveLength(0);
   });
 
+  it('upgrades meet the same admission rules: a second Host or an underscored header gets 400 and no upstream', async () => {
+    const up = cleanup.add(await startWsUpstream());
+    const t = cleanup.add(await startTandem(configFor(up.port)));
+    for (const extra of ['Host: other.example\r\n', 'x_user: admin\r\n']) {
+      const c = await client(t.port);
+      c.write(upgradeRequest('/ws', extra));
+      expect(await c.waitClosed()).toBe(true);
+      const [res] = parseResponses(c.text());
+      expect(res?.status).toBe(400);
+      expect(header(res!, 'x-tandem-error')).toBe('bad_request');
+    }
+    expect(up.seen).toHaveLength(0);
+  });
+
   it("upgrades count against the route's rate limit: 429 with retry-after once the bucket is empty", async () => {
     const up = cleanup.add(await startWsUpstream());
     const t = cleanup.add(await startTandem(configFor(up.port, 'rateLimit: { requestsPerSecond: 1, burst: 1, key: route }')));

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import { CLIENT_CLOSED, RequestRecord, type Flag, type ListenerContext } from '../proxy/exchange.js';
-import { clientAddress } from '../proxy/handle.js';
+import { admissionError, clientAddress } from '../proxy/handle.js';
 import { buildResponseHeaders, buildUpstreamHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
 import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
@@ -66,7 +66,10 @@ export async function tunnelUpgrade(
   };
   const { path, query } = splitTarget(req.url ?? '');
   const normalized = normalizePath(path);
+  // the same admission rules as any request: an Upgrade header is no way around them
   if (normalized === null) return reject('bad_request');
+  const rejected = admissionError(req, ctx.listener.config.limits);
+  if (rejected !== null) return reject(rejected);
   const route = findRoute(ctx.listener, req, normalized);
   if (route === undefined || route.pickCluster === null) return reject('no_route');
   t.route = route;

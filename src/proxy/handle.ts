@@ -128,7 +128,7 @@ function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
  * lines, which the upstream may frame differently: a smuggling vector), and,
  * unless allowed, a header name with an underscore.
  */
-function admissionError(req: IncomingMessage, limits: ListenerLimits): ErrorCode | null {
+export function admissionError(req: IncomingMessage, limits: ListenerLimits): ErrorCode | null {
   if (req.method === 'TRACE') return 'method_not_allowed';
   const raw = req.rawHeaders;
   if (raw.length > limits.maxHeaders * 2) return 'headers_too_large';
