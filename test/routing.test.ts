@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { startTandem, startUpstream, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
+import { simpleConfig, startTandem, startUpstream, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
 let t: RunningTandem | undefined;
@@ -276,23 +276,11 @@ describe('load balancing across two real upstreams', () => {
   async function oneClusterOfTwo(clusterExtra: string): Promise<void> {
     const a = await named('a');
     const b = await named('b');
-    t = cleanup.add(await startTandem(`
-listeners:
-  - name: inbound
-    address: 127.0.0.1
-    port: 0
-    routes:
-      - match: { prefix: / }
-        cluster: app
-clusters:
-  - name: app
-    endpoints: [127.0.0.1:${a.port}, 127.0.0.1:${b.port}]
-${clusterExtra}
-`));
+    t = cleanup.add(await startTandem(simpleConfig([a.port, b.port], '', clusterExtra)));
   }
 
   it('round_robin alternates', async () => {
-    await oneClusterOfTwo('    loadBalancing: round_robin');
+    await oneClusterOfTwo('loadBalancing: round_robin');
     const order: string[] = [];
     for (let i = 0; i < 6; i++) order.push(await bodyOf('/'));
     expect(order.filter((x) => x === 'a')).toHaveLength(3);
@@ -300,7 +288,7 @@ ${clusterExtra}
   });
 
   it('ring_hash on a header is sticky per key and spreads keys', async () => {
-    await oneClusterOfTwo('    loadBalancing: ring_hash\n    hashOn: { header: x-user-id }');
+    await oneClusterOfTwo('loadBalancing: ring_hash\nhashOn: { header: x-user-id }');
     const chosen = new Map<string, string>();
     for (let user = 0; user < 20; user++) {
       const id = `user-${user}`;

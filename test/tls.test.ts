@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { loadConfigText } from '../src/config/load.js';
 import { buildUpstreamHeaders, compileHeaderOps } from '../src/proxy/headers.js';
-import { eventually, startTandem, startUpstream, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
+import { eventually, simpleConfig, startTandem, startUpstream, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
 let dir = '';
@@ -207,19 +207,7 @@ async function startHttpsUpstream(name: string): Promise<{ port: number; servern
 }
 
 function originationConfig(upstreamPort: number, tlsBlock: string): string {
-  return `
-listeners:
-  - name: inbound
-    address: 127.0.0.1
-    port: 0
-    routes:
-      - match: { prefix: / }
-        cluster: app
-clusters:
-  - name: app
-    endpoints: [127.0.0.1:${upstreamPort}]
-    tls: ${tlsBlock}
-`;
+  return simpleConfig([upstreamPort], '', `tls: ${tlsBlock}`);
 }
 
 async function plainGet(url: string): Promise<{ status: number; body: string }> {
