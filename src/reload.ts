@@ -109,7 +109,7 @@ export function restartNeeded(current: Config, next: Config): string[] {
     const bound = (l: ListenerConfig): ListenerConfig => ({ ...l, routes: [] });
     for (const l of next.listeners) {
       const old = current.listeners.find((c) => c.name === l.name)!;
-      if (!isDeepStrictEqual(bound(old), bound(l))) problems.push(`listeners.${l.name}: address, port or limits ${restart}`);
+      if (!isDeepStrictEqual(bound(old), bound(l))) problems.push(`listeners.${l.name}: address, port, limits or tls ${restart}`);
     }
   }
   if (!isDeepStrictEqual(current.admin, next.admin)) problems.push(`admin: ${restart}`);

@@ -222,7 +222,7 @@ describe('POST /reload', () => {
     writeFileSync(file, yaml(dir, direct('one', '/', 'three'), cluster('a', [9])).replace('    port: 0', '    port: 1'));
     const moved = await postReload(t.admin);
     expect(moved.status).toBe(400);
-    expect(moved.body.errors).toEqual([`${file}: listeners.inbound: address, port or limits cannot change on reload; restart tandem to apply it`]);
+    expect(moved.body.errors).toEqual([`${file}: listeners.inbound: address, port, limits or tls cannot change on reload; restart tandem to apply it`]);
 
     expect((await get(`${t.url}/`)).body).toBe('two');
     expect((await configVersion(t.admin)).version).toBe(2);
@@ -422,7 +422,7 @@ clusters:
     const limited = base();
     limited.listeners[0]!.limits = { ...limited.listeners[0]!.limits, maxHeaders: 7 };
     expect(restartNeeded(current, limited)).toEqual([
-      'listeners.inbound: address, port or limits cannot change on reload; restart tandem to apply it',
+      'listeners.inbound: address, port, limits or tls cannot change on reload; restart tandem to apply it',
     ]);
     const moved = base();
     moved.admin = { address: '127.0.0.1', port: 1 };
