@@ -95,6 +95,33 @@ describe('json access log', () => {
     await log.close();
   });
 
+
+  it('keeps the order of lines across batches, with lines larger than a batch and non-ASCII targets', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    const paths: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      // every 50th line is longer than a whole 64 KiB batch; some hold multi-byte characters
+      const path = i % 50 === 7 ? `/big/${i}/${'x'.repeat(70_000)}` : i % 3 === 0 ? `/ünï/${i}/€` : `/n/${i}`;
+      paths.push(path);
+      log.write(entry({ path, bytesOut: i }));
+      if (i % 97 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await log.close();
+    const all = (await lines(file)).map((l) => JSON.parse(l) as { path: string; bytesOut: number });
+    expect(all.map((l) => l.bytesOut)).toEqual(paths.map((_, i) => i));
+    expect(all.map((l) => l.path)).toEqual(paths);
+  });
+
+  it('stamps each line with the request start in ISO-8601 UTC, milliseconds included', async () => {
+    const file = join(dir, 'access.log');
+    const log = createAccessLog({ format: 'json', path: file });
+    const times = [START, START + 1, START + 322, Date.UTC(2026, 0, 1, 0, 0, 0, 0), Date.UTC(2026, 0, 1, 0, 0, 0, 9), Date.UTC(2026, 0, 1, 0, 0, 1, 90)];
+    for (const time of times) log.write(entry({ time }));
+    await log.close();
+    const all = (await lines(file)).map((l) => (JSON.parse(l) as { time: string }).time);
+    expect(all).toEqual(times.map((t) => new Date(t).toISOString()));
+  });
   it('flush covers lines queued while an earlier write is still on its way', async () => {
     const file = join(dir, 'access.log');
     const log = createAccessLog({ format: 'json', path: file });
