@@ -4,7 +4,7 @@
 // request headers.
 
 import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JSONWebKeySet, JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { JwtAuthConfig } from '../config/types.js';
 import { log } from '../observability/log.js';
 import type { CompiledHeaderOps } from './headers.js';
@@ -19,6 +19,13 @@ export const JWKS_REFRESH_MS = 10 * 60_000;
 const UNKNOWN_KEY_COOLDOWN_MS = 30_000;
 
 const JWKS_FETCH_TIMEOUT_MS = 5_000;
+
+type Jose = typeof import('jose');
+
+// jose is imported the first time a route uses JWT auth, not at start-up: a
+// configuration without auth.jwt (the usual one) never pays for its modules.
+let jose: Promise<Jose> | undefined;
+const loadJose = (): Promise<Jose> => (jose ??= import('jose'));
 
 const CHALLENGE_MISSING = 'Bearer realm="tandem"';
 const CHALLENGE_INVALID = 'Bearer realm="tandem", error="invalid_token"';
@@ -36,7 +43,16 @@ export interface RouteAuth {
  * for tests.
  */
 export function compileJwtAuth(cfg: JwtAuthConfig, routeOps: CompiledHeaderOps | undefined, refreshMs = JWKS_REFRESH_MS): RouteAuth {
-  const keys = cfg.jwksUri !== undefined ? remoteKeys(cfg.jwksUri, refreshMs) : localKeys(cfg.jwksFile!);
+  // The file is read here, so an unreadable one still fails the load; a
+  // request that arrives before jose has loaded waits for it.
+  const jwks = cfg.jwksUri === undefined ? readJwks(cfg.jwksFile!) : undefined;
+  const verifier = loadJose().then((j) => ({
+    jwtVerify: j.jwtVerify,
+    keys: jwks === undefined ? remoteKeys(j, cfg.jwksUri!, refreshMs) : j.createLocalJWKSet(jwks),
+  }));
+  // A key jose refuses (rules.ts only checks for a "keys" array) refuses
+  // every token: check() catches the same error.
+  verifier.catch((err: unknown) => log.error({ err: (err as Error).message }, 'jwt auth has no usable keys'));
   const options = {
     issuer: cfg.issuer,
     audience: cfg.audiences,
@@ -61,6 +77,7 @@ export function compileJwtAuth(cfg: JwtAuthConfig, routeOps: CompiledHeaderOps |
       const token = bearerToken(authorization);
       if (token === undefined) return { ok: false, challenge: CHALLENGE_MISSING };
       try {
+        const { jwtVerify, keys } = await verifier;
         const { payload } = await jwtVerify(token, keys, options);
         return { ok: true, ops: withClaims(payload) };
       } catch {
@@ -87,9 +104,9 @@ function headerValueOf(claim: unknown): string | undefined {
   return undefined;
 }
 
-function localKeys(file: string): JWTVerifyGetKey {
+function readJwks(file: string): JSONWebKeySet {
   // rules.ts has checked that the file reads and parses as a JWKS.
-  return createLocalJWKSet(JSON.parse(readFileSync(file, 'utf8')));
+  return JSON.parse(readFileSync(file, 'utf8')) as JSONWebKeySet;
 }
 
 /**
@@ -100,8 +117,8 @@ function localKeys(file: string): JWTVerifyGetKey {
  * successful fetch replaces them, so a JWKS server that is down costs nothing
  * while the keys it served last still verify.
  */
-function remoteKeys(uri: string, refreshMs: number): JWTVerifyGetKey {
-  const set = createRemoteJWKSet(new URL(uri), {
+function remoteKeys(j: Jose, uri: string, refreshMs: number): JWTVerifyGetKey {
+  const set = j.createRemoteJWKSet(new URL(uri), {
     cacheMaxAge: Infinity,
     cooldownDuration: UNKNOWN_KEY_COOLDOWN_MS,
     timeoutDuration: JWKS_FETCH_TIMEOUT_MS,
