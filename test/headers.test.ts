@@ -248,6 +248,25 @@ describe('requestIdFrom', () => {
   it('makes a different id each time', () => {
     expect(requestIdFrom(undefined)).not.toBe(requestIdFrom(undefined));
   });
+
+  it('makes distinct version 4 UUIDs across pool refills, with random bits in every position', () => {
+    const seen = new Set<string>();
+    const chars = new Map<number, Set<string>>();
+    for (let i = 0; i < 2000; i++) {
+      const id = requestIdFrom(undefined);
+      expect(id).toMatch(UUID);
+      seen.add(id);
+      [...id].forEach((c, at) => (chars.get(at) ?? chars.set(at, new Set()).get(at)!).add(c));
+    }
+    expect(seen.size).toBe(2000);
+    // every hex position but the version takes many values; the variant takes 4 (8, 9, a, b)
+    for (const [at, values] of chars) {
+      if ([8, 13, 18, 23].includes(at)) expect([...values]).toEqual(['-']);
+      else if (at === 14) expect([...values]).toEqual(['4']);
+      else if (at === 19) expect(values.size).toBe(4);
+      else expect(values.size).toBe(16);
+    }
+  });
 });
 
 describe('traceFrom', () => {

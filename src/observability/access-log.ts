@@ -1,6 +1,8 @@
 import { pino } from 'pino';
 import type { AccessLogConfig } from '../config/types.js';
+import { encodeJsonLine, jsonLineBound } from './json-line.js';
 import { log } from './log.js';
+import { isoTime } from './log-time.js';
 
 /** One finished request (CONTRACT §9). `time` is the request start, epoch ms. */
 export interface AccessLogEntry {
@@ -50,10 +52,9 @@ const BATCH_BYTES = 64 * 1024;
  * flush(cb) returns at once when minLength is 0, so completion is tracked
  * here through its 'drain' event, which fires each time its queue empties.
  *
- * Each line is encoded into the batch buffer as it is written, so it dies
- * young: a batch kept as a string held a few hundred lines (ropes of
- * template pieces) across scavenges, which cost about a tenth of the
- * throughput of a small-GET run against the same config without a log.
+ * Each line is encoded into the batch buffer as it is written: a batch kept
+ * as a string held a few hundred lines (ropes of template pieces) across
+ * scavenges.
  */
 class Sink {
   private readonly boom: SonicBoom;
@@ -76,17 +77,33 @@ class Sink {
     this.boom.on('error', (err: Error) => this.fail(err));
   }
 
-  write(line: string): void {
+  /** A line of the text format. */
+  writeText(line: string): void {
     if (!this.open) return;
-    this.pending = true;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: a line that might not fit goes into the next batch.
-    const worst = line.length * 3;
-    if (worst > BATCH_BYTES - this.used) {
-      this.handOver();
-      if (worst > BATCH_BYTES) return this.put(Buffer.from(line));
+    // UTF-8 takes at most 3 bytes per UTF-16 unit
+    if (this.reserve(line.length * 3)) this.used += this.batch.write(line, this.used);
+    else this.put(Buffer.from(line));
+  }
+
+  /** The JSON line of `e`, encoded into the batch without a string of its own. */
+  writeJson(e: AccessLogEntry): void {
+    if (!this.open) return;
+    const bound = jsonLineBound(e);
+    if (this.reserve(bound)) {
+      this.used = encodeJsonLine(e, this.batch, this.used);
+    } else {
+      const own = Buffer.allocUnsafe(bound);
+      this.put(own.subarray(0, encodeJsonLine(e, own, 0)));
     }
+  }
+
+  /** Room for a line of up to `bound` bytes in the batch (handing over a fuller one first); false when the line must go on its own. */
+  private reserve(bound: number): boolean {
+    this.pending = true;
+    if (bound > BATCH_BYTES - this.used) this.handOver();
+    if (bound > BATCH_BYTES) return false;
     if (this.used === 0) this.timer = setTimeout(this.handOver, FLUSH_INTERVAL_MS).unref();
-    this.used += this.batch.write(line, this.used);
+    return true;
   }
 
   private readonly handOver = (): void => {
@@ -156,44 +173,6 @@ class Sink {
   }
 }
 
-/**
- * One JSON line in CONTRACT §9's field order. Built by hand rather than by
- * pino's logger: pino's serializer allocated about ten times what this does
- * per line and was the largest cost of tandem's own in the small-GET profile
- * (pino's non-blocking destination still does the writing). Only what a
- * client or a free-form config value chose is JSON-escaped (the target and
- * the endpoint's address), and only when it holds a character that needs
- * it; the rest cannot hold one: ids tandem generated or sanitized (request
- * ids outside [A-Za-z0-9-._:+/=] are replaced), methods (HTTP tokens, by
- * Node's parser), addresses, numbers, and config names (letters, digits,
- * ".", "_", "-" by the schema).
- */
-export function formatJson(e: AccessLogEntry): string {
-  return (
-    `{"time":"${isoTime(e.time)}","requestId":"${e.requestId}","traceId":"${e.traceId}",` +
-    `"clientIp":"${e.clientIp}","method":"${e.method}","path":"${quotable(e.path)}",` +
-    `"status":${e.status},"bytesIn":${e.bytesIn},"bytesOut":${e.bytesOut},"durationMs":${e.durationMs},` +
-    `"upstreamMs":${e.upstreamMs},"listener":"${e.listener}","route":${e.route === null ? 'null' : `"${e.route}"`},` +
-    `"cluster":${e.cluster === null ? 'null' : `"${e.cluster}"`},"endpoint":${e.endpoint === null ? 'null' : `"${quotable(e.endpoint)}"`},` +
-    `"attempts":${e.attempts},"flags":${e.flags.length === 0 ? '[]' : `["${e.flags.join('","')}"]`}}\n`
-  );
-}
-
-// Under load thousands of requests start in the same second: its ISO prefix
-// (`2026-11-26T14:03:07.`) is formatted once, the milliseconds appended.
-let isoSecond = -1;
-let isoPrefix = '';
-
-function isoTime(ms: number): string {
-  const second = Math.floor(ms / 1000);
-  if (second !== isoSecond) {
-    isoSecond = second;
-    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20);
-  }
-  const milli = ms - second * 1000;
-  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
-}
-
 // Characters that would let a request target break out of its quotes or line.
 const UNSAFE_IN_QUOTES = /["\\\u0000-\u001f\u007f]/;
 
@@ -224,7 +203,6 @@ export function createAccessLog(cfg: AccessLogConfig): AccessLog {
     return { write() {}, flush: async () => {}, close: async () => {} };
   }
   const sink = new Sink(cfg.path);
-  const format = cfg.format === 'json' ? formatJson : formatText;
-  const write = (e: AccessLogEntry): void => sink.write(format(e));
+  const write = cfg.format === 'json' ? (e: AccessLogEntry): void => sink.writeJson(e) : (e: AccessLogEntry): void => sink.writeText(formatText(e));
   return { write, flush: () => sink.flush(), close: () => sink.close() };
 }
