@@ -84,20 +84,27 @@ export function encodeJsonLine(e: AccessLogEntry, buf: Buffer, start: number): n
 
 /** A constant of the format: ASCII, nothing to escape. */
 function lit(s: string): void {
-  for (let i = 0; i < s.length; i++) out[at++] = s.charCodeAt(i);
+  // locals, so the loop keeps them in registers rather than in module slots
+  const o = out;
+  let p = at;
+  for (let i = 0; i < s.length; i++) o[p++] = s.charCodeAt(i);
+  at = p;
 }
 
 function str(s: string): void {
+  const o = out;
   const begin = at;
+  let p = begin;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c < 0x20 || c === 0x22 || c === 0x5c || c >= 0x7f) {
       // rare: start the string again, escaped by JSON.stringify and encoded as UTF-8
-      at = begin + out.write(JSON.stringify(s).slice(1, -1), begin);
+      at = begin + o.write(JSON.stringify(s).slice(1, -1), begin);
       return;
     }
-    out[at++] = c;
+    o[p++] = c;
   }
+  at = p;
 }
 
 function nullable(s: string | null): void {
