@@ -27,7 +27,7 @@ USER node
 # Kubernetes config sets `admin.address: 0.0.0.0` and fences the port with a
 # NetworkPolicy (see k8s/ and docs/kubernetes.md).
 EXPOSE 15000 9901
-# --max-semi-space-size=4 is the V8 flag the CLI ships in its shebang (lower
-# peak RSS under load); `node dist/cli.js` bypasses the shebang, so repeat it.
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli.js"]
+# The V8 flags of the CLI's shebang (lower peak RSS under load; see
+# src/cli.ts); `node dist/cli.js` bypasses the shebang, so repeat them.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--no-concurrent-recompilation", "--liftoff-only", "dist/cli.js"]
 CMD ["--config", "/etc/tandem/tandem.yaml"]

@@ -3,7 +3,7 @@
 // default that keeps peak RSS at or under 100 MB without losing throughput.
 // Every variant runs at once on its own ports and the rounds interleave them.
 // Run with `node bench/run.js --heap` (after `npm run build`).
-import { startTandem } from './lib/peers.js';
+import { startTandem, shippedFlags } from './lib/peers.js';
 import { peakRssBytes } from './lib/proc-stats.js';
 import { closedLoop } from './lib/load.js';
 import { prepare, teardown, measure } from './lib/setup.js';
@@ -11,12 +11,15 @@ import { summarize, machine, writeResults } from './lib/report.js';
 
 const SEMI_SPACE_MIB = [null, 1, 2, 4, 8, 16];
 
+/** tandem's other shipped flags stay on in every variant: only the semi-space size changes. */
+const OTHER_FLAGS = shippedFlags().filter((f) => !f.startsWith('--max-semi-space-size'));
+
 export async function heapCurve({ durationS, rounds }) {
   const ctx = await prepare();
   const scenario = { name: 'small-get', kind: 'closed', path: '/small', connections: 50, durationS };
   const variants = [];
   for (const mib of SEMI_SPACE_MIB) {
-    const nodeFlags = mib === null ? [] : [`--max-semi-space-size=${mib}`];
+    const nodeFlags = [...OTHER_FLAGS, ...(mib === null ? [] : [`--max-semi-space-size=${mib}`])];
     const label = mib === null ? 'default' : `${mib} MiB`;
     try {
       variants.push({ label, nodeFlags, proxy: await startTandem({ ...ctx, nodeFlags, tag: `tandem-semi-${mib ?? 'default'}` }), runs: [] });
@@ -42,7 +45,8 @@ export async function heapCurve({ durationS, rounds }) {
   const info = machine();
   const lines = [
     '## tandem heap curve (small GET, closed loop, 50 connections)', '',
-    `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} · ${rounds} interleaved rounds of ${durationS} s, medians`, '',
+    `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} · ${rounds} interleaved rounds of ${durationS} s, medians`,
+    `Every variant also runs with ${OTHER_FLAGS.join(' ') || 'no other flag'}.`, '',
     '| --max-semi-space-size | req/s | p99 ms | CPU µs/req | peak RSS MiB |', '| --- | ---: | ---: | ---: | ---: |',
     ...rows.map((r) => `| ${r.semiSpace} | ${r.rps.toFixed(0)} | ${r.p99Ms} | ${r.cpuUsPerReq.toFixed(1)} | ${(r.peakRss / 2 ** 20).toFixed(1)} |`), '',
   ];

@@ -75,7 +75,7 @@ describe('Dockerfile', () => {
   test("the entrypoint runs dist/cli.js with the V8 flags of the CLI's shebang", async () => {
     const shebang = (await read('src/cli.ts')).split('\n')[0]!;
     const flags = shebang.split(/\s+/).slice(shebang.split(/\s+/).indexOf('node') + 1);
-    expect(flags).toEqual(['--max-semi-space-size=4']);
+    expect(flags).toEqual(['--max-semi-space-size=4', '--no-concurrent-recompilation', '--liftoff-only']);
     const { one } = await dockerfile();
     expect(JSON.parse(one('ENTRYPOINT'))).toEqual(['node', ...flags, 'dist/cli.js']);
   });

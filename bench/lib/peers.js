@@ -31,7 +31,7 @@ export async function startDirect({ upstream }) {
 }
 
 /** The Node flags tandem ships with: those of dist/cli.js's shebang line, so the bench runs tandem as users do. */
-function shippedFlags() {
+export function shippedFlags() {
   const first = readFileSync(tandemCli, 'utf8').split('\n', 1)[0];
   const m = /^#!.*\bnode\b(.*)$/.exec(first);
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
