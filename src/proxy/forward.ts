@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import pRetry from 'p-retry';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
+import { deadline, type Deadline } from './deadlines.js';
 import type { Exchange } from './exchange.js';
 import {
   allowsRetry,
@@ -42,8 +43,8 @@ const CLIENT_GONE = new Error('client closed the connection');
 
 export class Forward implements AttemptOwner {
   private attempt: Attempt | null = null;
-  private routeTimer: NodeJS.Timeout | null = null;
-  private tryTimer: NodeJS.Timeout | null = null;
+  private routeTimer: Deadline<Forward> | null = null;
+  private tryTimer: Deadline<Attempt> | null = null;
   private retriesUsed = 0;
   private freeRetryUsed = false;
   /** a counted retry holds one of the cluster's maxRetries slots until its try ends */
@@ -228,7 +229,7 @@ export class Forward implements AttemptOwner {
     this.attempt = attempt;
     const perTry = this.policy.perTryTimeout;
     if (perTry > 0 && (this.route.timeout === 0 || perTry < this.route.timeout)) {
-      this.tryTimer = setTimeout(onTryTimeout, perTry, attempt);
+      this.tryTimer = deadline(perTry, onTryTimeout, attempt);
     }
     endpoint.pool.dispatch(
       { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body },
@@ -243,7 +244,7 @@ export class Forward implements AttemptOwner {
    */
   private endTry(attempt: Attempt, status: number, failed: boolean | null): void {
     if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer);
+      this.tryTimer.cancel();
       this.tryTimer = null;
     }
     const c = this.cluster;
@@ -353,7 +354,7 @@ export class Forward implements AttemptOwner {
   }
 
   private startRouteTimer(): void {
-    if (this.route.timeout > 0) this.routeTimer = setTimeout(onRouteTimeout, this.route.timeout, this);
+    if (this.route.timeout > 0) this.routeTimer = deadline<Forward>(this.route.timeout, onRouteTimeout, this);
   }
 
   /** The route timeout fired: no further try, 504 or an aborted response. */
@@ -375,11 +376,11 @@ export class Forward implements AttemptOwner {
 
   private stopTimers(): void {
     if (this.routeTimer !== null) {
-      clearTimeout(this.routeTimer);
+      this.routeTimer.cancel();
       this.routeTimer = null;
     }
     if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer);
+      this.tryTimer.cancel();
       this.tryTimer = null;
     }
   }
