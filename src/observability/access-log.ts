@@ -22,7 +22,7 @@ export interface AccessLogEntry {
   cluster: string | null;
   endpoint: string | null;
   attempts: number;
-  flags: string[];
+  flags: readonly string[];
 }
 
 export interface AccessLog {

@@ -21,6 +21,8 @@ export interface ListenerContext {
 /** Envoy-style response flags (CONTRACT §9). */
 export type Flag = 'NR' | 'UF' | 'UR' | 'UT' | 'UH' | 'UO' | 'URX' | 'DC' | 'DI';
 
+const NO_FLAGS: readonly Flag[] = [];
+
 /** Status logged when the client left before any response was sent (as nginx does). */
 export const CLIENT_CLOSED = 499;
 
@@ -85,7 +87,7 @@ export class RequestRecord {
       cluster: this.cluster === null ? null : this.cluster.cluster.name,
       endpoint: this.endpoint === null ? null : this.endpoint.key,
       attempts: this.attempts,
-      flags: this.flags ?? [],
+      flags: this.flags ?? NO_FLAGS,
     });
   }
 }
