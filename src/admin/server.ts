@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { http } from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import { endpoints, type AdminState } from './endpoints.js';
 import { log } from '../observability/log.js';
@@ -43,7 +44,7 @@ export function startAdmin(address: string, port: number, state: AdminState): Pr
   // open until the idle timeout.
   const inFlight = new Set<ServerResponse>();
   let closing: Promise<void> | undefined;
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     if (closing) res.setHeader('connection', 'close');
     inFlight.add(res);
     res.once('close', () => inFlight.delete(res));

@@ -2,7 +2,8 @@
 // received, and can be told to fail a share of its requests so the demo
 // shows tandem retrying.
 
-import http from 'node:http';
+import type { Server } from 'node:http';
+import { http } from '../node-http.js';
 
 export interface DemoAppOptions {
   name: string;
@@ -10,7 +11,7 @@ export interface DemoAppOptions {
   failRate: number;
 }
 
-export function createDemoApp(opts: DemoAppOptions): http.Server {
+export function createDemoApp(opts: DemoAppOptions): Server {
   return http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {

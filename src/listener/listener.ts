@@ -3,7 +3,8 @@
 // and the drain steps.
 
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
+import { http } from '../node-http.js';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { ListenerLimits } from '../config/types.js';
@@ -13,7 +14,7 @@ import { handleRequest, rejectRequest, type ExchangeCarrier } from '../proxy/han
 import { serverTlsOptions, watchTlsFiles } from './tls.js';
 import { tunnelUpgrade } from './upgrade.js';
 
-class ProxyResponse extends ServerResponse implements ExchangeCarrier {
+class ProxyResponse extends http.ServerResponse implements ExchangeCarrier {
   exchange: Exchange | null = null;
 }
 
@@ -22,13 +23,13 @@ class ProxyResponse extends ServerResponse implements ExchangeCarrier {
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
 export class Listener {
-  readonly server: http.Server;
+  readonly server: Server;
   /** open WebSocket tunnels: they outlive their request and are drained separately */
   readonly tunnels = new Set<Duplex>();
 
   constructor(readonly ctx: ListenerContext) {
     const { limits, tls } = ctx.listener.config;
-    const options: http.ServerOptions = {
+    const options: ServerOptions = {
       ServerResponse: ProxyResponse as typeof ServerResponse,
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeout,
@@ -100,7 +101,7 @@ export class Listener {
 }
 
 /** Node silently drops header lines past its cap: keep one past ours so handle() can answer 431. */
-function applyHeaderCount(server: http.Server, limits: ListenerLimits): void {
+function applyHeaderCount(server: Server, limits: ListenerLimits): void {
   server.maxHeadersCount = limits.maxHeaders + 1;
 }
 

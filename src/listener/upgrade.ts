@@ -1,7 +1,8 @@
 // HTTP/1.1 Upgrade (WebSocket): routed like any request, then the two
 // sockets are joined byte for byte until either side closes.
 
-import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { http } from '../node-http.js';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
@@ -219,7 +220,7 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.relaying = status;
     const pairs = buildResponseHeaders(headers, this.record.requestId, this.responseOps);
-    let head = `HTTP/1.1 ${status} ${statusMessage || STATUS_CODES[status] || ''}\r\n`;
+    let head = `HTTP/1.1 ${status} ${statusMessage || http.STATUS_CODES[status] || ''}\r\n`;
     for (let i = 0; i < pairs.length; i += 2) head += `${pairs[i]}: ${pairs[i + 1]}\r\n`;
     // without content-length the body is framed by the close
     this.client.write(`${head}connection: close\r\n\r\n`);

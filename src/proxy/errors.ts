@@ -2,7 +2,7 @@
 // status and one default message; the bodies are built per request only
 // because they carry the request id.
 
-import { STATUS_CODES } from 'node:http';
+import { http } from '../node-http.js';
 
 export type ErrorCode =
   | 'bad_request'
@@ -61,7 +61,7 @@ export function rawErrorResponse(code: ErrorCode, requestId: string, extra: Reco
   let extraLines = '';
   for (const name in extra) extraLines += `${name}: ${extra[name]}\r\n`;
   return (
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
     'connection: close\r\n' +
     extraLines +
     'content-type: application/json\r\n' +
