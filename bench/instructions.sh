@@ -7,15 +7,21 @@
 #
 # Usage: bench/instructions.sh tandem CONFIG.yaml   (a bench/tandem.bench.yaml-like file)
 #        bench/instructions.sh bare
-# Env: N1 (default 500), N2 (default 2500), PORT (listener, default 18100).
+# Env: N1 (default 1500), N2 (default 4500), PORT (listener, default 18100).
+# tandem runs with the Node flags of dist/cli.js's shebang, as shipped; among
+# them --no-concurrent-recompilation makes the JIT's work land at the same
+# request every run (compiled in worker threads, code arrived at a different
+# point of each run under valgrind: counts differed by up to 20%). N1 must be
+# past the warm-up: with 500 requests, compilation still dominated the
+# difference.
 # Needs valgrind (apt-get install valgrind) and `npm run build`. Slow: a few
 # minutes per peer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=$1
 config=${2:-bench/tandem.bench.yaml}
-n1=${N1:-500}
-n2=${N2:-2500}
+n1=${N1:-1500}
+n2=${N2:-4500}
 port=${PORT:-18100}
 admin=$((port + 1))
 node=$PWD/node_modules/node/bin/node
@@ -41,11 +47,12 @@ count() {
   local n=$1 pid
   rm -f "$work"/cg.*
   if [ "$mode" = bare ]; then
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" bench/peers/bare-undici.js "$port" "http://127.0.0.1:${ups[0]}" > /dev/null 2>&1 &
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" --no-concurrent-recompilation bench/peers/bare-undici.js "$port" "http://127.0.0.1:${ups[0]}" > /dev/null 2>&1 &
     pid=$!
     for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.5; done
   else
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" --max-semi-space-size=4 dist/cli.js -c "$work/tandem.yaml" > /dev/null 2>&1 &
+    read -r -a flags < <(head -1 dist/cli.js | sed -e 's/^#!.*node//')
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" "${flags[@]}" dist/cli.js -c "$work/tandem.yaml" > /dev/null 2>&1 &
     pid=$!
     for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" && break; sleep 0.5; done
   fi
