@@ -9,11 +9,10 @@
 #        bench/instructions.sh bare
 # Env: N1 (default 1500), N2 (default 4500), PORT (listener, default 18100).
 # tandem runs with the Node flags of dist/cli.js's shebang, as shipped; among
-# them --no-concurrent-recompilation makes the JIT's work land at the same
-# request every run (compiled in worker threads, code arrived at a different
-# point of each run under valgrind: counts differed by up to 20%). N1 must be
-# past the warm-up: with 500 requests, compilation still dominated the
-# difference.
+# them --no-concurrent-recompilation keeps the JIT on the main thread, where
+# valgrind runs it at the same point of every run. N1 must be past the
+# warm-up: with 500 requests, compilation still dominated the difference.
+# Counts still move by several percent between runs (bench/README.md).
 # Needs valgrind (apt-get install valgrind) and `npm run build`. Slow: a few
 # minutes per peer.
 set -euo pipefail
