@@ -11,7 +11,7 @@ export function median(values) {
 
 /** Collapses the rounds of one peer in one scenario into medians. */
 export function summarize(rounds) {
-  const keys = Object.keys(rounds[0] ?? {}).filter((k) => k !== 'failures' && k !== 'requests');
+  const keys = Object.keys(rounds[0] ?? {}).filter((k) => k !== 'failures' && k !== 'requests' && k !== 'round');
   const summary = { rounds: rounds.length, failures: rounds.reduce((n, r) => n + r.failures, 0) };
   for (const key of keys) summary[key] = median(rounds.map((r) => r[key]));
   return summary;
@@ -61,27 +61,51 @@ export function scenarioTable(scenario, results, peers) {
 }
 
 /** tandem/http-proxy throughput and tandem/bare-undici CPU per request, per scenario. */
-export function ratios(scenarios, results) {
+/**
+ * tandem against a peer, round by round: each round's tandem figure over the
+ * peer's figure of the same round (they ran back to back), then the median
+ * and the range of those ratios. On a VM whose speed drifts between rounds,
+ * a ratio of medians taken from different moments can mislead; a pair from
+ * one round shares that round's conditions.
+ */
+function paired(rawScenario, key, peer) {
+  const ours = rawScenario?.tandem ?? [];
+  const theirs = rawScenario?.[peer] ?? [];
+  const values = [];
+  for (const a of ours) {
+    const b = theirs.find((r) => r.round === a.round);
+    if (a[key] && b?.[key]) values.push(a[key] / b[key]);
+  }
+  if (values.length === 0) return { median: null, range: null };
+  return { median: median(values), range: [Math.min(...values), Math.max(...values)] };
+}
+
+export function ratios(scenarios, raw) {
   const out = {};
   for (const scenario of scenarios) {
-    const r = results[scenario.name] ?? {};
-    const ratio = (a, b) => (a && b ? a / b : null);
+    const throughput = paired(raw[scenario.name], 'rps', 'http-proxy');
+    const cpu = paired(raw[scenario.name], 'cpuUsPerReq', 'bare-undici');
     out[scenario.name] = {
-      throughputVsHttpProxy: ratio(r.tandem?.rps, r['http-proxy']?.rps),
-      cpuPerReqVsBareUndici: ratio(r.tandem?.cpuUsPerReq, r['bare-undici']?.cpuUsPerReq),
+      throughputVsHttpProxy: throughput.median,
+      throughputVsHttpProxyRange: throughput.range,
+      cpuPerReqVsBareUndici: cpu.median,
+      cpuPerReqVsBareUndiciRange: cpu.range,
     };
   }
   return out;
 }
 
-export function markdown({ title, info, settings, scenarios, results, peers, notes }) {
+const withRange = (value, range) => (value === null ? '—' : `${fmt(value, 2)} (${fmt(range[0], 2)}–${fmt(range[1], 2)})`);
+
+export function markdown({ title, info, settings, scenarios, results, raw, peers, notes }) {
   const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
   for (const scenario of scenarios) {
     parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
   }
-  const r = ratios(scenarios, results);
-  parts.push('### tandem relative to its peers', '', table(['scenario', 'tandem/http-proxy req/s', 'tandem/bare-undici CPU per req'],
-    scenarios.map((s) => [s.label, fmt(r[s.name].throughputVsHttpProxy, 2), fmt(r[s.name].cpuPerReqVsBareUndici, 2)])), '');
+  const r = ratios(scenarios, raw);
+  parts.push('### tandem relative to its peers', '', 'Median of the per-round ratios (range over the rounds).', '',
+    table(['scenario', 'tandem/http-proxy req/s', 'tandem/bare-undici CPU per req'],
+      scenarios.map((s) => [s.label, withRange(r[s.name].throughputVsHttpProxy, r[s.name].throughputVsHttpProxyRange), withRange(r[s.name].cpuPerReqVsBareUndici, r[s.name].cpuPerReqVsBareUndiciRange)])), '');
   if (notes.length) parts.push(...notes.map((n) => `- ${n}`), '');
   return parts.join('\n');
 }
