@@ -2,7 +2,7 @@
 // http-proxy, a bare undici pass-through and nginx, interleaved round by
 // round (A B C D E, A B C D E, ...) and reduced to medians.
 //
-//   node bench/run.js            full run (about 6 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js            full run (about 10 minutes), writes bench/results/latest.{json,md}
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
@@ -45,9 +45,11 @@ async function startPeers(wanted, ctx, notes) {
 
 async function benchmark() {
   const ci = opts.ci;
-  const durationS = Number(opts.duration ?? (ci ? 2 : 5));
+  // Many short rounds rather than a few long ones: this VM's speed drifts over seconds, and
+  // the ratios pair tandem with each peer round by round (bench/README.md).
+  const durationS = Number(opts.duration ?? (ci ? 2 : 3));
   // --ci gates on the median of per-round ratios: five rounds ride out a slow round or two
-  const rounds = Number(opts.rounds ?? (ci ? 5 : 3));
+  const rounds = Number(opts.rounds ?? (ci ? 5 : 7));
   const names = opts.peers?.split(',') ?? PEERS.map((p) => p.name).filter((n) => !(ci && n === 'nginx'));
   const wanted = PEERS.filter((p) => names.includes(p.name));
   const scenarios = scenarioList({ ci, durationS });
