@@ -63,6 +63,17 @@ describe('JSON access-log line', () => {
     expect(buf.toString('utf8', 16, end)).toBe(reference(e));
   });
 
+  it('writes numbers outside the usual range as JSON.stringify does, null for what JSON cannot hold', () => {
+    const base: AccessLogEntry = {
+      time: 0, requestId: 'r', traceId: 't', clientIp: 'c', method: 'GET', path: '/', status: 200, bytesIn: 0, bytesOut: 0,
+      durationMs: 0, upstreamMs: null, listener: 'l', route: null, cluster: null, endpoint: null, attempts: 1, flags: [],
+    };
+    for (const odd of [Number.NaN, Infinity, -1, 2 ** 60, 1.5, -0.25, 1e21]) {
+      const e = { ...base, bytesIn: odd, bytesOut: odd, durationMs: odd, upstreamMs: odd };
+      expect(encode(e)).toBe(reference(e));
+    }
+  });
+
   it('writes common lines without touching bytes before its start', () => {
     const e: AccessLogEntry = {
       time: Date.UTC(2026, 10, 26, 14, 3, 7, 5), requestId: 'r-1', traceId: '4bf92f3577b34da6a3ce929d0e0e4736',

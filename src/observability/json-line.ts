@@ -120,7 +120,7 @@ function int(n: number): void {
     out[at++] = 0x30 + n;
     return;
   }
-  if (!Number.isSafeInteger(n) || n < 0) return lit(String(n));
+  if (!Number.isSafeInteger(n) || n < 0) return number(n);
   let unit = 1;
   while (unit * 10 <= n) unit *= 10;
   for (; unit >= 1; unit /= 10) {
@@ -130,10 +130,15 @@ function int(n: number): void {
   }
 }
 
+/** Any other number, as JSON.stringify writes it (null when not finite). */
+function number(n: number): void {
+  lit(JSON.stringify(n));
+}
+
 /** Milliseconds rounded to the microsecond, as JSON writes such a number: `12.5`, `0.034`, `7`. */
 function millis(ms: number): void {
   const micros = Math.round(ms * 1000);
-  if (!(micros >= 0 && micros <= Number.MAX_SAFE_INTEGER)) return lit(String(ms));
+  if (!(micros >= 0 && micros <= Number.MAX_SAFE_INTEGER)) return number(ms);
   const whole = Math.floor(micros / 1000);
   const fraction = micros - whole * 1000;
   int(whole);
