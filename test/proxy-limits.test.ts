@@ -7,13 +7,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  header,
+  expectRawTandemError,
   parseResponses,
   rawClient,
   rawRequest,
   startTandem,
   startUpstream,
-  type ParsedResponse,
   type RawClient,
   type RunningTandem,
   type Upstream,
@@ -65,14 +64,6 @@ async function client(port: number): Promise<RawClient> {
   return c;
 }
 
-function expectTandemError(res: ParsedResponse | undefined, status: number, code: string): void {
-  expect(res).toBeDefined();
-  expect(res!.status).toBe(status);
-  expect(header(res!, 'x-tandem-error')).toBe(code);
-  expect(header(res!, 'connection')).toBe('close');
-  expect(JSON.parse(res!.body)).toEqual({ error: code, message: expect.any(String), requestId: header(res!, 'x-request-id') });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An upstream that records whether each request body arrived whole or the request was aborted. */
@@ -100,7 +91,7 @@ describe('head limits', () => {
     const { up, port } = await proxy('maxHeaderBytes: 1KiB');
     const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\nx-big: ${'b'.repeat(2000)}\r\n\r\n`);
     const [res] = parseResponses(raw.text);
-    expectTandemError(res, 431, 'headers_too_large');
+    expectRawTandemError(res, 431, 'headers_too_large', { close: true });
     expect(raw.closed).toBe(true);
     expect(up.seen).toHaveLength(0);
   });
@@ -118,7 +109,7 @@ describe('head limits', () => {
     // Host plus 11 = 12 lines, past Node's own cap of 11 lines that silently drops the rest
     const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\n${lines}\r\n`);
     const [res] = parseResponses(raw.text);
-    expectTandemError(res, 431, 'headers_too_large');
+    expectRawTandemError(res, 431, 'headers_too_large', { close: true });
     expect(raw.closed).toBe(true);
     expect(up.seen).toHaveLength(0);
   });
@@ -127,7 +118,7 @@ describe('head limits', () => {
     const { up, port } = await proxy('maxHeaders: 10');
     const lines = Array.from({ length: 50 }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
     const raw = await rawRequest(port, `GET / HTTP/1.1\r\nHost: a\r\n${lines}\r\n`);
-    expectTandemError(parseResponses(raw.text)[0], 431, 'headers_too_large');
+    expectRawTandemError(parseResponses(raw.text)[0], 431, 'headers_too_large', { close: true });
     expect(up.seen).toHaveLength(0);
   });
 
@@ -147,7 +138,7 @@ describe('body limit', () => {
     // the head alone is enough for the answer: the body is never read
     c.write('POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n');
     expect(await c.waitClosed()).toBe(true);
-    expectTandemError(parseResponses(c.text())[0], 413, 'payload_too_large');
+    expectRawTandemError(parseResponses(c.text())[0], 413, 'payload_too_large', { close: true });
     await sleep(50);
     expect(up.seen).toHaveLength(0);
     const log = await t!.accessLog();
@@ -171,7 +162,7 @@ describe('body limit', () => {
     c.write(`258\r\n${'b'.repeat(600)}\r\n`);
     // the client keeps the rest for itself: tandem must answer on its own
     expect(await c.waitClosed()).toBe(true);
-    expectTandemError(parseResponses(c.text())[0], 413, 'payload_too_large');
+    expectRawTandemError(parseResponses(c.text())[0], 413, 'payload_too_large', { close: true });
     await sleep(100);
     expect(track.events[0]).toBe('start /stream');
     expect(track.events).toContain('aborted');
@@ -188,7 +179,7 @@ describe('body limit', () => {
     expect(raw.closed).toBe(true);
     // the 413 may be lost to the reset of a connection closed with unread bytes
     const [res] = parseResponses(raw.text);
-    if (res !== undefined) expectTandemError(res, 413, 'payload_too_large');
+    if (res !== undefined) expectRawTandemError(res, 413, 'payload_too_large', { close: true });
     await sleep(100);
     expect(track.events.some((e) => e.startsWith('complete'))).toBe(false);
     const log = await t.accessLog();
@@ -256,7 +247,7 @@ describe('timeouts', () => {
     const elapsed = performance.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(250);
     expect(elapsed).toBeLessThan(1900);
-    expectTandemError(parseResponses(c.text())[0], 408, 'request_timeout');
+    expectRawTandemError(parseResponses(c.text())[0], 408, 'request_timeout', { close: true });
     expect(up.seen).toHaveLength(0);
   });
 
@@ -270,7 +261,7 @@ describe('timeouts', () => {
     const elapsed = performance.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(450);
     expect(elapsed).toBeLessThan(1900);
-    expectTandemError(parseResponses(c.text())[0], 408, 'request_timeout');
+    expectRawTandemError(parseResponses(c.text())[0], 408, 'request_timeout', { close: true });
     await sleep(100);
     expect(track.events).toEqual(['start /slow-body', 'aborted']);
     const log = await t.accessLog();

@@ -7,6 +7,7 @@
 import type net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
+  expectRawTandemError,
   header,
   parseResponses,
   rawClient,
@@ -16,17 +17,9 @@ import {
   startTandem,
   startUpstream,
   useCleanup,
-  type ParsedResponse,
 } from './support/harness.js';
 
 const cleanup = useCleanup();
-
-function expectTandemError(res: ParsedResponse, status: number, code: string): void {
-  expect(res.status).toBe(status);
-  expect(header(res, 'x-tandem-error')).toBe(code);
-  const body = JSON.parse(res.body) as Record<string, unknown>;
-  expect(body).toEqual({ error: code, message: expect.any(String), requestId: header(res, 'x-request-id') });
-}
 
 /** A raw upstream that records every byte and connection and answers each request head with `answer(n)` (n from 0). */
 async function countingUpstream(answer: (n: number) => string = () => 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok') {
@@ -65,7 +58,7 @@ describe('Transfer-Encoding other than one chunked line', () => {
     const raw = await rawRequest(t.port, `POST /x HTTP/1.1\r\nHost: a\r\n${te}\r\n3\r\nabc\r\n0\r\n\r\n`);
     const all = parseResponses(raw.text);
     expect(all, raw.text).toHaveLength(1);
-    expectTandemError(all[0]!, 400, 'bad_request');
+    expectRawTandemError(all[0]!, 400, 'bad_request');
     expect(header(all[0]!, 'connection')).toBe('close');
     expect(raw.closed).toBe(true);
     expect(up.state.bytes).toBe(0);
@@ -96,7 +89,7 @@ describe('limits.headersWithUnderscores', () => {
     const raw = await rawRequest(t.port, request);
     const all = parseResponses(raw.text);
     expect(all, raw.text).toHaveLength(1);
-    expectTandemError(all[0]!, 400, 'bad_request');
+    expectRawTandemError(all[0]!, 400, 'bad_request');
     expect(raw.closed).toBe(true);
     expect(up.state.bytes).toBe(0);
   });

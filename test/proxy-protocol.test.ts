@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  expectRawTandemError,
   header,
   parseResponses,
   rawClient,
@@ -37,14 +38,6 @@ async function only(port: number, bytes: string, waitMs?: number): Promise<{ res
   const all = parseResponses(raw.text);
   expect(all, raw.text).toHaveLength(1);
   return { res: all[0]!, closed: raw.closed, text: raw.text };
-}
-
-function expectTandemError(res: ParsedResponse, status: number, code: string): void {
-  expect(res.status).toBe(status);
-  expect(header(res, 'x-tandem-error')).toBe(code);
-  expect(header(res, 'content-type')).toBe('application/json');
-  const body = JSON.parse(res.body) as Record<string, unknown>;
-  expect(body).toEqual({ error: code, message: expect.any(String), requestId: header(res, 'x-request-id') });
 }
 
 describe('path normalization', () => {
@@ -121,7 +114,7 @@ clusters:
   it('rejects a path with a broken escape with 400 and closes', async () => {
     const port = await start();
     const { res, closed } = await only(port, get('/admin/%zz'));
-    expectTandemError(res, 400, 'bad_request');
+    expectRawTandemError(res, 400, 'bad_request');
     expect(closed).toBe(true);
     expect(admin.seen).toHaveLength(0);
     expect(app.seen).toHaveLength(0);
@@ -146,7 +139,7 @@ describe('malformed requests', () => {
     const up = await upstream();
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const { res, closed } = await only(t.port, bytes);
-    expectTandemError(res, 400, 'bad_request');
+    expectRawTandemError(res, 400, 'bad_request');
     expect(header(res, 'connection')).toBe('close');
     expect(closed).toBe(true);
     expect(up.seen).toHaveLength(0);
@@ -186,7 +179,7 @@ describe('malformed requests', () => {
       expect(await c.waitClosed()).toBe(true);
       const all = parseResponses(c.text());
       expect(all).toHaveLength(1);
-      expectTandemError(all[0]!, 400, 'bad_request');
+      expectRawTandemError(all[0]!, 400, 'bad_request');
     } finally {
       c.destroy();
     }
@@ -205,7 +198,7 @@ describe('malformed requests', () => {
     const all = parseResponses(c.text());
     c.destroy();
     expect(all).toHaveLength(1);
-    expectTandemError(all[0]!, 400, 'bad_request');
+    expectRawTandemError(all[0]!, 400, 'bad_request');
     await new Promise((r) => setTimeout(r, 100));
     expect(up.seen).toHaveLength(0);
     const log = await t.accessLog();
@@ -221,7 +214,7 @@ describe('malformed requests', () => {
     const up = await upstream();
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const { res, closed } = await only(t.port, bytes);
-    expectTandemError(res, 405, 'method_not_allowed');
+    expectRawTandemError(res, 405, 'method_not_allowed');
     expect(closed).toBe(true);
     expect(up.seen).toHaveLength(0);
   });
@@ -290,7 +283,7 @@ clusters:
       c.write('GET /app HTTP/1.1\r\nHost: a\r\n\r\n');
       await c.waitFor((s) => parseResponses(s).length === 2);
       const [miss, hit] = parseResponses(c.text());
-      expectTandemError(miss!, 404, 'no_route');
+      expectRawTandemError(miss!, 404, 'no_route');
       expect(hit!.status).toBe(200);
       expect(c.closed()).toBe(false);
     } finally {

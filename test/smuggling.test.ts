@@ -6,7 +6,7 @@
 
 import type net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { header, parseResponses, rawRequest, simpleConfig, startRawUpstream, startTandem, useCleanup, type ParsedResponse } from './support/harness.js';
+import { expectRawTandemError, header, parseResponses, rawRequest, simpleConfig, startRawUpstream, startTandem, useCleanup } from './support/harness.js';
 
 const cleanup = useCleanup();
 
@@ -44,14 +44,6 @@ async function framingUpstream() {
   return { port: up.port, state };
 }
 
-function expectBadRequest(res: ParsedResponse): void {
-  expect(res.status).toBe(400);
-  expect(header(res, 'x-tandem-error')).toBe('bad_request');
-  expect(header(res, 'connection')).toBe('close');
-  const body = JSON.parse(res.body) as Record<string, unknown>;
-  expect(body).toEqual({ error: 'bad_request', message: expect.any(String), requestId: header(res, 'x-request-id') });
-}
-
 /** The request line of each request the upstream framed. */
 function requestLines(requests: FramedRequest[]): string[] {
   return requests.map((r) => r.head.slice(0, r.head.indexOf('\r\n')));
@@ -85,7 +77,7 @@ describe('refused before anything goes upstream', () => {
     const raw = await rawRequest(t.port, bytes);
     const all = parseResponses(raw.text);
     expect(all, raw.text).toHaveLength(1);
-    expectBadRequest(all[0]!);
+    expectRawTandemError(all[0]!, 400, 'bad_request', { close: true });
     expect(raw.closed).toBe(true);
     expect(up.state.bytes).toBe(0);
     expect(up.state.requests).toHaveLength(0);

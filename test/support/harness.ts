@@ -332,6 +332,20 @@ export function header(res: ParsedResponse, name: string): string | undefined {
 }
 
 /**
+ * expectTandemError for an answer read off a raw socket: status,
+ * `x-tandem-error`, JSON content type, a body naming the code with the
+ * `x-request-id` header's id and, with `close`, `connection: close`.
+ */
+export function expectRawTandemError(res: ParsedResponse | undefined, status: number, code: string, opts: { close?: boolean } = {}): void {
+  expect(res).toBeDefined();
+  expect(res!.status).toBe(status);
+  expect(header(res!, 'x-tandem-error')).toBe(code);
+  expect(header(res!, 'content-type')).toBe('application/json');
+  if (opts.close) expect(header(res!, 'connection')).toBe('close');
+  expect(JSON.parse(res!.body)).toEqual({ error: code, message: expect.any(String), requestId: header(res!, 'x-request-id') });
+}
+
+/**
  * Splits a raw answer into its responses (keep-alive, pipelining). Bodies are
  * framed by content-length or chunked encoding; 1xx, 204, 304 and the
  * responses whose index is in `bodiless` (HEAD requests) have none. A
