@@ -9,6 +9,7 @@ import type { ConcurrencyLimits } from './cluster/limits.js';
 import type { OutlierDetector } from './cluster/outlier.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { ClusterMetrics, RouteMetrics } from './observability/metrics.js';
+import type { DeadlineQueue } from './proxy/deadlines.js';
 import type { CompiledHeaderOps } from './proxy/headers.js';
 import type { RouteAuth } from './proxy/jwt-auth.js';
 import type { RateLimiter } from './proxy/rate-limit.js';
@@ -44,7 +45,11 @@ export interface CompiledRoute {
   readonly hostRewrite: string | undefined;
   /** ms, 0 = none */
   readonly timeout: number;
+  /** the deadlines of `timeout`; null when there is none */
+  readonly routeDeadlines: DeadlineQueue | null;
   readonly retry: RetryPolicy;
+  /** the deadlines of the per-try timeout; null when there is none or the route timeout comes first */
+  readonly tryDeadlines: DeadlineQueue | null;
   readonly requestOps: CompiledHeaderOps | undefined;
   readonly responseOps: CompiledHeaderOps | undefined;
   /** null when the route is not limited: the request path then skips the stage */

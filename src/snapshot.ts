@@ -12,6 +12,7 @@ import { OutlierDetector } from './cluster/outlier.js';
 import type { ClusterConfig, Config, EndpointConfig, HealthCheckConfig, ListenerConfig, RouteConfig } from './config/types.js';
 import { log } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
+import { deadlinesOf } from './proxy/deadlines.js';
 import { compileHeaderOps } from './proxy/headers.js';
 import { compileJwtAuth } from './proxy/jwt-auth.js';
 import { compileRateLimit } from './proxy/rate-limit.js';
@@ -127,6 +128,8 @@ function compileRoute(
   metrics: Metrics,
 ): CompiledRoute {
   const requestOps = compileHeaderOps(r.requestHeaders);
+  const retry = compileRetryPolicy(r.retries);
+  const perTry = retry.perTryTimeout;
   return {
     name: r.name,
     matches: compileMatch(r.match),
@@ -135,7 +138,9 @@ function compileRoute(
     rewritePath: compileRewrite(r.match, r.rewrite),
     hostRewrite: r.rewrite?.host,
     timeout: r.timeout,
-    retry: compileRetryPolicy(r.retries),
+    routeDeadlines: r.timeout > 0 ? deadlinesOf(r.timeout) : null,
+    retry,
+    tryDeadlines: perTry > 0 && (r.timeout === 0 || perTry < r.timeout) ? deadlinesOf(perTry) : null,
     requestOps,
     responseOps: compileHeaderOps(r.responseHeaders),
     rateLimit: r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit),

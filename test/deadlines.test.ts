@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { deadline } from '../src/proxy/deadlines.js';
+import { deadlinesOf } from '../src/proxy/deadlines.js';
+
+const deadline = <T>(ms: number, fire: (arg: T) => void, arg: T) => deadlinesOf(ms).add(fire, arg);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,7 +67,7 @@ describe('deadlines', () => {
     const { spawnSync } = await import('node:child_process');
     const started = Date.now();
     const r = spawnSync(process.execPath, ['--input-type=module', '-e',
-      `import { deadline } from ${JSON.stringify(new URL('../dist/proxy/deadlines.js', import.meta.url).href)}; deadline(30000, () => console.log('fired'), null);`]);
+      `import { deadlinesOf } from ${JSON.stringify(new URL('../dist/proxy/deadlines.js', import.meta.url).href)}; deadlinesOf(30000).add(() => console.log('fired'), null);`]);
     expect(r.status).toBe(0);
     expect(r.stdout.toString()).toBe('');
     expect(Date.now() - started).toBeLessThan(10_000);

@@ -38,7 +38,8 @@ export class Deadline<T = unknown> {
 // run up to about a millisecond before performance.now() reaches its time.
 const CLOCK_SLACK_MS = 1;
 
-class DeadlineQueue {
+/** The deadlines of one duration; routes hold theirs from config compile time. */
+export class DeadlineQueue {
   private head: Deadline | null = null;
   private tail: Deadline | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -91,12 +92,12 @@ class DeadlineQueue {
 
 const queues = new Map<number, DeadlineQueue>();
 
-/** Calls `fire(arg)` after `ms` milliseconds unless the returned deadline is cancelled first. */
-export function deadline<T>(ms: number, fire: Fire<T>, arg: T): Deadline<T> {
+/** The shared list of `ms`-long deadlines: `add(fire, arg)` calls `fire(arg)` after `ms` unless cancelled first. */
+export function deadlinesOf(ms: number): DeadlineQueue {
   let queue = queues.get(ms);
   if (queue === undefined) {
     queue = new DeadlineQueue(ms);
     queues.set(ms, queue);
   }
-  return queue.add(fire, arg);
+  return queue;
 }

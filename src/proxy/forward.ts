@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import pRetry from 'p-retry';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
-import { deadline, type Deadline } from './deadlines.js';
+import type { Deadline } from './deadlines.js';
 import type { Exchange } from './exchange.js';
 import {
   allowsRetry,
@@ -227,10 +227,8 @@ export class Forward implements AttemptOwner {
     this.cluster.limits.pending++;
     const attempt = new Attempt(ex, this, endpoint);
     this.attempt = attempt;
-    const perTry = this.policy.perTryTimeout;
-    if (perTry > 0 && (this.route.timeout === 0 || perTry < this.route.timeout)) {
-      this.tryTimer = deadline(perTry, onTryTimeout, attempt);
-    }
+    const tries = this.route.tryDeadlines;
+    if (tries !== null) this.tryTimer = tries.add(onTryTimeout, attempt);
     endpoint.pool.dispatch(
       { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body },
       attempt,
@@ -354,7 +352,8 @@ export class Forward implements AttemptOwner {
   }
 
   private startRouteTimer(): void {
-    if (this.route.timeout > 0) this.routeTimer = deadline<Forward>(this.route.timeout, onRouteTimeout, this);
+    const deadlines = this.route.routeDeadlines;
+    if (deadlines !== null) this.routeTimer = deadlines.add<Forward>(onRouteTimeout, this);
   }
 
   /** The route timeout fired: no further try, 504 or an aborted response. */
