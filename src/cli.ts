@@ -23,8 +23,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatConfigError } from './config/errors.js';
 import { DEFAULT_CONFIG_YAML } from './config/default.js';
-import { loadConfigFile, loadConfigText, type LoadResult } from './config/load.js';
-import { runDemo } from './demo/demo.js';
+import { loadConfigFileIsolated, loadConfigTextIsolated } from './config/load-isolated.js';
 import { log } from './observability/log.js';
 import { Tandem } from './tandem.js';
 
@@ -93,6 +92,8 @@ function usage(message: string): number {
 }
 
 async function validate(file: string): Promise<number> {
+  // in this process: `validate` does nothing else, so nothing is held for long
+  const { loadConfigFile } = await import('./config/load.js');
   const result = await loadConfigFile(file);
   if (result.ok) {
     process.stdout.write('ok\n');
@@ -104,7 +105,7 @@ async function validate(file: string): Promise<number> {
 
 async function run(file: string | undefined): Promise<number> {
   const embedded = file === undefined || file === '';
-  const loaded: LoadResult = embedded ? loadConfigText(DEFAULT_CONFIG_YAML, '<default>') : await loadConfigFile(file);
+  const loaded = embedded ? await loadConfigTextIsolated(DEFAULT_CONFIG_YAML, '<default>') : await loadConfigFileIsolated(file);
   if (!loaded.ok) {
     process.stderr.write(loaded.errors.map((e) => formatConfigError(e) + '\n').join(''));
     return EXIT_INVALID;
@@ -122,6 +123,8 @@ async function run(file: string | undefined): Promise<number> {
 async function demo(): Promise<number> {
   let started;
   try {
+    // imported here: the demo's HTTP client is undici's full package, which the proxy does without (src/undici.ts)
+    const { runDemo } = await import('./demo/demo.js');
     started = await runDemo();
   } catch (err) {
     process.stderr.write(`tandem: ${(err as Error).message}\n`);

@@ -3,10 +3,10 @@
 // nothing. Reloads run one at a time, whatever started them (the file
 // watcher, SIGHUP, POST /reload).
 
-import { readFile } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
-import { formatConfigError, ROOT_PATH } from './config/errors.js';
-import { loadConfigText } from './config/load.js';
+import { formatConfigError } from './config/errors.js';
+import { loadConfigTextIsolated } from './config/load-isolated.js';
+import { readConfigFile } from './config/read.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import { watchConfigDirectory, type ConfigWatcher } from './config/watch.js';
 import type { ReloadOutcome } from './admin/server.js';
@@ -26,6 +26,7 @@ export class ConfigReloader {
   /** the text last read from the file, valid or not: a watcher event that finds it again is no change */
   private lastText: string | undefined;
   private watcher: ConfigWatcher | null = null;
+  private closed = false;
 
   constructor(
     readonly file: string,
@@ -43,9 +44,16 @@ export class ConfigReloader {
     return this.enqueue(true).then((outcome) => outcome!);
   }
 
-  close(): void {
+  /** Stops watching; SIGHUP and POST /reload still reload. */
+  unwatch(): void {
     this.watcher?.close();
     this.watcher = null;
+  }
+
+  /** tandem is shutting down: no more watching, and a reload still loading is not applied. */
+  close(): void {
+    this.closed = true;
+    this.unwatch();
   }
 
   private enqueue(explicit: boolean): Promise<ReloadOutcome | null> {
@@ -57,16 +65,13 @@ export class ConfigReloader {
   /** null: a watcher event that found nothing new */
   private async run(explicit: boolean): Promise<ReloadOutcome | null> {
     if (!explicit && this.watcher === null) return null;
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch (err) {
-      const line = formatConfigError({ file: this.file, line: 1, col: 1, path: ROOT_PATH, message: `cannot read file: ${(err as Error).message}` });
-      return this.fail([line]);
-    }
+    const text = await readConfigFile(this.file);
+    if (typeof text !== 'string') return this.fail(text.errors.map(formatConfigError));
     if (!explicit && text === this.lastText) return null;
     this.lastText = text;
-    const loaded = loadConfigText(text, this.file);
+    const loaded = await loadConfigTextIsolated(text, this.file);
+    // Draining or closed while the file loaded: a new snapshot now would open pools nobody closes.
+    if (this.closed) return explicit ? this.fail(['tandem is shutting down: the configuration was not applied']) : null;
     if (!loaded.ok) return this.fail(loaded.errors.map(formatConfigError));
     const current = this.target.current();
     const refused = restartNeeded(current.config, loaded.config);

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../src/cluster/cluster.js';
 import { Endpoint } from '../src/cluster/endpoint.js';
 import type { ClusterConfig } from '../src/config/types.js';
+import { request } from '../src/undici.js';
 
 const POOL = { connectTimeout: 1000, pool: { connections: 4, keepAliveTimeout: 4000 } };
 
@@ -51,7 +52,7 @@ function clusterConfig(ports: number[]): ClusterConfig {
 }
 
 async function get(endpoint: Endpoint, path = '/'): Promise<{ status: number; body: string }> {
-  const response = await endpoint.pool.request({ path, method: 'GET' });
+  const response = await request(endpoint.pool, { path, method: 'GET' });
   return { status: response.statusCode, body: await response.body.text() };
 }
 

@@ -199,6 +199,24 @@ describe('the watched file', () => {
   });
 });
 
+describe('reload while shutting down', () => {
+  it('a reload still loading when tandem closes is refused, not applied', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'tandem.yaml');
+    writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])));
+    const t = await startFrom(file);
+    t.tandem['reloader']!.unwatch();
+    writeFileSync(file, yaml(dir, direct('one', '/', 'two'), cluster('a', [9], ', loadBalancing: random')));
+    // the file loads in a child process for 0.2 s or more: close() lands meanwhile
+    const reloading = t.tandem.reload();
+    const closing = t.tandem.close();
+    expect(await reloading).toEqual({ ok: false, errors: ['tandem is shutting down: the configuration was not applied'] });
+    await closing;
+    expect(t.tandem['snapshot'].version).toBe(1);
+    expect(t.tandem['snapshot'].config.clusters[0]!.loadBalancing).toBe('round_robin');
+  });
+});
+
 describe('POST /reload', () => {
   it('answers 200 with the new version, 400 with every error line, and 400 for a listener change', async () => {
     const dir = tempDir();
@@ -206,7 +224,7 @@ describe('POST /reload', () => {
     writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])));
     const t = await startFrom(file);
     // stop the watcher racing these explicit reloads
-    t.tandem['reloader']!.close();
+    t.tandem['reloader']!.unwatch();
 
     writeFileSync(file, yaml(dir, direct('one', '/', 'two'), cluster('a', [9])));
     expect(await postReload(t.admin)).toEqual({ status: 200, body: { version: 2 } });
@@ -271,7 +289,7 @@ describe('clusters across a reload', () => {
     const routes = [route('keep', '/keep', 'keep'), route('drop', '/drop', 'drop')].join('\n');
     writeFileSync(file, yaml(dir, routes, [keepCluster, cluster('drop', [drop.port])].join('\n')));
     const t = await startFrom(file);
-    t.tandem['reloader']!.close();
+    t.tandem['reloader']!.unwatch();
 
     // eject the failing endpoint
     for (let i = 0; i < 4; i++) await get(`${t.url}/keep`);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Pool } from 'undici';
+import { Pool } from '../undici.js';
 import type { ClusterConfig, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
 
 /** undici subtracts this from a server's keep-alive hint, so we stop reusing a socket before the server closes it */

@@ -1,4 +1,4 @@
-import { Client } from 'undici';
+import { Client, request } from '../undici.js';
 import type { HealthCheckConfig } from '../config/types.js';
 import type { Endpoint } from './endpoint.js';
 
@@ -109,7 +109,7 @@ export class HealthChecker {
     const deadline = setTimeout(() => controller.abort(), this.cfg.timeout);
     deadline.unref();
     try {
-      const { statusCode, body } = await session.client.request({
+      const { statusCode, body } = await request(session.client, {
         method: 'GET',
         path: this.cfg.path,
         headers: { 'user-agent': USER_AGENT, connection: 'keep-alive' },

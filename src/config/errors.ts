@@ -29,3 +29,8 @@ export function dottedPath(path: ConfigPath): string {
 export function formatConfigError(e: ConfigError): string {
   return `${e.file}:${e.line}:${e.col}: ${e.path}: ${e.message}`;
 }
+
+/** An error about the whole file, pointing at its start (it could not be read, or not loaded at all). */
+export function fileError(file: string, message: string): ConfigError {
+  return { file, line: 1, col: 1, path: ROOT_PATH, message };
+}

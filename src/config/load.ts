@@ -1,21 +1,16 @@
 // YAML text -> Config, or every error of the file with its line and column.
 
-import { readFile } from 'node:fs/promises';
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Config } from './types.js';
-import { dottedPath, ROOT_PATH, type ConfigError, type ConfigIssue, type ConfigPath } from './errors.js';
+import { readConfigFile } from './read.js';
+import { dottedPath, type ConfigError, type ConfigIssue, type ConfigPath } from './errors.js';
 import { validateConfig } from './validate.js';
 
 export type LoadResult = { ok: true; config: Config } | { ok: false; errors: ConfigError[] };
 
 export async function loadConfigFile(file: string): Promise<LoadResult> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    return { ok: false, errors: [{ file, line: 1, col: 1, path: ROOT_PATH, message: `cannot read file: ${(err as Error).message}` }] };
-  }
-  return loadConfigText(text, file);
+  const text = await readConfigFile(file);
+  return typeof text === 'string' ? loadConfigText(text, file) : text;
 }
 
 export function loadConfigText(text: string, file: string): LoadResult {

@@ -5,7 +5,7 @@
 import type http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { loadConfigFile } from '../config/load.js';
+import { loadConfigFileIsolated } from '../config/load-isolated.js';
 import { formatConfigError } from '../config/errors.js';
 import { Tandem } from '../tandem.js';
 import { createDemoApp } from './app.js';
@@ -18,7 +18,7 @@ const INSTANCES = [
 ];
 
 export async function runDemo(): Promise<{ tandem: Tandem; stopApps: () => void }> {
-  const loaded = await loadConfigFile(DEMO_CONFIG_FILE);
+  const loaded = await loadConfigFileIsolated(DEMO_CONFIG_FILE);
   if (!loaded.ok) throw new Error(loaded.errors.map(formatConfigError).join('\n'));
   const apps: http.Server[] = [];
   for (const i of INSTANCES) {

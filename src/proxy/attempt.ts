@@ -2,7 +2,8 @@
 // upstream response to the client once it commits, and otherwise reports a
 // failure as a value (an Outcome) that the retry policy reads.
 
-import { errors, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { errors } from '../undici.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
