@@ -6,7 +6,7 @@
 import { startTandem, shippedFlags } from './lib/peers.js';
 import { peakRssBytes } from './lib/proc-stats.js';
 import { closedLoop } from './lib/load.js';
-import { prepare, teardown, measure } from './lib/setup.js';
+import { prepare, teardown, measure, inTurn } from './lib/setup.js';
 import { summarize, machine, writeResults } from './lib/report.js';
 
 const SEMI_SPACE_MIB = [null, 1, 2, 4, 8, 16];
@@ -33,7 +33,7 @@ export async function heapCurve({ durationS, rounds }) {
   }
   for (const v of variants) await closedLoop({ url: `${v.proxy.origin}/small`, connections: 50, durationS: 1 });
   for (let round = 1; round <= rounds; round += 1) {
-    for (const v of variants) {
+    for (const v of inTurn(variants, round)) {
       const r = await measure(v.proxy, scenario, ctx);
       v.runs.push(r);
       console.log(`round ${round} semi-space ${v.label}: ${r.rps.toFixed(0)} req/s, ${(peakRssBytes(v.proxy.pid) / 2 ** 20).toFixed(1)} MiB peak RSS`);

@@ -1,6 +1,6 @@
 // tandem's benchmark: the same upstream reached directly and through tandem,
 // http-proxy, a bare undici pass-through and nginx, interleaved round by
-// round (A B C D E, A B C D E, ...) and reduced to medians.
+// round (A B C D E, B C D E A, ...) and reduced to medians.
 //
 //   node bench/run.js            full run (about 10 minutes), writes bench/results/latest.{json,md}
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy
@@ -12,7 +12,7 @@ import { PEERS } from './lib/peers.js';
 import { tasksetAvailable } from './lib/processes.js';
 import { peakRssBytes } from './lib/proc-stats.js';
 import { closedLoop } from './lib/load.js';
-import { prepare, teardown, measure, scenarios as scenarioList } from './lib/setup.js';
+import { prepare, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
 import { summarize, machine, scenarioTable, ratios, markdown, writeResults } from './lib/report.js';
 
 const { values: opts } = parseArgs({
@@ -68,7 +68,7 @@ async function benchmark() {
   for (const scenario of scenarios) {
     raw[scenario.name] = {};
     for (let round = 1; round <= rounds; round += 1) {
-      for (const peer of running) {
+      for (const peer of inTurn(running, round)) {
         if (peer.proxy.tracked.exited) continue;
         try {
           const r = await measure(peer.proxy, scenario, ctx);

@@ -62,3 +62,12 @@ export async function measure(proxy, scenario, ctx) {
   const cpu = cpuMicros(proxy.pid) - before;
   return { ...result, cpuUsPerReq: result.requests ? cpu / result.requests : null };
 }
+
+/**
+ * The peers in the order round `round` (from 1) runs them: each round starts
+ * one peer later, so no proxy always runs first, or always right after the
+ * same one, while the machine's speed drifts (A B C, B C A, C A B, ...).
+ */
+export function inTurn(peers, round) {
+  return peers.map((_, i) => peers[(i + round - 1) % peers.length]);
+}
