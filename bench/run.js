@@ -8,12 +8,13 @@
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
 // Options: --duration S, --rounds N, --peers a,b,c
 import { parseArgs } from 'node:util';
-import { PEERS } from './lib/peers.js';
+import { PEERS, PROXY_CPU } from './lib/peers.js';
 import { tasksetAvailable } from './lib/processes.js';
-import { peakRssBytes } from './lib/proc-stats.js';
+import { peakRssBytes, cpuTicks } from './lib/proc-stats.js';
+import { headToHead } from './lib/head-to-head.js';
 import { closedLoop } from './lib/load.js';
 import { prepare, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
-import { summarize, machine, scenarioTable, ratios, markdown, writeResults } from './lib/report.js';
+import { summarize, machine, scenarioTable, ratios, headToHeadTable, markdown, writeResults } from './lib/report.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -59,6 +60,7 @@ async function benchmark() {
 
   const ctx = await prepare();
   const running = await startPeers(wanted, ctx, notes);
+  const ticksAtStart = cpuTicks(PROXY_CPU);
 
   // Warm-up: JIT, connection pools and the upstream's keep-alive sockets.
   for (const peer of running) await closedLoop({ url: `${peer.proxy.origin}/small`, connections: 50, durationS: 1 });
@@ -87,6 +89,13 @@ async function benchmark() {
     }
   }
   const tandemRunning = running.some((p) => p.name === 'tandem');
+  // The full run also pits tandem against its two Node peers at the same time (lib/head-to-head.js).
+  const tandemPeer = running.find((p) => p.name === 'tandem' && !p.proxy.tracked.exited);
+  const rivals = running.filter((p) => (p.name === 'http-proxy' || p.name === 'bare-undici') && !p.proxy.tracked.exited);
+  const h2h = !ci && tandemPeer && rivals.length ? await headToHead({ tandem: tandemPeer, peers: rivals, ctx, rounds, durationS }) : [];
+  const ticksAtEnd = cpuTicks(PROXY_CPU);
+  const steal = (ticksAtEnd.steal - ticksAtStart.steal) / Math.max(1, ticksAtEnd.total - ticksAtStart.total);
+  notes.push(`the hypervisor took ${(steal * 100).toFixed(1)}% of the proxy CPU's time during the run (steal, /proc/stat)`);
   const directNote = 'the "upstream directly" row measures the upstream process itself (CPU and RSS are its own), on the load CPU';
   notes.push(directNote);
   await teardown(ctx);
@@ -98,11 +107,12 @@ async function benchmark() {
   for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown)}`);
   const rel = ratios(scenarios, raw);
   console.log('\nratios', JSON.stringify(rel, null, 2));
+  if (h2h.length) console.log(`\nhead to head (small GET, both on CPU ${PROXY_CPU} at once)\n${headToHeadTable(h2h)}`);
   for (const note of notes) console.log(`note: ${note}`);
 
   const title = ci ? 'tandem benchmark (--ci)' : 'tandem benchmark';
-  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, raw, notes };
-  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, notes }));
+  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, raw, notes };
+  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, notes }));
 
   if (ci) {
     const tandem = results['small-get']?.tandem?.rps ?? 0;

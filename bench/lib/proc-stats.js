@@ -55,3 +55,10 @@ export function peakRssBytes(rootPid) {
   }
   return kib * 1024;
 }
+
+/** Time the hypervisor gave to others while `cpu` wanted to run (steal), and all of that CPU's time, in ticks since boot. */
+export function cpuTicks(cpu) {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  const fields = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
+  return { steal: fields[7] ?? 0, total: fields.reduce((a, b) => a + b, 0) };
+}

@@ -60,7 +60,6 @@ export function scenarioTable(scenario, results, peers) {
   return table(['proxy', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'peak RSS MiB', 'failures'], closedRows(scenario, results, peers));
 }
 
-/** tandem/http-proxy throughput and tandem/bare-undici CPU per request, per scenario. */
 /**
  * tandem against a peer, round by round: each round's tandem figure over the
  * peer's figure of the same round (they ran back to back), then the median
@@ -76,8 +75,14 @@ function paired(rawScenario, key, peer) {
     const b = theirs.find((r) => r.round === a.round);
     if (a[key] && b?.[key]) values.push(a[key] / b[key]);
   }
-  if (values.length === 0) return { median: null, range: null };
-  return { median: median(values), range: [Math.min(...values), Math.max(...values)] };
+  return spread(values);
+}
+
+/** The median of `values` and their range (the finite ones). */
+export function spread(values) {
+  const finite = values.filter((v) => Number.isFinite(v));
+  if (finite.length === 0) return { median: null, range: null };
+  return { median: median(finite), range: [Math.min(...finite), Math.max(...finite)] };
 }
 
 export function ratios(scenarios, raw) {
@@ -97,7 +102,12 @@ export function ratios(scenarios, raw) {
 
 const withRange = (value, range) => (value === null ? '—' : `${fmt(value, 2)} (${fmt(range[0], 2)}–${fmt(range[1], 2)})`);
 
-export function markdown({ title, info, settings, scenarios, results, raw, peers, notes }) {
+export function headToHeadTable(rows) {
+  return table(['peer', 'tandem req/s', 'peer req/s', 'tandem/peer req/s', 'tandem CPU µs/req', 'peer CPU µs/req', 'tandem/peer CPU per req', 'failures'],
+    rows.map((h) => [h.label, fmt(h.tandemRps), fmt(h.peerRps), withRange(h.rpsRatio.median, h.rpsRatio.range), fmt(h.tandemCpuUsPerReq, 1), fmt(h.peerCpuUsPerReq, 1), withRange(h.cpuRatio.median, h.cpuRatio.range), String(h.failures)]));
+}
+
+export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], notes }) {
   const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
   for (const scenario of scenarios) {
     parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
@@ -106,6 +116,11 @@ export function markdown({ title, info, settings, scenarios, results, raw, peers
   parts.push('### tandem relative to its peers', '', 'Median of the per-round ratios (range over the rounds).', '',
     table(['scenario', 'tandem/http-proxy req/s', 'tandem/bare-undici CPU per req'],
       scenarios.map((s) => [s.label, withRange(r[s.name].throughputVsHttpProxy, r[s.name].throughputVsHttpProxyRange), withRange(r[s.name].cpuPerReqVsBareUndici, r[s.name].cpuPerReqVsBareUndiciRange)])), '');
+  if (headToHead.length) {
+    parts.push('### head to head: small GET, tandem and one peer on the proxy CPU at once', '',
+      'Both loaded at the same time, so a slowdown of the machine hits both alike. Medians over the rounds; ratios are per round (range).', '',
+      headToHeadTable(headToHead), '');
+  }
   if (notes.length) parts.push(...notes.map((n) => `- ${n}`), '');
   return parts.join('\n');
 }
