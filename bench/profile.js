@@ -1,9 +1,12 @@
 // Where tandem's CPU goes: tandem runs with --cpu-prof under the small-GET
 // load, exits cleanly, and the profile's self time is summed per function.
+// Then the bare undici pass-through runs the same load with tandem's own V8
+// flags, and the two profiles are compared per request: what tandem spends
+// beyond the pass-through, function by function.
 // Run with `node bench/run.js --profile` (after `npm run build`).
 import { readdirSync, readFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTandem } from './lib/peers.js';
+import { startTandem, startBareUndici, shippedFlags } from './lib/peers.js';
 import { stop } from './lib/processes.js';
 import { prepare, teardown, measure } from './lib/setup.js';
 
@@ -39,30 +42,48 @@ export function byOwner(times) {
   return [...totals].sort((a, b) => b[1] - a[1]);
 }
 
-export async function profileTandem({ durationS }) {
-  const ctx = await prepare();
-  const profDir = join(ctx.dir, 'prof');
+/** `start(flags)` under --cpu-prof: 1 s of warm-up, then `durationS` of small GETs; self time per function and per request. */
+async function profiled(name, start, ctx, durationS) {
+  const profDir = join(ctx.dir, `prof-${name}`);
   mkdirSync(profDir);
-  const proxy = await startTandem({ ...ctx, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
-  const r = await measure(proxy, { kind: 'closed', path: '/small', connections: 50, durationS }, ctx);
-  console.log(`tandem under --cpu-prof: ${r.rps.toFixed(0)} req/s, ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`);
-  // The profile is written when the process exits, so let the drain finish.
+  const proxy = await start(['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=200']);
+  const scenario = { kind: 'closed', path: '/small', connections: 50 };
+  const warm = await measure(proxy, { ...scenario, durationS: 1 }, ctx);
+  const r = await measure(proxy, { ...scenario, durationS }, ctx);
+  // The profile is written when the process exits, so let it shut down cleanly.
   proxy.tracked.child.kill('SIGTERM');
   await Promise.race([proxy.tracked.exit, new Promise((resolve) => setTimeout(resolve, 15_000))]);
   await stop(proxy.tracked);
-  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
-  if (files.length === 0) {
-    await teardown(ctx);
-    throw new Error('tandem wrote no CPU profile (it must exit through a clean shutdown on SIGTERM)');
-  }
+  const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`${name} wrote no CPU profile (it must exit cleanly on SIGTERM)`);
+  const times = selfTimes(JSON.parse(readFileSync(join(profDir, file), 'utf8')));
+  // The profile spans start-up, warm-up and the run: per request over all requests served.
+  const requests = warm.requests + r.requests;
+  return { r, file: join(profDir, file), times, perRequest: new Map(times.map((t) => [t.fn, (t.ms * 1000) / requests])) };
+}
+
+export async function profileTandem({ durationS }) {
+  const ctx = await prepare();
+  const flags = shippedFlags();
+  const tandem = await profiled('tandem', (prof) => startTandem({ ...ctx, nodeFlags: [...flags, ...prof] }), ctx, durationS);
+  const bare = await profiled('bare', (prof) => startBareUndici({ ...ctx, nodeFlags: [...flags, ...prof] }), ctx, durationS);
+  console.log(`tandem under --cpu-prof: ${tandem.r.rps.toFixed(0)} req/s, ${tandem.r.cpuUsPerReq.toFixed(1)} µs CPU/req`);
+  console.log(`bare undici (tandem's flags) under --cpu-prof: ${bare.r.rps.toFixed(0)} req/s, ${bare.r.cpuUsPerReq.toFixed(1)} µs CPU/req`);
   const kept = new URL('./results/tandem-small-get.cpuprofile', import.meta.url);
-  copyFileSync(join(profDir, files[0]), kept);
-  const times = selfTimes(JSON.parse(readFileSync(join(profDir, files[0]), 'utf8')));
-  const top = times.slice(0, 30);
+  copyFileSync(tandem.file, kept);
   await teardown(ctx);
-  console.log('\nself time   share  function');
-  for (const t of top) console.log(`${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.fn}`);
+
+  console.log('\ntandem, self time   share  function');
+  for (const t of tandem.times.slice(0, 30)) console.log(`${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.fn}`);
   console.log('\nshare  owner (the profile includes start-up and idle time)');
-  for (const [name, share] of byOwner(times)) console.log(`${(share * 100).toFixed(1).padStart(5)}%  ${name}`);
+  for (const [name, share] of byOwner(tandem.times)) console.log(`${(share * 100).toFixed(1).padStart(5)}%  ${name}`);
+
+  const names = new Set([...tandem.perRequest.keys(), ...bare.perRequest.keys()]);
+  const rows = [...names].filter((fn) => !fn.startsWith('(idle)')).map((fn) => ({ fn, t: tandem.perRequest.get(fn) ?? 0, b: bare.perRequest.get(fn) ?? 0 }));
+  const total = (key) => rows.reduce((sum, row) => sum + row[key], 0);
+  console.log(`\nself time per request, idle left out: tandem ${total('t').toFixed(1)} µs, bare undici ${total('b').toFixed(1)} µs (start-up included in both)`);
+  console.log('tandem - bare   tandem     bare  (µs per request)  function');
+  rows.sort((x, y) => y.t - y.b - (x.t - x.b));
+  for (const row of rows.slice(0, 30)) console.log(`${(row.t - row.b).toFixed(2).padStart(13)} ${row.t.toFixed(2).padStart(8)} ${row.b.toFixed(2).padStart(8)}  ${row.fn}`);
   console.log(`\nfull profile: ${kept.pathname} (open in Chrome DevTools > Performance)`);
 }

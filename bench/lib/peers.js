@@ -52,9 +52,10 @@ export async function startHttpProxy({ upstreamPorts }) {
   return started(tracked, port);
 }
 
-export async function startBareUndici({ upstreamPorts }) {
+/** `nodeFlags`: none in the benchmark (V8's defaults, as a user would run it); the profile mode passes tandem's own. */
+export async function startBareUndici({ upstreamPorts, nodeFlags = [] }) {
   const port = await freePort();
-  const tracked = startPinned(PROXY_CPU, node, [here('../peers/bare-undici.js'), String(port), `http://127.0.0.1:${upstreamPorts[0]}`]);
+  const tracked = startPinned(PROXY_CPU, node, [...nodeFlags, here('../peers/bare-undici.js'), String(port), `http://127.0.0.1:${upstreamPorts[0]}`]);
   return started(tracked, port);
 }
 

@@ -20,3 +20,5 @@ http.createServer((req, res) => {
     if (err && !res.headersSent) res.writeHead(502).end();
   });
 }).listen(Number(port), '127.0.0.1');
+// exit cleanly on SIGTERM, so that --cpu-prof (bench/profile.js) writes its profile
+process.on('SIGTERM', () => process.exit(0));
