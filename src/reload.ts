@@ -70,7 +70,7 @@ export class ConfigReloader {
     if (!explicit && text === this.lastText) return null;
     this.lastText = text;
     const loaded = await loadConfigTextIsolated(text, this.file);
-    // Draining or closed while the file loaded: a new snapshot now would open pools nobody closes.
+    // Closed while the file loaded: a new snapshot now would open pools nobody closes.
     if (this.closed) return explicit ? this.fail(['tandem is shutting down: the configuration was not applied']) : null;
     if (!loaded.ok) return this.fail(loaded.errors.map(formatConfigError));
     const current = this.target.current();

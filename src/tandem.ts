@@ -148,7 +148,8 @@ export class Tandem {
 
   private async runDrain(): Promise<void> {
     this.drainState.draining = true;
-    this.reloader?.close();
+    // SIGHUP and POST /reload still work while draining (docs/behaviour.md)
+    this.reloader?.unwatch();
     const { delay, timeout } = this.config.drain;
     if (delay > 0) await sleep(delay);
     // The deadline timer is cancelled once everything closed by itself: an

@@ -215,6 +215,17 @@ describe('reload while shutting down', () => {
     expect(t.tandem['snapshot'].version).toBe(1);
     expect(t.tandem['snapshot'].config.clusters[0]!.loadBalancing).toBe('round_robin');
   });
+
+  it('a reload during the drain, before tandem closes, is applied', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'tandem.yaml');
+    writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])).replace('delay: 0s', 'delay: 2s'));
+    const t = await startFrom(file);
+    const draining = t.tandem.drain();
+    writeFileSync(file, yaml(dir, direct('one', '/', 'two'), cluster('a', [9])).replace('delay: 0s', 'delay: 2s'));
+    expect(await t.tandem.reload()).toEqual({ ok: true, version: 2 });
+    await draining;
+  });
 });
 
 describe('POST /reload', () => {
