@@ -2,8 +2,8 @@
 // package's index also loads fetch, WebSocket, EventSource, the cache and
 // the mock agents (109 modules, with the built-ins they pull in): about
 // 6 MiB of tandem's RSS at rest, 3.5 MiB at its peak under load, for code
-// the proxy never runs. test/undici-internals.test.ts
-// checks these are the very objects the index exports and adds, so an undici release
+// the proxy never runs. test/undici-internals.test.ts checks that these are
+// the very objects the index exports and installs, so an undici release
 // that moves them fails the tests instead of tandem at run time.
 import { createRequire } from 'node:module';
 import type * as undici from 'undici';
