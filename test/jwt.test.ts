@@ -139,6 +139,19 @@ describe('route auth.jwt with a jwksFile', () => {
     expect(up.seen).toHaveLength(3);
   });
 
+  it('a JWKS whose key jose cannot use (bad bytes in the modulus) refuses every token with 401, and tandem keeps serving', async () => {
+    const up = cleanup.add(await startUpstream());
+    const broken = { ...rsa.jwk, n: '!!not-base64url!!' };
+    const file = writeTempFile(JSON.stringify({ keys: [broken] }), 'jwks.json');
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], authConfig(`jwksFile: ${file}`))));
+    for (let i = 0; i < 2; i++) {
+      const res = await request(t.url, { headers: { authorization: `Bearer ${await sign(rsa)}` } });
+      await expectTandemError(res, 401, 'unauthorized');
+      expect(res.headers['www-authenticate']).toBe(CHALLENGE_INVALID);
+    }
+    expect(up.seen).toHaveLength(0);
+  });
+
   it('a token expired by less than the clock skew still passes', async () => {
     const { up, t } = await setup();
     const token = await sign(rsa, { exp: nowSeconds() - 10 });
