@@ -75,6 +75,15 @@ describe('loading in a child process', () => {
     expect(gone).toMatch(/^m\.yaml:1:1: \(root\): the configuration loader failed: exit code 1: .*Cannot find module/s);
   });
 
+  test('a loader that hangs is killed at the timeout and reported', async () => {
+    const hang = script('hang.mjs', 'setInterval(() => {}, 1000);\n');
+    const started = Date.now();
+    expect(errorsOf(await loadConfigTextIsolated('a: 1\n', 'h.yaml', hang, 500))).toEqual([
+      'h.yaml:1:1: (root): the configuration loader failed: no answer within 0.5 s',
+    ]);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
   test('a loader that exits before reading its input does not leave the parent hanging or crashing', async () => {
     const early = script('early.mjs', 'process.exit(0);\n');
     const big = 'x'.repeat(4 * 1024 * 1024);

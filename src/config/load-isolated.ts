@@ -25,8 +25,8 @@ export async function loadConfigFileIsolated(file: string): Promise<LoadResult> 
   return typeof text === 'string' ? loadConfigTextIsolated(text, file) : text;
 }
 
-/** loadConfigText's result for `text`, computed in a child process. `loader` is for tests. */
-export function loadConfigTextIsolated(text: string, file: string, loader = LOADER): Promise<LoadResult> {
+/** loadConfigText's result for `text`, computed in a child process. `loader` and `timeoutMs` are for tests. */
+export function loadConfigTextIsolated(text: string, file: string, loader = LOADER, timeoutMs = LOADER_TIMEOUT_MS): Promise<LoadResult> {
   return new Promise((resolve) => {
     const failed = (why: string): void => resolve({ ok: false, errors: [fileError(file, `the configuration loader failed: ${why}`)] });
     // NODE_OPTIONS is left out: an --inspect or --require meant for tandem must not run twice.
@@ -42,14 +42,14 @@ export function loadConfigTextIsolated(text: string, file: string, loader = LOAD
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
-    }, LOADER_TIMEOUT_MS);
+    }, timeoutMs);
     child.once('error', (e) => {
       clearTimeout(timer);
       failed(e.message);
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
-      if (timedOut) return failed(`no answer within ${LOADER_TIMEOUT_MS / 1000} s`);
+      if (timedOut) return failed(`no answer within ${timeoutMs / 1000} s`);
       if (code !== 0) {
         // its stderr, a stack trace when it met a bug, is the only clue
         const said = Buffer.concat(err).toString('utf8').trim().slice(0, 2000);
