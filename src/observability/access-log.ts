@@ -26,6 +26,8 @@ export interface AccessLogEntry {
 }
 
 export interface AccessLog {
+  /** false for `format: off`: callers then skip building the entry at all */
+  readonly enabled: boolean;
   write(e: AccessLogEntry): void;
   /** resolves once every line written so far has reached the destination */
   flush(): Promise<void>;
@@ -200,9 +202,9 @@ export function formatText(e: AccessLogEntry): string {
 
 export function createAccessLog(cfg: AccessLogConfig): AccessLog {
   if (cfg.format === 'off') {
-    return { write() {}, flush: async () => {}, close: async () => {} };
+    return { enabled: false, write() {}, flush: async () => {}, close: async () => {} };
   }
   const sink = new Sink(cfg.path);
   const write = cfg.format === 'json' ? (e: AccessLogEntry): void => sink.writeJson(e) : (e: AccessLogEntry): void => sink.writeText(formatText(e));
-  return { write, flush: () => sink.flush(), close: () => sink.close() };
+  return { enabled: true, write, flush: () => sink.flush(), close: () => sink.close() };
 }

@@ -69,8 +69,10 @@ export class RequestRecord {
     if (this.ctx.drain.draining) this.flag('DI');
     const durationMs = performance.now() - this.startedHr;
     this.metrics.request(status, durationMs / 1000);
+    const accessLog = this.ctx.accessLog;
+    if (!accessLog.enabled) return;
     const route = this.route;
-    this.ctx.accessLog.write({
+    accessLog.write({
       time: this.startedAt,
       requestId: this.requestId,
       traceId: this.traceId,
