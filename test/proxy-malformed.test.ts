@@ -17,6 +17,7 @@ import {
   startTandem,
   startUpstream,
   useCleanup,
+  waitForAccessLog,
 } from './support/harness.js';
 
 const cleanup = useCleanup();
@@ -138,6 +139,8 @@ describe('malformed upstream responses', () => {
     ['an invalid byte in a header name', 'HTTP/1.1 200 OK\r\nx(bad): a\r\ncontent-length: 2\r\n\r\nok'],
     ['a bad status line', 'HTTP/1.1 2x0 OK\r\ncontent-length: 2\r\n\r\nok'],
     ['not HTTP at all', 'SSH-2.0-OpenSSH_9.6\r\n\r\n'],
+    ['a status below 100', 'HTTP/1.1 099 OK\r\ncontent-length: 2\r\n\r\nok'],
+    ['a status above 599', 'HTTP/1.1 600 OK\r\ncontent-length: 2\r\n\r\nok'],
   ])('%s: 502 to the client, and the next request opens a new upstream connection', async (_what, bad) => {
     const up = await countingUpstream((n) => (n === 0 ? bad : good));
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
@@ -151,11 +154,29 @@ describe('malformed upstream responses', () => {
     } finally {
       c.destroy();
     }
+    // an answer, not a stale connection: no free retry
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
     const raw = await rawRequest(t.port, 'GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
     const [second] = parseResponses(raw.text);
     expect(second!.status).toBe(200);
     expect(second!.body).toBe('ok');
     expect(up.state.requests).toBe(2);
     expect(up.state.connections).toBe(2);
+  });
+});
+
+describe('interim (1xx) upstream responses', () => {
+  it('a 103 Early Hints before the answer is dropped and the final 200 passed on', async () => {
+    const up = await countingUpstream(() => 'HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const raw = await rawRequest(t.port, 'GET /hints HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    const all = parseResponses(raw.text);
+    expect(all, raw.text).toHaveLength(1);
+    expect(all[0]!.status).toBe(200);
+    expect(all[0]!.body).toBe('ok');
+    expect(header(all[0]!, 'link')).toBeUndefined();
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 1, flags: [] });
   });
 });

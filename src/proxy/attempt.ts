@@ -94,6 +94,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Controller, status: number, headers: Record<string, string | string[] | undefined>): void {
     if (this.settled) return;
+    // undici passes any three digits on; Node would refuse to send them.
+    if (status < 100 || status > 599) {
+      this.answeredMalformed = true;
+      this.fail('reset', 502);
+      controller.abort(BAD_STATUS);
+      return;
+    }
+    // An interim answer (102, 103): the final one follows on the same request.
+    if (status < 200) return;
     if (this.owner.retriesStatus(status, headers['retry-after'])) {
       this.fail('status', status);
       controller.abort(new Error('retrying'));
@@ -151,6 +160,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 }
 
 const BODY_TOO_LARGE = new Error('request body over maxBodyBytes');
+const BAD_STATUS = new Error('upstream status outside 100-599');
 
 /** A cancel reason that marks a timer firing, so the failure is a timeout. */
 export interface TimeoutReason extends Error {
