@@ -16,6 +16,9 @@ export const Client: typeof undici.Client = require('undici/lib/dispatcher/clien
 export type Client = undici.Client;
 export const errors: typeof undici.errors = require('undici/lib/core/errors.js');
 
+/** The getter through which undici's Pool asks a Client whether its connection is open (and not connecting). */
+export const kConnected: symbol = (require('undici/lib/core/symbols.js') as { kConnected: symbol }).kConnected;
+
 const requestOn: (this: undici.Dispatcher, options: undici.Dispatcher.RequestOptions) => Promise<undici.Dispatcher.ResponseData> =
   require('undici/lib/api/api-request.js');
 

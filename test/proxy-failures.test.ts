@@ -85,17 +85,86 @@ describe('connect failure', () => {
   });
 });
 
+/**
+ * An upstream as one that just restarted looks through a pool of idle
+ * connections: it answers the first request on each connection (naming the
+ * connection) and kills the connection as soon as another request arrives on
+ * it. The first answers wait until `hold` connections carry a request, so
+ * that many connections end up idle in tandem's pool.
+ */
+async function restartedUpstream(hold = 1, kill: 'destroy' | 'reset' = 'destroy') {
+  const state = { connections: 0, killed: 0, requests: [] as string[] };
+  let waiting: { socket: net.Socket; n: number }[] | null = [];
+  const answer = (socket: net.Socket, n: number) => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nconn ${n}`);
+  const raw = await startRawUpstream((socket) => {
+    const n = ++state.connections;
+    let served = false;
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      if (served) {
+        state.killed++;
+        if (kill === 'reset') socket.resetAndDestroy();
+        else socket.destroy();
+        return;
+      }
+      text += chunk.toString('latin1');
+      const head = text.indexOf('\r\n\r\n');
+      if (head === -1) return;
+      const length = Number(/content-length: *(\d+)/i.exec(text.slice(0, head))?.[1] ?? 0);
+      if (text.length < head + 4 + length) return;
+      served = true;
+      state.requests.push(text);
+      if (waiting === null) return void answer(socket, n);
+      waiting.push({ socket, n });
+      if (waiting.length < hold) return;
+      for (const w of waiting) answer(w.socket, w.n);
+      waiting = null;
+    });
+  });
+  cleanup.add(raw);
+  return { port: raw.port, state };
+}
+
 describe('reset before the response head', () => {
-  it('gives a GET one free retry on a new connection, then 502 upstream_reset with UR', async () => {
+  it('retries a GET reset on a reused connection once, on a new connection, though every pooled one is stale', async () => {
+    const up = await restartedUpstream(2);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    // two requests at once: two pooled connections, both idle afterwards
+    const warm = await Promise.all([request(`${t.url}/w1`), request(`${t.url}/w2`)]);
+    expect((await Promise.all(warm.map((r) => r.body.text()))).sort()).toEqual(['conn 1', 'conn 2']);
+    expect(up.state.connections).toBe(2);
+
+    const res = await request(`${t.url}/g`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('conn 3');
+    expect(up.state.killed).toBe(1);
+    expect(up.state.connections).toBe(3);
+    const log = await waitForAccessLog(t, 3);
+    expect(log[2]).toMatchObject({ path: '/g', status: 200, attempts: 2, flags: [] });
+    // The free retry is not a retry (CONTRACT §3).
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(0);
+  });
+
+  it('does not retry a GET reset on a new connection under the default policy: 502 upstream_reset with UR', async () => {
     const up = await rawUpstream((s) => s.destroy());
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
     const res = await request(`${t.url}/g`);
     await expectTandemError(res, 502, 'upstream_reset');
-    expect(up.connections()).toBe(2);
+    expect(up.connections()).toBe(1);
     const [line] = await waitForAccessLog(t);
-    expect(line).toMatchObject({ status: 502, attempts: 2, endpoint: `127.0.0.1:${up.port}`, flags: ['UR'] });
-    // The free retry is not a retry (CONTRACT §3).
+    expect(line).toMatchObject({ status: 502, attempts: 1, endpoint: `127.0.0.1:${up.port}`, flags: ['UR'] });
     expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(0);
+  });
+
+  it('adds no free retry to a policy retrying resets when every connection is new', async () => {
+    const up = await rawUpstream((s) => s.destroy());
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'retries: { attempts: 2, retryOn: [reset], backoff: { base: 1ms, max: 2ms } }')));
+    const res = await request(`${t.url}/g`);
+    await expectTandemError(res, 502, 'upstream_reset');
+    expect(up.connections()).toBe(3);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 3, flags: ['URX', 'UR'] });
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(2);
   });
 
   it('does not retry a POST that the upstream may have seen', async () => {
@@ -108,33 +177,36 @@ describe('reset before the response head', () => {
     expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
   });
 
-  it('gives a PUT the free retry too, sending its body again', async () => {
-    const received: string[] = [];
-    const raw = await startRawUpstream((socket) => {
-      let text = '';
-      socket.on('data', (c: Buffer) => {
-        text += c.toString('latin1');
-        if (!text.endsWith('\r\n\r\nput-body')) return;
-        received.push(text);
-        socket.destroy();
-      });
-    });
-    cleanup.add(raw);
-    const t = cleanup.add(await startTandem(simpleConfig([raw.port])));
-    const res = await request(`${t.url}/put`, { method: 'PUT', body: 'put-body' });
+  it('does not give a POST reset on a reused connection the free retry', async () => {
+    const up = await restartedUpstream();
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    expect(await (await request(`${t.url}/first`)).body.text()).toBe('conn 1');
+    const res = await request(`${t.url}/p`, { method: 'POST', body: 'hello' });
     await expectTandemError(res, 502, 'upstream_reset');
-    expect(received).toHaveLength(2);
-    for (const r of received) expect(r).toMatch(/^PUT \/put HTTP\/1\.1\r\n/);
-    const [line] = await waitForAccessLog(t);
-    expect(line).toMatchObject({ status: 502, attempts: 2, bytesIn: 8, flags: ['UR'] });
+    expect(up.state.connections).toBe(1);
   });
 
-  it('treats a TCP RST like a close', async () => {
-    const up = await rawUpstream((s) => s.resetAndDestroy());
+  it('gives a PUT reset on a reused connection the free retry, sending its body again', async () => {
+    const up = await restartedUpstream();
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    expect(await (await request(`${t.url}/first`)).body.text()).toBe('conn 1');
+    const res = await request(`${t.url}/put`, { method: 'PUT', body: 'put-body' });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('conn 2');
+    expect(up.state.requests).toHaveLength(2);
+    expect(up.state.requests[1]).toMatch(/^PUT \/put HTTP\/1\.1\r\n[^]*\r\n\r\nput-body$/);
+    const log = await waitForAccessLog(t, 2);
+    expect(log[1]).toMatchObject({ status: 200, attempts: 2, bytesIn: 8, flags: [] });
+  });
+
+  it('treats a TCP RST on a reused connection like a close', async () => {
+    const up = await restartedUpstream(1, 'reset');
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    expect(await (await request(`${t.url}/first`)).body.text()).toBe('conn 1');
     const res = await request(`${t.url}/rst`);
-    await expectTandemError(res, 502, 'upstream_reset');
-    expect(up.connections()).toBe(2);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('conn 2');
+    expect(up.state.killed).toBe(1);
   });
 
   it('answers 502 when the upstream sends bytes that are not HTTP', async () => {

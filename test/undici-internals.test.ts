@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import * as undici from 'undici';
-import { Client, Pool, errors, request } from '../src/undici.js';
+import { Client, Pool, errors, kConnected, request } from '../src/undici.js';
 
 const require = createRequire(import.meta.url);
 
@@ -30,6 +30,23 @@ test('request() runs the very function the index puts on every dispatcher', asyn
     expect(undici.Dispatcher.prototype.request).toBe(require('undici/lib/api/api-request.js'));
   } finally {
     await pool.close();
+    server.close();
+  }
+});
+
+test("kConnected is the getter by which a Client tells whether its connection is open (src/cluster/reuse-tracking-client.ts reads it)", async () => {
+  expect(typeof Object.getOwnPropertyDescriptor(Client.prototype, kConnected)?.get).toBe('function');
+  const server = http.createServer((_req, res) => res.end('pong'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const client = new Client(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  const connected = () => (client as unknown as Record<symbol, boolean>)[kConnected];
+  try {
+    expect(connected()).toBe(false);
+    const res = await request(client, { method: 'GET', path: '/' });
+    await res.body.text();
+    expect(connected()).toBe(true);
+  } finally {
+    await client.close();
     server.close();
   }
 });

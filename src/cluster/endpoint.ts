@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Pool } from '../undici.js';
+import type { Client as UndiciClient, Dispatcher } from 'undici';
+import { Client, Pool } from '../undici.js';
+import { ReuseTrackingClient } from './reuse-tracking-client.js';
 import type { ClusterConfig, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
 
 /** undici subtracts this from a server's keep-alive hint, so we stop reusing a socket before the server closes it */
@@ -34,6 +36,10 @@ export class Endpoint {
   /** the cluster's TLS origination options, for every client of this endpoint (health checks too) */
   readonly tls: ConnectionOptions | undefined;
   readonly pool: Pool;
+  /** the pool's clients' options, for the one-off connections of free retries */
+  private readonly clientOptions: UndiciClient.Options;
+  /** one-off connections still carrying their request */
+  private readonly oneOff = new Set<Client>();
   activeRequests = 0;
   healthy = true;
   ejected = false;
@@ -47,8 +53,7 @@ export class Endpoint {
     this.key = endpointKey(endpoint.address, endpoint.port);
     this.tls = cluster.tls === undefined ? undefined : upstreamTlsOptions(cluster.tls);
     this.origin = `${this.tls === undefined ? 'http' : 'https'}://${this.key}`;
-    this.pool = new Pool(this.origin, {
-      connections: cluster.pool.connections,
+    this.clientOptions = {
       keepAliveTimeout: cluster.pool.keepAliveTimeout,
       keepAliveMaxTimeout: cluster.pool.keepAliveTimeout,
       keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
@@ -58,7 +63,25 @@ export class Endpoint {
       headersTimeout: 0,
       bodyTimeout: 0,
       allowH2: false,
+    };
+    this.pool = new Pool(this.origin, {
+      ...this.clientOptions,
+      connections: cluster.pool.connections,
+      factory: (origin, options) => new ReuseTrackingClient(origin, options),
     });
+  }
+
+  /**
+   * Sends a request on a connection of its own, closed once the request is
+   * done. For the free retry only: undici's Pool hands a request to its
+   * first free client, which after an upstream restart holds another stale
+   * connection. The connection is one over `pool.connections` while it lasts.
+   */
+  dispatchOnNewConnection(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    const client = new Client(this.origin, this.clientOptions);
+    this.oneOff.add(client);
+    client.dispatch(options, handler);
+    client.close(() => this.oneOff.delete(client));
   }
 
   get available(): boolean {
@@ -82,6 +105,8 @@ export class Endpoint {
 
   /** Aborts in-flight requests and closes the sockets now. */
   destroy(): Promise<void> {
+    for (const client of this.oneOff) void client.destroy();
+    this.oneOff.clear();
     return this.pool.destroy();
   }
 }

@@ -5,6 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { errors } from '../undici.js';
 import type { Endpoint } from '../cluster/endpoint.js';
+import type { ReuseAware } from '../cluster/reuse-tracking-client.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
 
@@ -30,7 +31,7 @@ export interface AttemptOwner {
 
 type Controller = Dispatcher.DispatchController;
 
-export class Attempt implements Dispatcher.DispatchHandler {
+export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   private controller: Controller | null = null;
   private cancelled: Error | null = null;
   private settled = false;
@@ -41,6 +42,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   readonly startedHr = performance.now();
   /** the upstream answered, with bytes its parser refused: not a stale keep-alive connection */
   answeredMalformed = false;
+  /** set by the pool's client at dispatch (ReuseAware) */
+  reusedConnection = false;
   private readonly maxBody: number;
 
   constructor(

@@ -172,7 +172,7 @@ export class Forward implements AttemptOwner {
     this.endTry(attempt, status, failure !== 'status' || status >= 500);
     // Decided (and a retry slot taken) now, synchronously: another request
     // could take the last slot before the retry loop runs.
-    const next = this.ex.done ? null : this.nextStep(failure, status, attempt.answeredMalformed);
+    const next = this.ex.done ? null : this.nextStep(failure, status, attempt);
     if (next === 'counted' && !this.cluster.limits.beginRetry()) return this.settle({ failure, status, next: null, retryAfter: null });
     if (next === 'counted') this.holdsRetrySlot = true;
     const retryAfter = failure === 'status' ? this.retryAfter : null;
@@ -211,7 +211,8 @@ export class Forward implements AttemptOwner {
     this.stopTimers();
   }
 
-  private send(): void {
+  /** `fresh`: on a new connection of its own (the free retry), not a pooled one */
+  private send(fresh = false): void {
     const ex = this.ex;
     const endpoint = this.cluster.cluster.pick(ex, ex.endpoint ?? undefined);
     if (endpoint === undefined) {
@@ -229,10 +230,9 @@ export class Forward implements AttemptOwner {
     this.attempt = attempt;
     const tries = this.route.tryDeadlines;
     if (tries !== null) this.tryTimer = tries.add(onTryTimeout, attempt);
-    endpoint.pool.dispatch(
-      { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body },
-      attempt,
-    );
+    const options = { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body };
+    if (fresh) endpoint.dispatchOnNewConnection(options, attempt);
+    else endpoint.pool.dispatch(options, attempt);
   }
 
   /**
@@ -265,9 +265,9 @@ export class Forward implements AttemptOwner {
   }
 
   /** What may follow this failure: a free retry, a counted one (within the policy and the cluster's maxRetries), or nothing. */
-  private nextStep(failure: Failure, status: number, answeredMalformed = false): Next {
+  private nextStep(failure: Failure, status: number, attempt: Attempt | null = null): Next {
     if (this.expired || this.ex.done || !this.bodyReplayable()) return null;
-    if (!answeredMalformed && this.freeRetryAllowed(failure)) return 'free';
+    if (attempt !== null && this.freeRetryAllowed(failure, attempt)) return 'free';
     if (this.retriesUsed >= this.policy.attempts || !allowsRetry(this.policy, failure, status, this.idempotent)) return null;
     return this.cluster.limits.retryAvailable ? 'counted' : null;
   }
@@ -281,12 +281,12 @@ export class Forward implements AttemptOwner {
   }
 
   /**
-   * An idempotent request reset before any response byte is retried once,
-   * whatever the policy, and not counted as a retry: the usual cause is an
-   * upstream closing an idle keep-alive connection as we reused it.
+   * An idempotent request reset on a reused connection before any response
+   * byte is retried once, whatever the policy, and not counted as a retry:
+   * the upstream closed an idle keep-alive connection as we reused it.
    */
-  private freeRetryAllowed(failure: Failure): boolean {
-    return failure === 'reset' && !this.freeRetryUsed && this.idempotent;
+  private freeRetryAllowed(failure: Failure, attempt: Attempt): boolean {
+    return failure === 'reset' && attempt.reusedConnection && !attempt.answeredMalformed && !this.freeRetryUsed && this.idempotent;
   }
 
   private bodyReplayable(): boolean {
@@ -308,9 +308,10 @@ export class Forward implements AttemptOwner {
             const delay = last.retryAfter ?? backoffDelay(this.policy, this.retriesUsed);
             await sleep(delay, undefined, { signal: stop.signal });
           }
+          const fresh = last.next === 'free';
           const result = await new Promise<TryResult | null>((resolve) => {
             this.settleTry = resolve;
-            this.send();
+            this.send(fresh);
           });
           if (result !== null) {
             last = result;

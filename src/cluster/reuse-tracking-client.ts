@@ -1,0 +1,26 @@
+// The free retry (docs/behaviour.md) is for a request that failed on a
+// keep-alive connection the upstream closed as it was reused; a reset on a
+// connection opened for the request says the upstream refuses it. undici's
+// handler never learns which connection it got, so the pool's clients tell it.
+
+import type { Dispatcher } from 'undici';
+import { Client, kConnected } from '../undici.js';
+
+/** A dispatch handler told whether its request went out on a connection that was already open. */
+export interface ReuseAware {
+  reusedConnection: boolean;
+}
+
+/**
+ * The Client an endpoint's pool makes. The pool hands a request only to a
+ * client that is free (one request at a time per connection), and a free
+ * client with an open connection writes the request on it at once: open at
+ * dispatch means reused. One field read per request, no allocation.
+ */
+export class ReuseTrackingClient extends Client {
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const aware = handler as Partial<ReuseAware>;
+    if (aware.reusedConnection !== undefined) aware.reusedConnection = (this as unknown as Record<symbol, boolean>)[kConnected]!;
+    return super.dispatch(options, handler);
+  }
+}
