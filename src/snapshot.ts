@@ -76,7 +76,7 @@ export function compileCluster(c: ClusterConfig, metrics: Metrics, resolve: Reso
   const health = c.healthCheck === undefined ? null : checkHealth(c.name, c.healthCheck, cluster.endpoints, metrics);
   const dns =
     c.dns === undefined ? null : new DnsDiscovery(c.name, c.dns, (list) => followEndpoints(runtime, list, metrics), resolve);
-  const runtime: ClusterRuntime = { cluster, metrics: m, limits: new ConcurrencyLimits(cb), breaker, outlier, health, dns };
+  const runtime: ClusterRuntime = { cluster, metrics: m, limits: new ConcurrencyLimits(cb, c.retryBudget), breaker, outlier, health, dns };
   dns?.start();
   return runtime;
 }

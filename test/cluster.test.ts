@@ -48,6 +48,7 @@ function clusterConfig(ports: number[]): ClusterConfig {
     loadBalancing: 'round_robin',
     ...POOL,
     circuitBreaker: CIRCUIT_BREAKER_DEFAULTS,
+    retryBudget: { percent: 20, minConcurrency: 3 },
   };
 }
 

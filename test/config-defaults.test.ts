@@ -88,6 +88,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
             window: 10000,
             resetTimeout: 30000,
           },
+          retryBudget: { percent: 20, minConcurrency: 3 },
         },
       ],
     });

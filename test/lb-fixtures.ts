@@ -13,6 +13,7 @@ export function clusterOf(loadBalancing: LoadBalancing, weights: number[], hashO
     connectTimeout: 1000,
     pool: { connections: 4, keepAliveTimeout: 4000 },
     circuitBreaker: { maxRequests: 1024, maxPendingRequests: 1024, maxRetries: 3, volumeThreshold: 20, window: 10_000, resetTimeout: 30_000 },
+    retryBudget: { percent: 20, minConcurrency: 3 },
   });
 }
 

@@ -1,11 +1,11 @@
 // The first of a cluster's two breakers: concurrency limits, always on
 // (CONTRACT §2 circuitBreaker.maxRequests / maxPendingRequests / maxRetries,
-// Envoy's circuit_breakers thresholds). Plain counters, checked on every
-// request: a request over a limit is refused at once with 503 `overflow`,
-// without touching the upstream. The error-rate breaker (breaker.ts) is the
-// other, separate kind.
+// Envoy's circuit_breakers thresholds, and its retry budget). Plain
+// counters, checked on every request: a request over a limit is refused at
+// once with 503 `overflow`, without touching the upstream. The error-rate
+// breaker (breaker.ts) is the other, separate kind.
 
-import type { CircuitBreakerConfig } from '../config/types.js';
+import type { CircuitBreakerConfig, RetryBudgetConfig } from '../config/types.js';
 
 export class ConcurrencyLimits {
   /** requests admitted and not finished */
@@ -15,7 +15,10 @@ export class ConcurrencyLimits {
   /** retries (after the first try) in flight */
   retries = 0;
 
-  constructor(private readonly cfg: CircuitBreakerConfig) {}
+  constructor(
+    private readonly cfg: CircuitBreakerConfig,
+    private readonly budget: RetryBudgetConfig,
+  ) {}
 
   /** Admits a new request, or refuses it (false) when the cluster is full. */
   admit(): boolean {
@@ -28,13 +31,15 @@ export class ConcurrencyLimits {
     this.active--;
   }
 
-  get retryAvailable(): boolean {
-    return this.retries < this.cfg.maxRetries;
-  }
-
-  /** May one more retry start now? At `maxRetries` the retry is skipped and the last answer goes back. */
+  /**
+   * May one more retry start now? Only under `maxRetries` and under the
+   * retry budget: a share of the requests in flight (a retrying request is
+   * one of them), never below `minConcurrency`. Otherwise the retry is
+   * skipped and the last answer goes back (docs/resilience.md).
+   */
   beginRetry(): boolean {
-    if (!this.retryAvailable) return false;
+    const budget = Math.max(this.budget.minConcurrency, Math.floor((this.budget.percent * this.active) / 100));
+    if (this.retries >= budget || this.retries >= this.cfg.maxRetries) return false;
     this.retries++;
     return true;
   }

@@ -396,6 +396,16 @@ const circuitBreakerSchema = z.strictObject({
   resetTimeout: duration(1).default(30 * MS.second).meta({ description: 'Time open before one half-open trial request.' }),
 });
 
+const retryBudgetSchema = z.strictObject({
+  percent: z
+    .number()
+    .min(0)
+    .max(100)
+    .default(20)
+    .meta({ description: 'Retries in flight may be this percent of the requests in flight (retrying ones included), or minConcurrency, whichever is more.' }),
+  minConcurrency: z.int().min(0).default(3).meta({ description: 'Retries in flight the budget always allows.' }),
+});
+
 const outlierDetectionSchema = z.strictObject({
   consecutive5xx: z.int().min(1).default(5).meta({ description: 'Failures in a row (5xx, connect failure, reset) that eject an endpoint.' }),
   baseEjectionTime: duration(1).default(30 * MS.second).meta({ description: 'First ejection time; it grows with each ejection of the same endpoint.' }),
@@ -443,6 +453,9 @@ const clusterSchema = z
       .prefault({})
       .meta({ description: 'Connections to each endpoint.' }),
     circuitBreaker: circuitBreakerSchema.prefault({}).meta({ description: 'Concurrency limits (always on) and the optional error-rate breaker.' }),
+    retryBudget: retryBudgetSchema
+      .prefault({})
+      .meta({ description: 'Retries in flight as a share of the requests in flight, always on; circuitBreaker.maxRetries stays a hard cap. Over it a retry is skipped.' }),
     outlierDetection: outlierDetectionSchema.optional().meta({ description: 'Ejects endpoints that fail in a row; off when absent.' }),
     healthCheck: healthCheckSchema.optional().meta({ description: 'Active HTTP health checks; off when absent (endpoints start healthy).' }),
     tls: clusterTlsSchema.optional().meta({ description: 'Originate TLS (and mTLS) to the endpoints, always verifying their certificates; plain HTTP when absent.' }),

@@ -201,6 +201,17 @@ export interface CircuitBreakerConfig {
   resetTimeout: number;
 }
 
+/**
+ * Retries in flight as a share of the requests in flight (Envoy's
+ * retry_budget), with `circuitBreaker.maxRetries` still a hard cap.
+ */
+export interface RetryBudgetConfig {
+  /** retries in flight may be this percent of the requests in flight... */
+  percent: number;
+  /** ...or this many, whichever is more */
+  minConcurrency: number;
+}
+
 export interface OutlierDetectionConfig {
   consecutive5xx: number;
   baseEjectionTime: number;
@@ -232,6 +243,7 @@ export interface ClusterConfig {
   connectTimeout: number;
   pool: PoolConfig;
   circuitBreaker: CircuitBreakerConfig;
+  retryBudget: RetryBudgetConfig;
   outlierDetection?: OutlierDetectionConfig;
   healthCheck?: HealthCheckConfig;
   /** absent: plain HTTP to the endpoints */

@@ -6,7 +6,7 @@ import { CellHistogram, CellValue, type Cell } from './cells.js';
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export type ReloadResult = 'success' | 'failure';
-export type RejectionReason = 'open' | 'overflow';
+export type RejectionReason = 'open' | 'overflow' | 'retry_budget';
 
 /** Bound once per route at compile time; `request` runs on the hot path. */
 export interface RouteMetrics {
@@ -57,7 +57,7 @@ export class Metrics {
     this.retries = new CellValue(r, 'counter', 'tandem_upstream_retries_total', 'Retries sent to a cluster (the first try is not counted)', ['cluster']);
     this.activeRequests = new CellValue(r, 'gauge', 'tandem_upstream_active_requests', 'Requests in flight to a cluster', ['cluster']);
     this.breakerOpenGauge = new CellValue(r, 'gauge', 'tandem_circuit_breaker_open', '1 while the cluster error-rate breaker is open, else 0', ['cluster']);
-    this.breakerRejections = new CellValue(r, 'counter', 'tandem_circuit_breaker_rejections_total', 'Requests refused by the circuit breaker, by reason (open, overflow)', ['cluster', 'reason']);
+    this.breakerRejections = new CellValue(r, 'counter', 'tandem_circuit_breaker_rejections_total', 'Requests refused by the circuit breaker, by reason (open, overflow), and retries skipped over the retry budget or maxRetries (retry_budget)', ['cluster', 'reason']);
     this.outlierEjections = new CellValue(r, 'counter', 'tandem_outlier_ejections_total', 'Endpoints ejected by outlier detection', ['cluster']);
     this.endpointHealthyGauge = new CellValue(r, 'gauge', 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint']);
     this.reloads = new CellValue(r, 'counter', 'tandem_config_reloads_total', 'Configuration reloads, by result', ['result']);
@@ -87,8 +87,11 @@ export class Metrics {
     const retries = this.retries.cell(cluster);
     const active = this.activeRequests.cell(cluster);
     const breakerOpen = this.breakerOpenGauge.cell(cluster);
-    const rejectedOpen = this.breakerRejections.cell(cluster, 'open');
-    const rejectedOverflow = this.breakerRejections.cell(cluster, 'overflow');
+    const rejected: Record<RejectionReason, Cell> = {
+      open: this.breakerRejections.cell(cluster, 'open'),
+      overflow: this.breakerRejections.cell(cluster, 'overflow'),
+      retry_budget: this.breakerRejections.cell(cluster, 'retry_budget'),
+    };
     const ejections = this.outlierEjections.cell(cluster);
     return {
       attempt(status, seconds) {
@@ -99,7 +102,7 @@ export class Metrics {
       activeInc: () => void active.value++,
       activeDec: () => void active.value--,
       breakerOpen: (open) => void (breakerOpen.value = open ? 1 : 0),
-      rejected: (reason) => void (reason === 'open' ? rejectedOpen : rejectedOverflow).value++,
+      rejected: (reason) => void rejected[reason].value++,
       ejected: () => void ejections.value++,
     };
   }

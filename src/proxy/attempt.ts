@@ -15,8 +15,8 @@ export type Failure = 'connect-failure' | 'reset' | 'timeout' | 'status';
 export interface AttemptOwner {
   /** the body is sent from a copy, whose bytes were counted once when it was read */
   readonly bodyBuffered: boolean;
-  /** a connection was assigned: the try is no longer pending */
-  attemptStarted(): void;
+  /** a connection was assigned: the try no longer waits for one */
+  attemptStarted(attempt: Attempt): void;
   /** may this response status be retried (and is there a try left)? then it is discarded */
   retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean;
   /** the whole request body went upstream */
@@ -37,8 +37,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   private settled = false;
   /** response head written to the client: from here on failures abort the client */
   committed = false;
-  /** a connection was assigned and the request began to be written */
-  started = false;
+  /** counted in the cluster's tries waiting for a connection (the owner's to clear) */
+  queued = true;
   readonly startedHr = performance.now();
   /** the upstream answered, with bytes its parser refused: not a stale keep-alive connection */
   answeredMalformed = false;
@@ -62,8 +62,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   }
 
   onRequestStart(controller: Controller): void {
-    this.started = true;
-    this.owner.attemptStarted();
+    this.owner.attemptStarted(this);
     // A request still queued for a connection cannot be aborted through
     // undici's public API: it is aborted here, as soon as it starts.
     if (this.cancelled !== null) controller.abort(this.cancelled);

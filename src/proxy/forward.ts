@@ -1,61 +1,30 @@
-// Sends a routed request upstream: the first try directly (the hot path
-// allocates no promise), later tries through p-retry with full-jitter
-// backoff. Owns the route and per-try timers and the cancellation when the
-// client goes away.
+// Sends a routed request upstream and sees it through its tries. The first
+// try goes out directly: a request answered by it allocates no promise and
+// no retry state. A failed try asks the request's RetryState what follows
+// (retry-state.ts). Owns the route and per-try timers and the cancellation
+// when the client goes away.
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { IncomingMessage } from 'node:http';
-import pRetry from 'p-retry';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Deadline } from './deadlines.js';
 import type { Exchange } from './exchange.js';
-import {
-  allowsRetry,
-  backoffDelay,
-  isIdempotent,
-  mayResendBody,
-  retriesOnStatus,
-  retryAfterMs,
-  type RetryPolicy,
-} from './retry-policy.js';
-
-/** What the next step after a failed try is: a free retry, a counted one, or none. */
-type Next = 'free' | 'counted' | null;
-
-interface TryResult {
-  failure: Failure;
-  status: number;
-  next: Next;
-  /** the upstream's Retry-After, in ms, when it is to be honoured as the backoff */
-  retryAfter: number | null;
-}
-
-class TryFailed extends Error {
-  constructor(readonly result: TryResult) {
-    super(result.failure);
-  }
-}
+import { isIdempotent, mayResendBody, retriesOnStatus, retryAfterMs, type RetryPolicy } from './retry-policy.js';
+import { RetryState, type RetryOwner, type Verdict } from './retry-state.js';
 
 const ROUTE_TIMEOUT = timeoutReason('route timeout');
 const TRY_TIMEOUT = timeoutReason('per-try timeout');
 const CLIENT_GONE = new Error('client closed the connection');
 
-export class Forward implements AttemptOwner {
+export class Forward implements AttemptOwner, RetryOwner {
   private attempt: Attempt | null = null;
   private routeTimer: Deadline<Forward> | null = null;
   private tryTimer: Deadline<Attempt> | null = null;
-  private retriesUsed = 0;
-  private freeRetryUsed = false;
-  /** a counted retry holds one of the cluster's maxRetries slots until its try ends */
-  private holdsRetrySlot = false;
+  /** made at the first failed try */
+  private retry: RetryState | null = null;
   /** admitted by the cluster's limits (and breaker): released when the exchange ends */
   private admitted = false;
-  /** Retry-After of the response just discarded for a retry */
-  private retryAfter: number | null = null;
   private expired = false;
-  private stopRetries: AbortController | null = null;
-  private settleTry: ((r: TryResult | null) => void) | null = null;
   /** the whole request body, when it is small and a retry may need to send it again */
   private buffered: Buffer | null = null;
   private readonly policy: RetryPolicy;
@@ -92,7 +61,7 @@ export class Forward implements AttemptOwner {
     // The route timeout runs from the end of the client's request: a request
     // without a body is complete now, one with a body once it was sent.
     if (body === null) this.startRouteTimer();
-    this.send();
+    this.send(false);
   }
 
   get bodyBuffered(): boolean {
@@ -115,7 +84,7 @@ export class Forward implements AttemptOwner {
       this.buffered = Buffer.concat(chunks);
       this.ex.bytesIn = this.buffered.length;
       this.startRouteTimer();
-      this.send();
+      this.send(false);
     });
   }
 
@@ -125,9 +94,8 @@ export class Forward implements AttemptOwner {
    */
   end(): void {
     this.stopTimers();
-    this.stopRetries?.abort(CLIENT_GONE);
+    this.retry?.finish();
     this.attempt?.cancel(CLIENT_GONE);
-    this.releaseRetrySlot();
     if (!this.admitted) return;
     this.admitted = false;
     this.cluster.limits.release();
@@ -147,61 +115,58 @@ export class Forward implements AttemptOwner {
     return flags === null || !(flags.includes('UR') || flags.includes('UT'));
   }
 
-  attemptStarted(): void {
-    this.cluster.limits.pending--;
+  attemptStarted(attempt: Attempt): void {
+    this.unqueue(attempt);
   }
 
   requestSent(): void {
     if (this.routeTimer === null && !this.expired) this.startRouteTimer();
   }
 
+  /**
+   * A retriable status is decided as it arrives: the response is discarded
+   * only when a retry will follow; otherwise it goes to the client.
+   */
   retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean {
     const p = this.policy;
     if (!p.onStatus || !retriesOnStatus(p, status)) return false;
-    if (this.nextStep('status', status) !== null) {
-      this.retryAfter = retryAfter === undefined ? null : this.honouredRetryAfter(retryAfter);
-      return true;
-    }
-    // Exhausted only when some retry was made: a POST never retried is not.
-    if (this.retriesUsed > 0) this.ex.flag('URX');
-    return false;
+    const honoured = retryAfter === undefined ? null : this.honouredRetryAfter(retryAfter);
+    return this.decide('status', status, false, honoured) === 'retry';
   }
 
   attemptFailed(attempt: Attempt, failure: Failure, status: number): void {
     // a discarded 4xx (a retriable-status-codes match) is no fault of the endpoint's
     this.endTry(attempt, status, failure !== 'status' || status >= 500);
-    // Decided (and a retry slot taken) now, synchronously: another request
-    // could take the last slot before the retry loop runs.
-    const next = this.ex.done ? null : this.nextStep(failure, status, attempt);
-    if (next === 'counted' && !this.cluster.limits.beginRetry()) return this.settle({ failure, status, next: null, retryAfter: null });
-    if (next === 'counted') this.holdsRetrySlot = true;
-    const retryAfter = failure === 'status' ? this.retryAfter : null;
-    this.retryAfter = null;
-    this.settle({ failure, status, next, retryAfter });
+    if (this.ex.done) return;
+    // A discarded status was granted its retry when it arrived (retriesStatus).
+    const next = failure === 'status' ? 'retry' : this.decide(failure, status, attempt.reusedConnection && !attempt.answeredMalformed, null);
+    if (next === 'free') this.send(true);
+    else if (next === 'retry') this.retry!.wait();
+    else this.giveUp(failure);
   }
 
-  /** Hands a failed try's result to the retry loop, or starts the loop, or gives up. */
-  private settle(result: TryResult): void {
-    if (this.settleTry !== null) {
-      const settle = this.settleTry;
-      this.settleTry = null;
-      settle(result);
-      return;
-    }
-    if (this.ex.done) return;
-    if (result.next !== null) void this.retry(result);
-    else this.giveUp(result);
+  /** The retry state's answer; a request whose retries ran out is flagged URX. */
+  private decide(failure: Failure, status: number, stale: boolean, retryAfter: number | null): Verdict {
+    const retry = (this.retry ??= new RetryState(this.policy, this.idempotent, this.cluster.limits, this.cluster.metrics, this));
+    const next = retry.decide(failure, status, stale, retryAfter);
+    // Exhausted only when some retry was made: a POST never retried is not.
+    if ((next === 'stop' || next === 'limited') && retry.retried > 0) this.ex.flag('URX');
+    return next;
+  }
+
+  get resendable(): boolean {
+    return !this.expired && !this.ex.done && (this.body === null || this.buffered !== null || !this.body.readableDidRead);
+  }
+
+  resend(): void {
+    this.send(false);
   }
 
   attemptEnded(attempt: Attempt, clean: boolean): void {
     const status = this.ex.res.statusCode;
     this.endTry(attempt, status, !clean || status >= 500);
     this.stopTimers();
-    if (this.settleTry !== null) {
-      const settle = this.settleTry;
-      this.settleTry = null;
-      settle(null);
-    }
+    this.retry?.finish();
   }
 
   bodyTooLarge(attempt: Attempt): void {
@@ -212,12 +177,12 @@ export class Forward implements AttemptOwner {
   }
 
   /** `fresh`: on a new connection of its own (the free retry), not a pooled one */
-  private send(fresh = false): void {
+  private send(fresh: boolean): void {
     const ex = this.ex;
     const endpoint = this.cluster.cluster.pick(ex, ex.endpoint ?? undefined);
     if (endpoint === undefined) {
       this.stopTimers();
-      this.settleTry = null;
+      this.retry?.finish();
       ex.fail('no_healthy_upstream', 'UH');
       return;
     }
@@ -225,14 +190,21 @@ export class Forward implements AttemptOwner {
     ex.attempts++;
     endpoint.begin();
     this.cluster.metrics.activeInc();
-    this.cluster.limits.pending++;
     const attempt = new Attempt(ex, this, endpoint);
     this.attempt = attempt;
+    this.cluster.limits.pending++;
     const tries = this.route.tryDeadlines;
     if (tries !== null) this.tryTimer = tries.add(onTryTimeout, attempt);
     const options = { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body };
     if (fresh) endpoint.dispatchOnNewConnection(options, attempt);
     else endpoint.pool.dispatch(options, attempt);
+  }
+
+  /** The try got a connection, or ended without one: it no longer waits for one. */
+  private unqueue(attempt: Attempt): void {
+    if (!attempt.queued) return;
+    attempt.queued = false;
+    this.cluster.limits.pending--;
   }
 
   /**
@@ -249,27 +221,11 @@ export class Forward implements AttemptOwner {
     const ms = performance.now() - attempt.startedHr;
     this.ex.upstreamMs = Math.round(ms * 1000) / 1000;
     attempt.endpoint.end();
-    if (!attempt.started) c.limits.pending--;
+    this.unqueue(attempt);
     c.metrics.activeDec();
     c.metrics.attempt(status, ms / 1000);
     if (c.outlier !== null && failed !== null && !this.ex.done) c.outlier.report(attempt.endpoint, failed);
-    this.releaseRetrySlot();
     if (this.attempt === attempt) this.attempt = null;
-  }
-
-  private releaseRetrySlot(): void {
-    if (this.holdsRetrySlot) {
-      this.holdsRetrySlot = false;
-      this.cluster.limits.endRetry();
-    }
-  }
-
-  /** What may follow this failure: a free retry, a counted one (within the policy and the cluster's maxRetries), or nothing. */
-  private nextStep(failure: Failure, status: number, attempt: Attempt | null = null): Next {
-    if (this.expired || this.ex.done || !this.bodyReplayable()) return null;
-    if (attempt !== null && this.freeRetryAllowed(failure, attempt)) return 'free';
-    if (this.retriesUsed >= this.policy.attempts || !allowsRetry(this.policy, failure, status, this.idempotent)) return null;
-    return this.cluster.limits.retryAvailable ? 'counted' : null;
   }
 
   /** Retry-After is the backoff when the route's time left allows it; else the usual backoff applies. */
@@ -280,67 +236,15 @@ export class Forward implements AttemptOwner {
     return ms < left ? ms : null;
   }
 
-  /**
-   * An idempotent request reset on a reused connection before any response
-   * byte is retried once, whatever the policy, and not counted as a retry:
-   * the upstream closed an idle keep-alive connection as we reused it.
-   */
-  private freeRetryAllowed(failure: Failure, attempt: Attempt): boolean {
-    return failure === 'reset' && attempt.reusedConnection && !attempt.answeredMalformed && !this.freeRetryUsed && this.idempotent;
-  }
-
-  private bodyReplayable(): boolean {
-    return this.body === null || this.buffered !== null || !this.body.readableDidRead;
-  }
-
-  private async retry(first: TryResult): Promise<void> {
-    let last = first;
-    const stop = new AbortController();
-    this.stopRetries = stop;
-    try {
-      await pRetry(
-        async () => {
-          if (last.next === 'free') {
-            this.freeRetryUsed = true;
-          } else {
-            this.retriesUsed++;
-            this.cluster.metrics.retry();
-            const delay = last.retryAfter ?? backoffDelay(this.policy, this.retriesUsed);
-            await sleep(delay, undefined, { signal: stop.signal });
-          }
-          const fresh = last.next === 'free';
-          const result = await new Promise<TryResult | null>((resolve) => {
-            this.settleTry = resolve;
-            this.send(fresh);
-          });
-          if (result !== null) {
-            last = result;
-            throw new TryFailed(result);
-          }
-        },
-        {
-          retries: this.policy.attempts + 1,
-          minTimeout: 0,
-          maxTimeout: 0,
-          signal: stop.signal,
-          shouldRetry: ({ error }) => error instanceof TryFailed && last.next !== null,
-        },
-      );
-    } catch (err) {
-      if (err instanceof TryFailed && !this.ex.done) this.giveUp(last);
-    } finally {
-      this.stopRetries = null;
-    }
-  }
-
-  private giveUp(result: TryResult): void {
+  private giveUp(failure: Failure): void {
     this.stopTimers();
+    this.retry?.finish();
     const ex = this.ex;
-    if (this.retriesUsed > 0) ex.flag('URX');
+    if (this.retry !== null && this.retry.retried > 0) ex.flag('URX');
     // A body the upstream did not take entirely is still on the client's
     // connection: it cannot carry another request.
     const close = this.body !== null && !this.body.complete;
-    switch (result.failure) {
+    switch (failure) {
       case 'connect-failure':
         ex.fail('upstream_connect_failure', 'UF', close);
         break;
@@ -369,9 +273,7 @@ export class Forward implements AttemptOwner {
       return;
     }
     // Between two tries (backoff): nothing upstream to cancel.
-    this.stopRetries?.abort(ROUTE_TIMEOUT);
-    this.releaseRetrySlot();
-    if (!ex.done) this.giveUp({ failure: 'timeout', status: 504, next: null, retryAfter: null });
+    if (!ex.done) this.giveUp('timeout');
   }
 
   private stopTimers(): void {
