@@ -70,6 +70,83 @@ describe('concurrency limits', () => {
     expect(res.body).toBe('app says no');
     expect(bad.seen).toHaveLength(1);
     expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(0);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'retry_budget' })).toBe(1);
+  });
+
+  it("hands a retry's slot on to the request's next retry: maxRetries 1 still allows every attempt of one request", async () => {
+    const bad = await failing(503);
+    t = cleanup.add(await startTandem(
+      simpleConfig([bad.port], 'retries: { attempts: 3, retryOn: [5xx], backoff: { base: 1ms, max: 2ms } }', 'circuitBreaker: { maxRetries: 1 }'),
+    ));
+    expect((await get()).status).toBe(503);
+    expect(bad.seen).toHaveLength(4);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(3);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'retry_budget' })).toBe(0);
+  });
+});
+
+describe('retry budget', () => {
+  /**
+   * Four GETs at once against an upstream that answers every first try 503
+   * once all four are in, and holds every retry until `release()`: the
+   * retries in flight are exactly those granted.
+   */
+  async function fourAtOnce(clusterExtra: string) {
+    const held: (() => void)[] = [];
+    const firsts: (() => void)[] = [];
+    const tries = new Map<string, number>();
+    const app = await upstream((req, res) => {
+      const id = String(req.headers['x-request-id']);
+      const n = (tries.get(id) ?? 0) + 1;
+      tries.set(id, n);
+      if (n > 1) return void held.push(() => res.end('retried'));
+      firsts.push(() => res.writeHead(503).end('first'));
+      if (firsts.length === 4) for (const answer of firsts) answer();
+    });
+    t = cleanup.add(await startTandem(
+      simpleConfig([app.port], 'retries: { attempts: 1, retryOn: [5xx], backoff: { base: 1ms, max: 2ms } }', clusterExtra),
+    ));
+    const answers = [1, 2, 3, 4].map((i) => request(`${t!.url}/r${i}`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() })));
+    return { app, held, answers };
+  }
+
+  const rejected = () => metricValue(t!.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'retry_budget' });
+
+  it('skips a retry over percent of the requests in flight: the last answer goes back, counted as retry_budget', async () => {
+    // 4 requests in flight: max(1, floor(50% x 4)) = 2 retries in flight
+    const { app, held, answers } = await fourAtOnce('circuitBreaker: { maxRetries: 100 }\nretryBudget: { percent: 50, minConcurrency: 1 }');
+    expect(await eventually(async () => (await rejected()) === 2 && held.length === 2)).toBe(true);
+    for (const release of held) release();
+    const got = await Promise.all(answers);
+    expect(got.map((a) => `${a.status} ${a.body}`).sort()).toEqual(['200 retried', '200 retried', '503 first', '503 first']);
+    expect(app.seen).toHaveLength(6);
+    expect(await metricValue(t!.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(2);
+    const log = await waitForAccessLog(t!, 4);
+    expect(log.filter((l) => l.status === 503).map((l) => [l.attempts, l.flags])).toEqual([[1, []], [1, []]]);
+  });
+
+  it('keeps maxRetries a hard cap under a budget that would allow more', async () => {
+    const { app, held, answers } = await fourAtOnce('circuitBreaker: { maxRetries: 1 }\nretryBudget: { percent: 100, minConcurrency: 10 }');
+    expect(await eventually(async () => (await rejected()) === 3 && held.length === 1)).toBe(true);
+    held[0]!();
+    const got = await Promise.all(answers);
+    expect(got.map((a) => a.status).sort()).toEqual([200, 503, 503, 503]);
+    expect(app.seen).toHaveLength(5);
+  });
+
+  it('minConcurrency allows that many retries in flight however few requests there are', async () => {
+    // floor(20% x 4) = 0, but 3 retries may always be in flight
+    const { held, answers } = await fourAtOnce('circuitBreaker: { maxRetries: 100 }\nretryBudget: { percent: 20, minConcurrency: 3 }');
+    expect(await eventually(async () => (await rejected()) === 1 && held.length === 3)).toBe(true);
+    for (const release of held) release();
+    expect((await Promise.all(answers)).map((a) => a.status).sort()).toEqual([200, 200, 200, 503]);
+  });
+
+  it('/config shows the budget, the defaults when absent', async () => {
+    const app = await upstream((_req, res) => res.end());
+    t = cleanup.add(await startTandem(simpleConfig([app.port], '', 'retryBudget: { percent: 35.5 }')));
+    const view = (await (await fetch(`${t.adminUrl}/config`)).json()) as { config: { clusters: { retryBudget: unknown }[] } };
+    expect(view.config.clusters[0]!.retryBudget).toEqual({ percent: 35.5, minConcurrency: 3 });
   });
 });
 
