@@ -34,6 +34,8 @@ export class RetryState {
   private timer: NodeJS.Timeout | null = null;
   private readonly fire = (): void => {
     this.timer = null;
+    // counted when sent: a retry whose backoff the route timeout cut is not
+    this.metrics.retry();
     this.owner.resend();
   };
 
@@ -49,8 +51,8 @@ export class RetryState {
    * A try failed. `stale`: it went out on a reused connection and got no
    * answer at all (the upstream closed an idle keep-alive connection as it
    * was reused). `retryAfter`: the upstream's Retry-After in ms, when it is
-   * to be the backoff. A granted retry is counted and holds its slot from
-   * now, so no other request can take the last slot meanwhile.
+   * to be the backoff. A granted retry holds its slot from now, so no other
+   * request can take the last slot meanwhile.
    */
   decide(failure: Failure, status: number, stale: boolean, retryAfter: number | null): Verdict {
     if (!this.owner.resendable) return this.finish();
@@ -69,7 +71,6 @@ export class RetryState {
     }
     this.holdsSlot = true;
     this.retried++;
-    this.metrics.retry();
     this.delay = retryAfter ?? backoffDelay(this.policy, this.retried);
     return 'retry';
   }
