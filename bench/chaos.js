@@ -7,7 +7,8 @@
 // machinery costs on a healthy cluster, all on vs all off, interleaved.
 //
 //   node bench/chaos.js [--duration 20] [--connections 50] [--max-ejection-percent 50]
-//                       [--rounds 5] [--overhead-duration 5] [--part chaos|overhead|both]
+//                       [--rounds 5] [--overhead-duration 5] [--budget-duration 10]
+//                       [--part chaos|overhead|budget|both] (both: all three)
 // Writes bench/results/chaos.{json,md}. Run through npm (`npm run bench:chaos`).
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -21,7 +22,7 @@ import { freePort, waitFor200 } from './lib/net.js';
 import { closedLoop } from './lib/load.js';
 import { prepare, teardown, measure } from './lib/setup.js';
 import { summarize, median, machine, writeResults } from './lib/report.js';
-import { chaosConfig, healthyConfig, writeValidated, tandemCli } from './lib/chaos-config.js';
+import { chaosConfig, healthyConfig, retryBudgetConfig, writeValidated, tandemCli } from './lib/chaos-config.js';
 import { readMetrics, readClusters, startSampler, sumOf, byLabel } from './lib/admin-sampler.js';
 
 const { values: opts } = parseArgs({
@@ -32,6 +33,7 @@ const { values: opts } = parseArgs({
     'max-ejection-percent': { type: 'string', default: '50' },
     'overhead-duration': { type: 'string', default: '5' },
     part: { type: 'string', default: 'both' },
+    'budget-duration': { type: 'string', default: '10' },
   },
 });
 
@@ -45,8 +47,8 @@ const LIVE = [
   { role: 'healthy', spec: 'healthy', what: 'answers at once' },
 ];
 
-async function startChaosUpstream() {
-  const tracked = startPinned(LOAD_CPU, process.execPath, [chaosUpstreamJs, ...LIVE.map((e) => e.spec)]);
+async function startChaosUpstream(specs = LIVE.map((e) => e.spec)) {
+  const tracked = startPinned(LOAD_CPU, process.execPath, [chaosUpstreamJs, ...specs]);
   const deadline = Date.now() + 10_000;
   while (!tracked.stdout.includes('\n')) {
     if (tracked.exited || Date.now() > deadline) throw new Error(`chaos upstream did not start: ${tracked.stderr}`);
@@ -296,6 +298,60 @@ async function overheadRun(ctx, { durationS, rounds }) {
   };
 }
 
+/**
+ * The retry budget at full load: one endpoint answering 503 to half its
+ * requests, retries on 5xx up to 3, with the default budget (20% of the
+ * requests in flight, at least 3) and, for comparison, one that never binds.
+ * Reports retries / upstream requests, the share the budget is meant to cap.
+ */
+async function retryBudgetRun(ctx, { durationS, connections }) {
+  const upstream = await startChaosUpstream(['flaky:0.5']);
+  const variants = [
+    { label: 'default budget (20%, min 3)', retryBudget: undefined },
+    { label: 'no budget (100%)', retryBudget: { percent: 100, minConcurrency: 1024 } },
+  ];
+  const rows = [];
+  try {
+    for (const [i, v] of variants.entries()) {
+      const [listenPort, adminPort] = [await freePort(), await freePort()];
+      const tag = `budget-${i}`;
+      const config = retryBudgetConfig({ dir: ctx.dir, tag, listenPort, adminPort, endpointPorts: upstream.ports, retryBudget: v.retryBudget });
+      const tandem = await startTandemOn(writeValidated(ctx.dir, tag, config), { listenPort, adminPort });
+      const before = await readMetrics(tandem.admin);
+      const load = await closedLoop({ url: `${tandem.origin}/budget`, connections, durationS });
+      const after = await readMetrics(tandem.admin);
+      await stop(tandem.tracked);
+      const counter = (name, where) => delta(sumOf(after, name, where), sumOf(before, name, where));
+      const retries = counter('tandem_upstream_retries_total', { cluster: 'budget' });
+      const tries = counter('tandem_upstream_requests_total', { cluster: 'budget' });
+      rows.push({
+        label: v.label,
+        requests: load.requests,
+        successRate: load.requests ? (load.requests - load.failures) / load.requests : 0,
+        rps: load.rps,
+        tries,
+        retries,
+        retryShare: tries ? retries / tries : null,
+        skippedByBudget: counter('tandem_circuit_breaker_rejections_total', { cluster: 'budget', reason: 'retry_budget' }),
+      });
+    }
+  } finally {
+    await stop(upstream.tracked);
+  }
+  return { durationS, connections, rows };
+}
+
+function retryBudgetMarkdown(b) {
+  return [
+    '### Retry budget: one endpoint failing 50%, full load', '',
+    `${b.durationS} s of GETs per row, closed loop, ${b.connections} connections; retries 3 on 5xx, backoff 5–50 ms, maxRetries 1024 (out of the way).`, '',
+    '| budget | requests | 2xx share | req/s | upstream requests | retries | retry share of upstream requests | retries skipped by the budget |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...b.rows.map((r) => `| ${r.label} | ${r.requests} | ${pct(r.successRate, 1)} | ${num(r.rps)} | ${r.tries} | ${r.retries} | ${pct(r.retryShare, 1)} | ${r.skippedByBudget} |`),
+    '',
+  ];
+}
+
 const pct = (x, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? '—' : `${(x * 100).toFixed(digits)}%`);
 const num = (x, digits = 0) => (x === null || x === undefined || !Number.isFinite(Number(x)) ? '—' : Number(x).toFixed(digits));
 
@@ -370,6 +426,10 @@ async function main() {
       out.overhead = await overheadRun(ctx, { durationS: Number(opts['overhead-duration']), rounds: Number(opts.rounds) });
       console.log(overheadMarkdown(out.overhead).join('\n'));
     }
+    if (part === 'both' || part === 'budget') {
+      out.retryBudget = await retryBudgetRun(ctx, { durationS: Number(opts['budget-duration']), connections: Number(opts.connections) });
+      console.log(retryBudgetMarkdown(out.retryBudget).join('\n'));
+    }
   } finally {
     await teardown(ctx);
   }
@@ -379,6 +439,7 @@ async function main() {
     `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs)`, '',
     ...(out.chaos ? chaosMarkdown(out.chaos) : []),
     ...(out.overhead ? overheadMarkdown(out.overhead) : []),
+    ...(out.retryBudget ? retryBudgetMarkdown(out.retryBudget) : []),
     ...notes.map((n) => `- ${n}`),
   ].join('\n');
   writeResults(resultsDir, 'chaos', { ...info, ...out, notes }, `${md}\n`);

@@ -107,6 +107,19 @@ export function healthyConfig({ dir, tag, listenPort, adminPort, endpointPorts, 
   return base({ dir, tag, listenPort, adminPort, cluster, retries });
 }
 
+/**
+ * One endpoint failing half its requests, retries on 5xx up to 3 times, and
+ * the cluster's retry budget `retryBudget` (absent: the default). maxRetries
+ * is raised out of the way so the budget is what binds; nothing ejects or
+ * breaks, so every request meets the endpoint.
+ */
+export function retryBudgetConfig({ dir, tag, listenPort, adminPort, endpointPorts, retryBudget }) {
+  const cluster = { name: 'budget', endpoints: endpointList(endpointPorts), circuitBreaker: { maxRetries: 1024 } };
+  if (retryBudget) cluster.retryBudget = retryBudget;
+  const retries = { attempts: 3, retryOn: ['5xx'], backoff: { base: '5ms', max: '50ms' } };
+  return base({ dir, tag, listenPort, adminPort, cluster, retries });
+}
+
 /** Writes `config` as YAML into `dir`, runs `tandem validate` on it and returns the path. */
 export function writeValidated(dir, tag, config) {
   const path = join(dir, `${tag}.yaml`);
