@@ -93,11 +93,12 @@ describe('connect failure', () => {
  * that many connections end up idle in tandem's pool.
  */
 async function restartedUpstream(hold = 1, kill: 'destroy' | 'reset' = 'destroy') {
-  const state = { connections: 0, killed: 0, requests: [] as string[] };
+  const state = { connections: 0, killed: 0, closed: 0, requests: [] as string[] };
   let waiting: { socket: net.Socket; n: number }[] | null = [];
   const answer = (socket: net.Socket, n: number) => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nconn ${n}`);
   const raw = await startRawUpstream((socket) => {
     const n = ++state.connections;
+    socket.on('close', () => state.closed++);
     let served = false;
     let text = '';
     socket.on('data', (chunk: Buffer) => {
@@ -139,6 +140,8 @@ describe('reset before the response head', () => {
     expect(await res.body.text()).toBe('conn 3');
     expect(up.state.killed).toBe(1);
     expect(up.state.connections).toBe(3);
+    // the killed connection and the free retry's own, closed after its answer; the other pooled one stays
+    expect(await eventually(() => up.state.closed === 2)).toBe(true);
     const log = await waitForAccessLog(t, 3);
     expect(log[2]).toMatchObject({ path: '/g', status: 200, attempts: 2, flags: [] });
     // The free retry is not a retry (CONTRACT §3).
