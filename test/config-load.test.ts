@@ -259,6 +259,23 @@ describe('error positions and messages', () => {
     expect(lines.some((l) => l.startsWith('f.yaml:9:64: clusters.0.circuitBreaker.maxRetries:'))).toBe(true);
   });
 
+  test('retryBudget: percent 0-100, a whole minConcurrency, no other key; errors at the value or the key', () => {
+    const bad = yaml(
+      'listeners:', //                                                   1
+      '  - port: 15000', //                                              2
+      '    routes: [{ match: { prefix: / }, cluster: app }]', //         3
+      'clusters:', //                                                    4
+      '  - name: app', //                                                5
+      '    endpoints: [127.0.0.1:8080]', //                              6
+      '    retryBudget: { percent: 120, minConcurrency: 1.5, min: 2 }', // 7
+    );
+    expect(errorsOf(bad)).toEqual([
+      'f.yaml:7:29: clusters.0.retryBudget.percent: must be at most 100',
+      'f.yaml:7:50: clusters.0.retryBudget.minConcurrency: expected an integer, got 1.5',
+      'f.yaml:7:55: clusters.0.retryBudget.min: unknown key "min"',
+    ]);
+  });
+
   test('duplicate names and conflicting ports', () => {
     const text = yaml(
       'admin: { port: 9901 }', //                        1
