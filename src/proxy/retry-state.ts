@@ -26,9 +26,9 @@ export interface RetryOwner {
 export class RetryState {
   /** retries granted (the free retry is not one) */
   retried = 0;
-  /** the wait before the retry last granted, in ms */
-  delay = 0;
   private freeUsed = false;
+  /** the wait before the retry last granted, in ms */
+  private delay = 0;
   /** a granted retry holds one of the cluster's retries in flight until its try ends */
   private holdsSlot = false;
   private timer: NodeJS.Timeout | null = null;
