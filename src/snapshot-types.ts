@@ -50,6 +50,8 @@ export interface CompiledRoute {
   readonly retry: RetryPolicy;
   /** the deadlines of the per-try timeout; null when there is none or the route timeout comes first */
   readonly tryDeadlines: DeadlineQueue | null;
+  /** ms without a byte either way before the exchange is cut; 0 = off */
+  readonly idleTimeout: number;
   readonly requestOps: CompiledHeaderOps | undefined;
   readonly responseOps: CompiledHeaderOps | undefined;
   /** null when the route is not limited: the request path then skips the stage */

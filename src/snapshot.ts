@@ -141,6 +141,7 @@ function compileRoute(
     routeDeadlines: r.timeout > 0 ? deadlinesOf(r.timeout) : null,
     retry,
     tryDeadlines: perTry > 0 && (r.timeout === 0 || perTry < r.timeout) ? deadlinesOf(perTry) : null,
+    idleTimeout: r.idleTimeout,
     requestOps,
     responseOps: compileHeaderOps(r.responseHeaders),
     rateLimit: r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit),

@@ -59,6 +59,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
               match: { prefix: '/' },
               cluster: 'app',
               timeout: 15_000,
+              idleTimeout: 0,
               retries: {
                 attempts: 1,
                 perTryTimeout: 15_000,
@@ -279,6 +280,7 @@ describe('shipped files', () => {
       'orders-canary',
       'orders',
       'api',
+      'events',
       'everything-else',
     ]);
     expect(result.config.listeners[0]!.limits.maxBodyBytes).toBe(10 * 1024 * 1024);

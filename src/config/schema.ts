@@ -302,6 +302,9 @@ const routeSchema = z
     timeout: duration()
       .default(15 * MS.second)
       .meta({ description: "From the end of the client's request to the end of the response, all tries included; 0 for none." }),
+    idleTimeout: duration()
+      .default(0)
+      .meta({ description: 'Longest time without a byte either way (request body, response head or body) once the request is forwarded; then 504 before the response head, the client connection aborted after it. For streams (SSE, gRPC) that outlive any total timeout; 0 = off.' }),
     retries: retriesSchema.optional().meta({ description: 'Retry policy; a route without one retries once on connect-failure.' }),
     requestHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the request sent upstream.' }),
     responseHeaders: headerOpsSchema.optional().meta({ description: 'Headers set or removed on the response sent to the client.' }),

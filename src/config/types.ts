@@ -128,6 +128,8 @@ export interface RouteConfig {
   directResponse?: DirectResponseConfig;
   /** 0 = none */
   timeout: number;
+  /** ms without a byte either way; 0 = off */
+  idleTimeout: number;
   retries: RetryConfig;
   requestHeaders?: HeaderOpsConfig;
   responseHeaders?: HeaderOpsConfig;

@@ -8,11 +8,14 @@ import type { Endpoint } from '../cluster/endpoint.js';
 import type { ReuseAware } from '../cluster/reuse-tracking-client.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
+import type { IdleWatch } from './idle-watch.js';
 
 /** How a try ended before anything reached the client. */
 export type Failure = 'connect-failure' | 'reset' | 'timeout' | 'status';
 
 export interface AttemptOwner {
+  /** the route's idle timeout, told of every byte either way */
+  readonly idle: IdleWatch | null;
   /** the body is sent from a copy, whose bytes were counted once when it was read */
   readonly bodyBuffered: boolean;
   /** a connection was assigned: the try no longer waits for one */
@@ -70,6 +73,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   }
 
   onBodySent(chunk: Buffer): void {
+    this.owner.idle?.touch();
     if (this.owner.bodyBuffered) return;
     const ex = this.ex;
     ex.bytesIn += chunk.length;
@@ -96,6 +100,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
 
   onResponseStart(controller: Controller, status: number, headers: Record<string, string | string[] | undefined>): void {
     if (this.settled) return;
+    this.owner.idle?.touch();
     // undici passes any three digits on; Node would refuse to send them.
     if (status < 100 || status > 599) {
       this.answeredMalformed = true;
@@ -120,6 +125,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.settled) return;
+    this.owner.idle?.touch();
     this.ex.bytesOut += chunk.length;
     if (!this.ex.res.write(chunk)) {
       controller.pause();

@@ -36,7 +36,7 @@ export class Deadline<T = unknown> {
 
 // Node's timers run on the loop's clock, read once per loop turn: a timer may
 // run up to about a millisecond before performance.now() reaches its time.
-const CLOCK_SLACK_MS = 1;
+export const CLOCK_SLACK_MS = 1;
 
 /** The deadlines of one duration; routes hold theirs from config compile time. */
 export class DeadlineQueue {

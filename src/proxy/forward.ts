@@ -9,6 +9,7 @@ import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Deadline } from './deadlines.js';
 import type { Exchange } from './exchange.js';
+import { IdleWatch } from './idle-watch.js';
 import { isIdempotent, mayResendBody, retriesOnStatus, retryAfterMs, type RetryPolicy } from './retry-policy.js';
 import { RetryState, type RetryOwner, type Verdict } from './retry-state.js';
 
@@ -20,6 +21,8 @@ export class Forward implements AttemptOwner, RetryOwner {
   private attempt: Attempt | null = null;
   private routeTimer: Deadline<Forward> | null = null;
   private tryTimer: Deadline<Attempt> | null = null;
+  /** the route's idleTimeout, when it has one: bytes either way keep it from firing */
+  idle: IdleWatch | null = null;
   /** made at the first failed try */
   private retry: RetryState | null = null;
   /** admitted by the cluster's limits (and breaker): released when the exchange ends */
@@ -56,6 +59,8 @@ export class Forward implements AttemptOwner, RetryOwner {
       return this.ex.fail('circuit_open', 'UO');
     }
     this.admitted = true;
+    const idle = this.route.idleTimeout;
+    if (idle > 0) this.idle = new IdleWatch(idle, () => this.expire());
     const body = this.body;
     if (body !== null && this.keepsBody(body)) return this.bufferBody(body);
     // The route timeout runs from the end of the client's request: a request
@@ -77,7 +82,10 @@ export class Forward implements AttemptOwner, RetryOwner {
 
   private bufferBody(body: IncomingMessage): void {
     const chunks: Buffer[] = [];
-    body.on('data', (chunk: Buffer) => chunks.push(chunk));
+    body.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      this.idle?.touch();
+    });
     body.once('end', () => {
       // A client that left meanwhile finished the exchange.
       if (this.ex.done) return;
@@ -261,9 +269,9 @@ export class Forward implements AttemptOwner, RetryOwner {
     if (deadlines !== null) this.routeTimer = deadlines.add<Forward>(onRouteTimeout, this);
   }
 
-  /** The route timeout fired: no further try, 504 or an aborted response. */
+  /** The route timeout or the idle timeout fired: no further try, 504 or an aborted response. */
   expire(): void {
-    this.routeTimer = null;
+    this.stopTimers();
     this.expired = true;
     const ex = this.ex;
     ex.flag('UT');
@@ -277,6 +285,10 @@ export class Forward implements AttemptOwner, RetryOwner {
   }
 
   private stopTimers(): void {
+    if (this.idle !== null) {
+      this.idle.stop();
+      this.idle = null;
+    }
     if (this.routeTimer !== null) {
       this.routeTimer.cancel();
       this.routeTimer = null;
