@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Pool } from '../undici.js';
 import type { ClusterConfig, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
+import { PeakEwma } from './peak-ewma.js';
 
 /** undici subtracts this from a server's keep-alive hint, so we stop reusing a socket before the server closes it */
 const KEEP_ALIVE_THRESHOLD_MS = 1000;
@@ -37,10 +38,15 @@ export class Endpoint {
   activeRequests = 0;
   healthy = true;
   ejected = false;
+  /** the try latencies of a peak_ewma cluster; null for the other policies, which then record nothing */
+  readonly latency: PeakEwma | null;
   /** set by close(): a closed pool refuses dispatches, so not even a retry's fallback may pick it */
   private closing = false;
 
-  constructor(endpoint: EndpointConfig, cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'>) {
+  constructor(
+    endpoint: EndpointConfig,
+    cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'> & Partial<Pick<ClusterConfig, 'loadBalancing'>>,
+  ) {
     this.address = endpoint.address;
     this.port = endpoint.port;
     this.weight = endpoint.weight;
@@ -59,6 +65,7 @@ export class Endpoint {
       bodyTimeout: 0,
       allowH2: false,
     });
+    this.latency = cluster.loadBalancing === 'peak_ewma' ? new PeakEwma() : null;
   }
 
   get available(): boolean {

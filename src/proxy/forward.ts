@@ -249,6 +249,7 @@ export class Forward implements AttemptOwner {
     const ms = performance.now() - attempt.startedHr;
     this.ex.upstreamMs = Math.round(ms * 1000) / 1000;
     attempt.endpoint.end();
+    attempt.endpoint.latency?.observe(ms);
     if (!attempt.started) c.limits.pending--;
     c.metrics.activeDec();
     c.metrics.attempt(status, ms / 1000);
