@@ -187,6 +187,7 @@ export class Tandem {
     return [...this.snapshot.clusters.values()].map(({ cluster, breaker }) => ({
       name: cluster.name,
       breaker: breaker?.state ?? 'closed',
+      panic: cluster.panicking,
       endpoints: cluster.endpoints.map((e) => ({
         address: e.address,
         port: e.port,

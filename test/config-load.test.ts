@@ -430,7 +430,7 @@ describe('error positions and messages', () => {
     ]);
   });
 
-  test('peak_ewma takes no hashOn', () => {
+  test('peak_ewma takes no hashOn, and panicThreshold is a percentage', () => {
     const text = yaml(
       'listeners:', //                                   1
       '  - port: 15000', //                              2
@@ -442,11 +442,15 @@ describe('error positions and messages', () => {
       '    endpoints: [127.0.0.1:8080]', //              8
       '    loadBalancing: peak_ewma', //                 9
       '    hashOn: { header: x-user }', //               10
+      '    panicThreshold: 101', //                      11
     );
-    expect(errorsOf(text)).toEqual(['f.yaml:10:5: clusters.0.hashOn: hashOn applies only with loadBalancing: ring_hash']);
-    expect(loadConfigText(yaml(...text.split('\n').slice(0, 9)), 'f.yaml')).toMatchObject({
+    const errors = errorsOf(text);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toBe('f.yaml:10:5: clusters.0.hashOn: hashOn applies only with loadBalancing: ring_hash');
+    expect(errors[1]).toMatch(/^f\.yaml:11:21: clusters\.0\.panicThreshold: .*100/);
+    expect(loadConfigText(yaml(...text.split('\n').slice(0, 9), '    panicThreshold: 12.5'), 'f.yaml')).toMatchObject({
       ok: true,
-      config: { clusters: [{ loadBalancing: 'peak_ewma' }] },
+      config: { clusters: [{ loadBalancing: 'peak_ewma', panicThreshold: 12.5 }] },
     });
   });
 

@@ -437,6 +437,15 @@ const clusterSchema = z
           'round_robin, least_request (power of two choices), random, ring_hash or peak_ewma (two choices, the lower latency estimate × (in-flight + 1); the estimate jumps to each slower try and decays with a 10 s time constant).',
       }),
     hashOn: hashOnSchema.optional().meta({ description: 'The ring_hash key: one of header, cookie, clientIp.' }),
+    panicThreshold: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(0)
+      .meta({
+        description:
+          'Percent: while fewer of the endpoints are healthy and not ejected, balance over all of them instead of answering 503 no_healthy_upstream; 0 = off.',
+      }),
     connectTimeout: duration(1).default(MS.second).meta({ description: 'Time allowed to open a connection to an endpoint.' }),
     pool: z
       .strictObject({

@@ -229,6 +229,8 @@ export interface ClusterConfig {
   dns?: DnsConfig;
   loadBalancing: LoadBalancing;
   hashOn?: HashOnConfig;
+  /** percent of endpoints healthy and not ejected below which all are balanced over; 0 = off */
+  panicThreshold: number;
   connectTimeout: number;
   pool: PoolConfig;
   circuitBreaker: CircuitBreakerConfig;
