@@ -79,6 +79,11 @@ describe('peak_ewma', () => {
     expect(appRequests(slow)).toBeGreaterThanOrEqual(1);
     expect(appRequests(slow)).toBeLessThanOrEqual(4);
     expect(appRequests(fast)).toBe(80 - appRequests(slow));
+    // /clusters shows the estimates the balancer compared
+    const clusters = (await (await request(`${t.adminUrl}/clusters`)).body.json()) as { endpoints: { port: number; latencyEstimateMs: number }[] }[];
+    const estimate = (u: Upstream) => clusters[0]!.endpoints.find((e) => e.port === u.port)!.latencyEstimateMs;
+    expect(estimate(slow)).toBeGreaterThan(100);
+    expect(estimate(fast)).toBeLessThan(estimate(slow));
   });
 
   it('round_robin on the same pair splits evenly (the baseline the test above beats)', async () => {
