@@ -13,6 +13,7 @@ import { freePort } from './net.js';
 import { closedLoop } from './load.js';
 import { cascadeConfig, latencyConfig, writeValidated } from './chaos-config.js';
 import { readMetrics, startSampler, byLabel } from './admin-sampler.js';
+import { median } from './report.js';
 
 export const LATENCY_POLICIES = ['round_robin', 'least_request', 'peak_ewma'];
 /** The other two answer in FAST_MS: an application's own latency, so tandem's queueing is not all there is to compare. */
@@ -65,11 +66,19 @@ async function latencyRow(ctx, upstream, { policy, connections, durationS, warmu
     // state (every policy gets the same warm-up).
     await closedLoop({ url: `${tandem.origin}/latency`, connections, durationS: warmupS });
     const before = await upstream.stats();
+    const sampler = startSampler(tandem.admin, { periodMs: 500 });
     const load = await closedLoop({ url: `${tandem.origin}/latency`, connections, durationS });
+    const samples = (await sampler.stop()).filter((sample) => sample.clusters);
     const after = await upstream.stats();
     const tries = LATENCY_ENDPOINTS.map((e) => after[e.spec].requests - before[e.spec].requests);
     const total = tries.reduce((sum, n) => sum + n, 0);
-    const row = { policy, ...load, tries: Object.fromEntries(LATENCY_ENDPOINTS.map((e, i) => [e.role, tries[i]])), slowShare: total ? tries[2] / total : null };
+    const row = {
+      policy,
+      ...load,
+      tries: Object.fromEntries(LATENCY_ENDPOINTS.map((e, i) => [e.role, tries[i]])),
+      slowShare: total ? tries[2] / total : null,
+      estimates: policy === 'peak_ewma' ? medianEstimates(samples, upstream.ports) : null,
+    };
     console.log(`latency ${connections} connections, ${policy}: p50 ${load.p50Ms} ms, p99 ${load.p99Ms} ms, ${load.rps.toFixed(0)} req/s, slow endpoint ${pct(row.slowShare)} of tries`);
     return row;
   } finally {
@@ -85,9 +94,21 @@ export function latencyMarkdown(l) {
     '| connections | policy | req/s | p50 ms | p99 ms | not 2xx | tries to the slow endpoint |', '| ---: | --- | ---: | ---: | ---: | ---: | ---: |',
     ...l.levels.flatMap((level) => level.rows.map((r) => `| ${level.connections} | ${r.policy} | ${num(r.rps)} | ${num(r.p50Ms, 1)} | ${num(r.p99Ms, 1)} | ${r.failures} | ${r.tries.slow} (${pct(r.slowShare)}) |`)),
     '',
-    ...l.levels.map((level) => `- ${level.connections} connections: peak_ewma's p99 / round_robin's ${num(level.p99Ratio, 3)} (target at most ${TARGET_P99_RATIO}: ${level.p99Ratio <= TARGET_P99_RATIO ? 'met' : 'NOT met'}).`),
+    ...l.levels.map((level) => {
+      const est = level.rows.find((r) => r.policy === 'peak_ewma').estimates;
+      return `- ${level.connections} connections: peak_ewma's p99 / round_robin's ${num(level.p99Ratio, 3)} (target at most ${TARGET_P99_RATIO}: ${level.p99Ratio <= TARGET_P99_RATIO ? 'met' : 'NOT met'}); ` +
+        `its latency estimates (median of 500 ms samples): fast ${num(est['fast-a'], 1)} and ${num(est['fast-b'], 1)} ms, slow ${num(est.slow, 1)} ms.`;
+    }),
     '',
   ];
+}
+
+/** peak_ewma's latency estimates (ms), the median over the samples, per endpoint role. */
+function medianEstimates(samples, ports) {
+  return Object.fromEntries(LATENCY_ENDPOINTS.map((e, i) => {
+    const values = samples.map((sample) => sample.clusters[0].endpoints.find((view) => view.port === ports[i])?.latencyEstimateMs).filter(Number.isFinite);
+    return [e.role, median(values)];
+  }));
 }
 
 function readAccessLogFlags(path) {
