@@ -3,7 +3,8 @@
 //   node bench/chaos-upstream.js flaky:0.3 slow:200 healthy
 //
 // `flaky:P` answers 503 to a random share P of requests, `slow:MS` answers
-// after MS milliseconds, `healthy` at once. `/healthz` gets the same
+// after MS milliseconds, `healthy` at once. A `#label` suffix names one of
+// several endpoints that behave alike. `/healthz` gets the same
 // treatment as any path on the slow endpoint (a slow process is slow at
 // everything) but always 200 on the flaky one: the process is alive, its
 // requests fail, which is what outlier detection (not health checking) is for.
@@ -16,7 +17,8 @@ const BODY = Buffer.from('hello from upstream\n');
 const UNAVAILABLE = Buffer.from('flaky upstream says no\n');
 
 function behaviour(spec) {
-  const [kind, arg] = spec.split(':');
+  // `slow:10#a` and `slow:10#b`: two endpoints alike, counted apart
+  const [kind, arg] = spec.split('#')[0].split(':');
   if (kind === 'flaky') return { name: spec, failShare: Number(arg ?? 0.3), delayMs: 0 };
   if (kind === 'slow') return { name: spec, failShare: 0, delayMs: Number(arg ?? 200) };
   if (kind === 'healthy') return { name: spec, failShare: 0, delayMs: 0 };

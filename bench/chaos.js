@@ -5,10 +5,15 @@
 // (retries, ejections, breaker, tries per endpoint, traffic to the dead
 // endpoint once it was out of rotation). Second part: what the resilience
 // machinery costs on a healthy cluster, all on vs all off, interleaved.
+// Balancing rows (lib/chaos-balancing.js): p50/p99 per policy with one
+// endpoint 150 ms slower, and the 250 ms health-check cascade with
+// panicThreshold off and on.
 //
 //   node bench/chaos.js [--duration 20] [--connections 50] [--max-ejection-percent 50]
 //                       [--rounds 5] [--overhead-duration 5] [--budget-duration 10]
-//                       [--part chaos|overhead|budget|both] (both: all three)
+//                       [--latency-duration 10] [--latency-warmup 10] [--latency-connections 20,50]
+//                       [--panic-thresholds 0,25,50] [--cascade-hogs 4]
+//                       [--part all|both|chaos,overhead,budget,latency,cascade]
 // Writes bench/results/chaos.{json,md}. Run through npm (`npm run bench:chaos`).
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -23,6 +28,7 @@ import { closedLoop } from './lib/load.js';
 import { prepare, teardown, measure } from './lib/setup.js';
 import { summarize, median, machine, writeResults } from './lib/report.js';
 import { chaosConfig, healthyConfig, retryBudgetConfig, writeValidated, tandemCli } from './lib/chaos-config.js';
+import { latencyRun, latencyMarkdown, cascadeRun, cascadeMarkdown } from './lib/chaos-balancing.js';
 import { readMetrics, readClusters, startSampler, sumOf, byLabel } from './lib/admin-sampler.js';
 
 const { values: opts } = parseArgs({
@@ -32,8 +38,13 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '5' },
     'max-ejection-percent': { type: 'string', default: '50' },
     'overhead-duration': { type: 'string', default: '5' },
-    part: { type: 'string', default: 'both' },
     'budget-duration': { type: 'string', default: '10' },
+    'latency-duration': { type: 'string', default: '10' },
+    'latency-warmup': { type: 'string', default: '10' },
+    'latency-connections': { type: 'string', default: '20,50' },
+    'panic-thresholds': { type: 'string', default: '0,25,50' },
+    'cascade-hogs': { type: 'string', default: '4' },
+    part: { type: 'string', default: 'all' },
   },
 });
 
@@ -409,8 +420,16 @@ function overheadMarkdown(o) {
   ];
 }
 
+/** `all`, `both` (chaos and overhead, as before the balancing rows) or a comma-separated list of parts. */
+function partsToRun(part) {
+  if (part === 'all') return new Set(['chaos', 'overhead', 'budget', 'latency', 'cascade']);
+  if (part === 'both') return new Set(['chaos', 'overhead']);
+  return new Set(part.split(','));
+}
+
 async function main() {
-  const part = opts.part;
+  const parts = partsToRun(opts.part);
+  const tools = { startChaosUpstream, startTandemOn };
   const notes = [];
   if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned');
   // other work on the pinned CPUs moves throughput from run to run; CPU µs/req moves least
@@ -418,17 +437,36 @@ async function main() {
   const ctx = await prepare();
   const out = {};
   try {
-    if (part === 'both' || part === 'chaos') {
+    if (parts.has('chaos')) {
       out.chaos = await chaosRun(ctx, { durationS: Number(opts.duration), connections: Number(opts.connections), maxEjectionPercent: Number(opts['max-ejection-percent']) });
       console.log(chaosMarkdown(out.chaos).join('\n'));
     }
-    if (part === 'both' || part === 'overhead') {
+    if (parts.has('overhead')) {
       out.overhead = await overheadRun(ctx, { durationS: Number(opts['overhead-duration']), rounds: Number(opts.rounds) });
       console.log(overheadMarkdown(out.overhead).join('\n'));
     }
-    if (part === 'both' || part === 'budget') {
+    if (parts.has('budget')) {
       out.retryBudget = await retryBudgetRun(ctx, { durationS: Number(opts['budget-duration']), connections: Number(opts.connections) });
       console.log(retryBudgetMarkdown(out.retryBudget).join('\n'));
+    }
+    if (parts.has('latency')) {
+      const latency = {
+        durationS: Number(opts['latency-duration']),
+        warmupS: Number(opts['latency-warmup']),
+        connectionsList: opts['latency-connections'].split(',').map(Number),
+      };
+      out.latency = await latencyRun(ctx, latency, tools);
+      console.log(latencyMarkdown(out.latency).join('\n'));
+    }
+    if (parts.has('cascade')) {
+      const cascade = {
+        durationS: Number(opts.duration),
+        connections: Number(opts.connections),
+        panicThresholds: opts['panic-thresholds'].split(',').map(Number),
+        hogs: Number(opts['cascade-hogs']),
+      };
+      out.cascade = await cascadeRun(ctx, cascade, tools);
+      console.log(cascadeMarkdown(out.cascade).join('\n'));
     }
   } finally {
     await teardown(ctx);
@@ -440,6 +478,8 @@ async function main() {
     ...(out.chaos ? chaosMarkdown(out.chaos) : []),
     ...(out.overhead ? overheadMarkdown(out.overhead) : []),
     ...(out.retryBudget ? retryBudgetMarkdown(out.retryBudget) : []),
+    ...(out.latency ? latencyMarkdown(out.latency) : []),
+    ...(out.cascade ? cascadeMarkdown(out.cascade) : []),
     ...notes.map((n) => `- ${n}`),
   ].join('\n');
   writeResults(resultsDir, 'chaos', { ...info, ...out, notes }, `${md}\n`);

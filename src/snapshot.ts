@@ -54,7 +54,12 @@ export function retiredClusters(previous: Snapshot, next: Snapshot): ClusterRunt
  * has no endpoints until its first resolution succeeds. `resolve` is for tests.
  */
 export function compileCluster(c: ClusterConfig, metrics: Metrics, resolve: Resolver = lookupAll): ClusterRuntime {
-  const cluster = new Cluster(c);
+  const cluster = new Cluster(c, (panicking) =>
+    log.warn(
+      { cluster: c.name, panicThreshold: c.panicThreshold },
+      panicking ? 'below the panic threshold: balancing over every endpoint' : 'panic over: balancing over healthy endpoints',
+    ),
+  );
   const m = metrics.cluster(c.name);
   // A cluster rebuilt by a reload starts closed: the gauge must not keep
   // the open state of the runtime it replaces.

@@ -2,6 +2,7 @@
 // reloads that swap the snapshot (CONTRACT §5), and the drain that ends them
 // (CONTRACT §6).
 
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAdmin, type AdminServer, type ReloadOutcome } from './admin/server.js';
 import type { Config } from './config/types.js';
@@ -184,15 +185,19 @@ export class Tandem {
   }
 
   private clustersView(): unknown[] {
+    const now = performance.now();
     return [...this.snapshot.clusters.values()].map(({ cluster, breaker }) => ({
       name: cluster.name,
       breaker: breaker?.state ?? 'closed',
+      panic: cluster.panicking,
       endpoints: cluster.endpoints.map((e) => ({
         address: e.address,
         port: e.port,
         healthy: e.healthy,
         ejected: e.ejected,
         activeRequests: e.activeRequests,
+        // peak_ewma clusters only: the estimate the balancer compares, in ms
+        ...(e.latency === null ? {} : { latencyEstimateMs: Math.round(e.latency.at(now) * 1000) / 1000 }),
       })),
     }));
   }

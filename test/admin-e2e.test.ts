@@ -48,6 +48,7 @@ async function adminJson<T>(path: string): Promise<T> {
 interface ClusterView {
   name: string;
   breaker: string;
+  panic: boolean;
   endpoints: { address: string; port: number; healthy: boolean; ejected: boolean; activeRequests: number }[];
 }
 
@@ -95,6 +96,7 @@ describe('admin API after traffic', () => {
       {
         name: 'app',
         breaker: 'closed',
+        panic: false,
         endpoints: [{ address: '127.0.0.1', port: gate.up.port, healthy: true, ejected: false, activeRequests: 1 }],
       },
     ]);

@@ -46,6 +46,7 @@ function clusterConfig(ports: number[]): ClusterConfig {
     name: 'app',
     endpoints: ports.map((port) => ({ address: '127.0.0.1', port, weight: 1 })),
     loadBalancing: 'round_robin',
+    panicThreshold: 0,
     ...POOL,
     circuitBreaker: CIRCUIT_BREAKER_DEFAULTS,
     retryBudget: { percent: 20, minConcurrency: 3 },

@@ -78,6 +78,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
           name: 'app',
           endpoints: [{ address: '127.0.0.1', port: 8080, weight: 1 }],
           loadBalancing: 'round_robin',
+          panicThreshold: 0,
           connectTimeout: 1000,
           pool: { connections: 128, keepAliveTimeout: 4000 },
           // the concurrency limits are always on; the error-rate breaker only with a threshold

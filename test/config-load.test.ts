@@ -442,9 +442,33 @@ describe('error positions and messages', () => {
       'f.yaml:5:18: listeners.0.routes.0.cluster: unknown cluster "missing"',
       'f.yaml:6:18: listeners.0.routes.0.timeout: "forever" is not a duration: write a number and a unit (ms, s, m, h), e.g. "250ms" or "2s"',
       'f.yaml:9:17: clusters.0.endpoints.0: missing port in "localhost": write HOST:PORT, e.g. "127.0.0.1:8080"',
-      'f.yaml:10:20: clusters.0.loadBalancing: must be one of round_robin | least_request | random | ring_hash, got "round-robin" (did you mean "round_robin"?)',
+      'f.yaml:10:20: clusters.0.loadBalancing: must be one of round_robin | least_request | random | ring_hash | peak_ewma, got "round-robin" (did you mean "round_robin"?)',
       'f.yaml:11:5: clusters.0.hashOn: hashOn applies only with loadBalancing: ring_hash',
     ]);
+  });
+
+  test('peak_ewma takes no hashOn, and panicThreshold is a percentage', () => {
+    const text = yaml(
+      'listeners:', //                                   1
+      '  - port: 15000', //                              2
+      '    routes:', //                                  3
+      '      - match: { prefix: / }', //                 4
+      '        cluster: app', //                         5
+      'clusters:', //                                    6
+      '  - name: app', //                                7
+      '    endpoints: [127.0.0.1:8080]', //              8
+      '    loadBalancing: peak_ewma', //                 9
+      '    hashOn: { header: x-user }', //               10
+      '    panicThreshold: 101', //                      11
+    );
+    const errors = errorsOf(text);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toBe('f.yaml:10:5: clusters.0.hashOn: hashOn applies only with loadBalancing: ring_hash');
+    expect(errors[1]).toMatch(/^f\.yaml:11:21: clusters\.0\.panicThreshold: .*100/);
+    expect(loadConfigText(yaml(...text.split('\n').slice(0, 9), '    panicThreshold: 12.5'), 'f.yaml')).toMatchObject({
+      ok: true,
+      config: { clusters: [{ loadBalancing: 'peak_ewma', panicThreshold: 12.5 }] },
+    });
   });
 
   test('an empty file, or one holding only comments, is an error', () => {

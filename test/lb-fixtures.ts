@@ -4,12 +4,13 @@ import type { Endpoint } from '../src/cluster/endpoint.js';
 import type { HashOnConfig, LoadBalancing } from '../src/config/types.js';
 
 /** A cluster of never-connected endpoints on 127.0.0.1:20001.. with the given weights. */
-export function clusterOf(loadBalancing: LoadBalancing, weights: number[], hashOn?: HashOnConfig): Cluster {
+export function clusterOf(loadBalancing: LoadBalancing, weights: number[], hashOn?: HashOnConfig, panicThreshold = 0): Cluster {
   return new Cluster({
     name: 'test',
     endpoints: weights.map((weight, i) => ({ address: '127.0.0.1', port: 20001 + i, weight })),
     loadBalancing,
     ...(hashOn === undefined ? {} : { hashOn }),
+    panicThreshold,
     connectTimeout: 1000,
     pool: { connections: 4, keepAliveTimeout: 4000 },
     circuitBreaker: { maxRequests: 1024, maxPendingRequests: 1024, maxRetries: 3, volumeThreshold: 20, window: 10_000, resetTimeout: 30_000 },

@@ -131,3 +131,31 @@ export function writeValidated(dir, tag, config) {
   }
   return path;
 }
+
+/**
+ * The cascade of bench/README.md: the chaos cluster with the 250 ms health
+ * check timeout that, on a starved CPU, took every endpoint out (the slow
+ * endpoint's 200 ms /healthz leaves it 50 ms of room), with or without a
+ * panic threshold. `tag` keeps each variant's files and access log apart.
+ */
+export function cascadeConfig({ tag, panicThreshold, ...args }) {
+  const config = chaosConfig(args);
+  config.accessLog.path = join(args.dir, `${tag}-access.log`);
+  const cluster = config.clusters[0];
+  cluster.healthCheck = { ...CHAOS_HEALTH_CHECK, timeout: '250ms' };
+  if (panicThreshold > 0) cluster.panicThreshold = panicThreshold;
+  return config;
+}
+
+/**
+ * The latency row: endpoints that differ only in how long they take, behind
+ * `loadBalancing`, without retries (every try is a request, so the client's
+ * latency is the endpoint's plus tandem's).
+ */
+export function latencyConfig({ dir, tag, listenPort, adminPort, endpointPorts, loadBalancing }) {
+  return base({
+    dir, tag, listenPort, adminPort,
+    retries: { attempts: 0 },
+    cluster: { name: 'latency', endpoints: endpointList(endpointPorts), loadBalancing },
+  });
+}

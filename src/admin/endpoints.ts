@@ -9,7 +9,7 @@ export interface AdminState {
   /** listeners bound and not draining */
   ready(): boolean;
   configView(): { version: number; loadedAt: string; config: unknown };
-  /** [{ name, breaker, endpoints: [{ address, port, healthy, ejected, activeRequests }] }] */
+  /** [{ name, breaker, panic, endpoints: [{ address, port, healthy, ejected, activeRequests, latencyEstimateMs? }] }] */
   clustersView(): unknown[];
   metrics: Metrics;
   /** absent: POST /reload answers 501 */

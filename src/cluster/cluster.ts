@@ -1,6 +1,7 @@
 import type { ClusterConfig, EndpointConfig } from '../config/types.js';
 import { Endpoint, endpointKey } from './endpoint.js';
 import { createLoadBalancer, type LoadBalancer, type PickContext } from './lb/index.js';
+import { PanicThreshold } from './panic.js';
 
 export type { PickContext } from './lb/index.js';
 
@@ -17,11 +18,23 @@ export class Cluster {
   private balancer: LoadBalancer;
   /** endpoints that left the list and close once their in-flight requests are done */
   private readonly retiring = new Map<Endpoint, Promise<void>>();
+  private readonly panic: PanicThreshold | null;
 
-  constructor(readonly config: ClusterConfig) {
+  /** `onPanic` hears the cluster cross its panic threshold, either way. */
+  constructor(
+    readonly config: ClusterConfig,
+    onPanic: (panicking: boolean) => void = () => {},
+  ) {
     this.name = config.name;
-    this.current = config.endpoints.map((endpoint) => new Endpoint(endpoint, config));
+    this.panic = config.panicThreshold > 0 ? new PanicThreshold(config.panicThreshold, onPanic) : null;
+    this.current = config.endpoints.map((endpoint) => new Endpoint(endpoint, config, this.panic));
+    this.panic?.follow(this.current);
     this.balancer = createLoadBalancer(config, this.current);
+  }
+
+  /** Below the panic threshold: balancing over every endpoint, health and ejection ignored. */
+  get panicking(): boolean {
+    return this.panic?.active ?? false;
   }
 
   get endpoints(): readonly Endpoint[] {
@@ -47,7 +60,7 @@ export class Cluster {
       seen.add(key);
       let endpoint = before.get(key);
       if (endpoint === undefined) {
-        endpoint = new Endpoint(c, this.config);
+        endpoint = new Endpoint(c, this.config, this.panic);
         added.push(endpoint);
       }
       before.delete(key);
@@ -55,6 +68,7 @@ export class Cluster {
     }
     const removed = [...before.values()];
     this.current = next;
+    this.panic?.follow(next);
     this.balancer = createLoadBalancer(this.config, next);
     for (const endpoint of removed) this.retire(endpoint);
     return { added, removed };
@@ -63,7 +77,8 @@ export class Cluster {
   /**
    * The endpoint for the next try. A retry passes the endpoint it already
    * tried as `exclude` and goes elsewhere when another available endpoint
-   * exists. undefined when every endpoint is unhealthy or ejected.
+   * exists. undefined when every endpoint is unhealthy or ejected and the
+   * panic threshold (if any) does not make them available.
    */
   pick(ctx: PickContext, exclude?: Endpoint): Endpoint | undefined {
     return this.balancer.pick(ctx, exclude);

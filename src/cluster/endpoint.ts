@@ -4,6 +4,8 @@ import type { Client as UndiciClient, Dispatcher } from 'undici';
 import { Client, Pool } from '../undici.js';
 import { ReuseTrackingClient } from './reuse-tracking-client.js';
 import type { ClusterConfig, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
+import type { PanicThreshold } from './panic.js';
+import { PeakEwma } from './peak-ewma.js';
 
 /** undici subtracts this from a server's keep-alive hint, so we stop reusing a socket before the server closes it */
 const KEEP_ALIVE_THRESHOLD_MS = 1000;
@@ -41,12 +43,26 @@ export class Endpoint {
   /** one-off connections still carrying their request */
   private readonly oneOff = new Set<Client>();
   activeRequests = 0;
-  healthy = true;
-  ejected = false;
-  /** set by close(): a closed pool refuses dispatches, so not even a retry's fallback may pick it */
+  /**
+   * Whether load balancers may pick it: healthy, not ejected and not
+   * closing, or, while the cluster's panic threshold is crossed, not
+   * closing. A field kept up to date when a flag changes, not a getter, so
+   * that picks pay nothing for the panic threshold.
+   */
+  available = true;
+  /** the try latencies of a peak_ewma cluster; null for the other policies, which then record nothing */
+  readonly latency: PeakEwma | null;
+  private isHealthy = true;
+  private isEjected = false;
+  /** set by close(): a closed pool refuses dispatches, so not even a retry's fallback (nor panic) may pick it */
   private closing = false;
 
-  constructor(endpoint: EndpointConfig, cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'>) {
+  /** `panic` is the cluster's panic threshold, null when it is off. */
+  constructor(
+    endpoint: EndpointConfig,
+    cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'> & Partial<Pick<ClusterConfig, 'loadBalancing'>>,
+    private readonly panic: PanicThreshold | null = null,
+  ) {
     this.address = endpoint.address;
     this.port = endpoint.port;
     this.weight = endpoint.weight;
@@ -69,6 +85,7 @@ export class Endpoint {
       connections: cluster.pool.connections,
       factory: (origin, options) => new ReuseTrackingClient(origin, options),
     });
+    this.latency = cluster.loadBalancing === 'peak_ewma' ? new PeakEwma() : null;
   }
 
   /**
@@ -84,8 +101,41 @@ export class Endpoint {
     client.close(() => this.oneOff.delete(client));
   }
 
-  get available(): boolean {
-    return this.healthy && !this.ejected && !this.closing;
+  /** Active health checks' verdict. */
+  get healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  set healthy(healthy: boolean) {
+    if (healthy === this.isHealthy) return;
+    this.isHealthy = healthy;
+    this.flagsChanged();
+  }
+
+  /** Outlier detection's verdict. */
+  get ejected(): boolean {
+    return this.isEjected;
+  }
+
+  set ejected(ejected: boolean) {
+    if (ejected === this.isEjected) return;
+    this.isEjected = ejected;
+    this.flagsChanged();
+  }
+
+  /** Healthy and not ejected: what the panic threshold counts. */
+  get inRotation(): boolean {
+    return this.isHealthy && !this.isEjected;
+  }
+
+  /** Recomputes `available`; `panicking` says whether the cluster is below its panic threshold. */
+  refresh(panicking: boolean): void {
+    this.available = !this.closing && (panicking || this.inRotation);
+  }
+
+  private flagsChanged(): void {
+    if (this.panic === null) this.refresh(false);
+    else this.panic.recount();
   }
 
   begin(): void {
@@ -100,6 +150,7 @@ export class Endpoint {
   /** Waits for in-flight requests, then closes the sockets. */
   close(): Promise<void> {
     this.closing = true;
+    this.available = false;
     return this.pool.close();
   }
 

@@ -443,10 +443,22 @@ const clusterSchema = z
     endpoints: z.array(endpointSchema).min(1).optional().meta({ description: 'Fixed endpoints: "host:port" or { address, port, weight }; exactly one of endpoints | dns.' }),
     dns: dnsSchema.optional().meta({ description: 'Endpoints discovered and refreshed from a DNS name; exactly one of endpoints | dns.' }),
     loadBalancing: z
-      .enum(['round_robin', 'least_request', 'random', 'ring_hash'])
+      .enum(['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'])
       .default('round_robin')
-      .meta({ description: 'round_robin, least_request (power of two choices), random or ring_hash.' }),
+      .meta({
+        description:
+          'round_robin, least_request (power of two choices), random, ring_hash or peak_ewma (two choices, the lower latency estimate × (in-flight + 1); the estimate jumps to each slower try and decays with a 10 s time constant).',
+      }),
     hashOn: hashOnSchema.optional().meta({ description: 'The ring_hash key: one of header, cookie, clientIp.' }),
+    panicThreshold: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(0)
+      .meta({
+        description:
+          'Percent: while fewer of the endpoints are healthy and not ejected, balance over all of them instead of answering 503 no_healthy_upstream; 0 = off.',
+      }),
     connectTimeout: duration(1).default(MS.second).meta({ description: 'Time allowed to open a connection to an endpoint.' }),
     pool: z
       .strictObject({

@@ -4,7 +4,7 @@
 // schema.ts must produce exactly it.
 
 export type AccessLogFormat = 'json' | 'text' | 'off';
-export type LoadBalancing = 'round_robin' | 'least_request' | 'random' | 'ring_hash';
+export type LoadBalancing = 'round_robin' | 'least_request' | 'random' | 'ring_hash' | 'peak_ewma';
 export type RetryOn = 'connect-failure' | 'reset' | '5xx' | 'gateway-error' | 'retriable-status-codes';
 
 export interface Config {
@@ -242,6 +242,8 @@ export interface ClusterConfig {
   dns?: DnsConfig;
   loadBalancing: LoadBalancing;
   hashOn?: HashOnConfig;
+  /** percent of endpoints healthy and not ejected below which all are balanced over; 0 = off */
+  panicThreshold: number;
   connectTimeout: number;
   pool: PoolConfig;
   circuitBreaker: CircuitBreakerConfig;

@@ -1,6 +1,7 @@
 import type { ClusterConfig } from '../../config/types.js';
 import type { Endpoint } from '../endpoint.js';
 import { LeastRequestBalancer } from './least-request.js';
+import { PeakEwmaBalancer } from './peak-ewma.js';
 import { RandomBalancer } from './random.js';
 import { RingHashBalancer } from './ring-hash.js';
 import { RoundRobinBalancer } from './round-robin.js';
@@ -18,5 +19,7 @@ export function createLoadBalancer(config: ClusterConfig, endpoints: readonly En
       return new RandomBalancer(endpoints);
     case 'ring_hash':
       return new RingHashBalancer(endpoints, config.hashOn);
+    case 'peak_ewma':
+      return new PeakEwmaBalancer(endpoints);
   }
 }
