@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigFile } from '../src/config/load.js';
+import { Metrics } from '../src/observability/metrics.js';
 import { Tandem } from '../src/tandem.js';
 import { eventually, metricValue, startUpstream, useCleanup } from './support/harness.js';
 import { api, findBinary, instantQuery, startPrometheus, type PrometheusServer } from './support/prometheus.js';
@@ -126,6 +127,27 @@ describe('the shipped files', () => {
       expect(r.annotations.summary, r.alert).toMatch(/\S/);
       expect(r.annotations.description, r.alert).toMatch(/\S/);
       expect(['warning', 'critical'], r.alert).toContain(r.labels?.severity);
+    }
+  });
+
+  it('docs/observability.md lists every metric tandem registers (the process metrics as a family)', async () => {
+    const docs = readFileSync(repoFile('docs/observability.md'), 'utf8');
+    const own = (await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => !/^tandem_(process|nodejs)_/.test(n));
+    expect(own.length).toBeGreaterThanOrEqual(11);
+    for (const name of own) expect(docs, name).toContain(`| \`${name}\` |`);
+  });
+
+  it('every alert links a runbook section of docs/observability.md that exists', () => {
+    const anchors = new Set(
+      readFileSync(repoFile('docs/observability.md'), 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('#'))
+        // GitHub's heading anchors: lowercase, punctuation dropped, spaces to dashes
+        .map((l) => l.replace(/^#+\s*/, '').toLowerCase().replace(/[^\w\s-]/g, '').replace(/\s/g, '-')),
+    );
+    for (const r of alertRules()) {
+      expect(r.annotations.runbook_url, r.alert).toBe(`docs/observability.md#${r.alert.toLowerCase()}`);
+      expect(anchors, r.alert).toContain(r.alert.toLowerCase());
     }
   });
 
