@@ -21,6 +21,7 @@ import { api, findBinary, instantQuery, startPrometheus, type PrometheusServer }
 
 const repoFile = (path: string): string => fileURLToPath(new URL(`../${path}`, import.meta.url));
 const ALERTS_FILE = repoFile('observability/prometheus/alerts.yaml');
+const ALERT_TESTS_FILE = repoFile('observability/prometheus/alerts.test.yaml');
 const DASHBOARD_FILE = repoFile('observability/grafana/tandem.json');
 
 const PROMETHEUS = findBinary('prometheus');
@@ -109,6 +110,14 @@ describe.skipIf(PROMTOOL === undefined)(`promtool ${PROMTOOL === undefined ? MIS
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     expect(run.stdout).toContain(`SUCCESS: ${alertRules().length} rules found`);
+  });
+
+  it('test rules passes the unit tests of every alert (thresholds, `for`, labels, annotations)', () => {
+    const run = spawnSync(PROMTOOL!, ['test', 'rules', ALERT_TESTS_FILE], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.stdout + run.stderr).toContain('SUCCESS');
+    expect(run.status).toBe(0);
+    const tested = new Set([...readFileSync(ALERT_TESTS_FILE, 'utf8').matchAll(/alertname: (\w+)/g)].map((m) => m[1]));
+    expect([...tested].sort()).toEqual(alertRules().map((r) => r.alert).sort());
   });
 });
 
