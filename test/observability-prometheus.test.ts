@@ -61,6 +61,7 @@ interface Panel {
 interface Variable {
   type: string;
   name: string;
+  datasource?: { type: string; uid: string };
   query: string | { query: string };
 }
 interface Dashboard {
@@ -171,6 +172,9 @@ describe('the shipped files', () => {
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
     }
     expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'instance', 'listener', 'route', 'cluster']);
+    for (const v of d.templating.list.filter((x) => x.type === 'query')) {
+      expect(v.datasource, v.name).toEqual({ type: 'prometheus', uid: '${datasource}' });
+    }
   });
 });
 
