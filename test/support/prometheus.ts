@@ -38,7 +38,7 @@ export interface PrometheusOptions {
   ruleFiles: string[];
 }
 
-/** Starts Prometheus and resolves once it answers /-/ready (at most 15 s). */
+/** Starts Prometheus and resolves once it answers /-/ready (at most 30 s: its start is slow on a loaded machine). */
 export async function startPrometheus(opts: PrometheusOptions): Promise<PrometheusServer> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-prometheus-'));
   const configFile = join(dir, 'prometheus.yml');
@@ -84,7 +84,7 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
     rmSync(dir, { recursive: true, force: true });
   };
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 30_000;
   for (;;) {
     if (exited || Date.now() > deadline) {
       await close();
