@@ -32,9 +32,10 @@ export class Listener {
     const options: ServerOptions = {
       ServerResponse: ProxyResponse as typeof ServerResponse,
       maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeout,
-      // Node requires the whole-request timeout to be at least the head's.
-      requestTimeout: limits.requestTimeout === 0 ? 0 : Math.max(limits.requestTimeout, limits.headersTimeout),
+      // Node refuses a head deadline past the whole request's: a shorter
+      // requestTimeout bounds the head too, rather than being widened.
+      headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+      requestTimeout: limits.requestTimeout,
       keepAliveTimeout: limits.idleTimeout,
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
       // handle() answers a missing Host itself, with tandem's JSON error
