@@ -7,9 +7,8 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import { CLIENT_CLOSED, RequestRecord, type Flag, type ListenerContext } from '../proxy/exchange.js';
-import { admissionError, clientAddress } from '../proxy/handle.js';
+import { admissionError } from '../proxy/handle.js';
 import { buildResponseHeaders, buildUpstreamHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
-import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
 import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
 import { forwardedClientCert } from './client-cert.js';
@@ -50,11 +49,7 @@ export async function tunnelUpgrade(
   tunnels: Set<Duplex>,
 ): Promise<void> {
   client.on('error', () => client.destroy());
-  const t = new Tunnel(ctx, req, clientAddress(req));
-  t.requestId = requestIdFrom(req.headers['x-request-id']);
-  const trace = traceFrom(req.headers.traceparent);
-  t.traceparent = trace.traceparent;
-  t.traceId = trace.traceId;
+  const t = new Tunnel(ctx, req, req.socket);
   const reject = (code: ErrorCode, extra?: Record<string, string>): void => {
     const flag = FLAGS[code];
     if (flag !== undefined) t.flag(flag);

@@ -12,7 +12,6 @@ import type { ErrorCode } from './errors.js';
 import { Exchange, type ListenerContext } from './exchange.js';
 import { Forward } from './forward.js';
 import { buildUpstreamHeaders, type CompiledHeaderOps } from './headers.js';
-import { requestIdFrom, traceFrom } from './request-id.js';
 
 /** The response class of tandem's listeners: it carries its request's Exchange. */
 export interface ExchangeCarrier {
@@ -97,22 +96,12 @@ export function rejectRequest(
   begin(ctx, req, res).fail(code, undefined, true);
 }
 
-/** The exchange of a new request, identified before anything can fail so every answer carries its id. */
+/** The exchange of a new request. */
 function begin(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): Exchange {
-  const ex = new Exchange(ctx, req, res, clientAddress(req));
+  const ex = new Exchange(ctx, req, res);
   res.exchange = ex;
   res.on('close', onResponseClose);
-  ex.requestId = requestIdFrom(req.headers['x-request-id']);
-  const trace = traceFrom(req.headers.traceparent);
-  ex.traceparent = trace.traceparent;
-  ex.traceId = trace.traceId;
   return ex;
-}
-
-/** The peer's address; an IPv4 client of a dual-stack (`::`) listener without its `::ffff:` mapping. */
-export function clientAddress(req: IncomingMessage): string {
-  const a = req.socket.remoteAddress ?? '';
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
 function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
