@@ -73,6 +73,16 @@ describe('refused by the parser before routing', () => {
     expect(await metricValue(t.adminUrl, 'tandem_requests_total', { route: 'all', code: '400' })).toBe(1);
   });
 
+  it('chunk extensions over 16 KiB: 413 as Node itself answers, logged once with DPE', async () => {
+    const t = await proxy();
+    const raw = await rawRequest(t.port, `POST /ext HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;x=${'a'.repeat(20_000)}\r\nz\r\n0\r\n\r\n`);
+    expectRawTandemError(parseResponses(raw.text)[0], 413, 'payload_too_large', { close: true });
+    await sleep(100);
+    const lines = await waitForAccessLog(t, 1);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ path: '/ext', status: 413, flags: ['DPE'] });
+  });
+
   it('a scan of many probes on one tandem leaves one line and one count per probe', async () => {
     const t = await proxy();
     const probes = [
