@@ -140,6 +140,12 @@ export class Exchange extends RequestRecord {
     res.end(body);
   }
 
+  /** Refuses the request with tandem's error `code` and that code's flag, closing the connection when the request itself is at fault. */
+  refuse(code: ErrorCode, extra?: Record<string, string>): void {
+    const spec = ERRORS[code];
+    this.fail(code, spec.flag, spec.closes, extra);
+  }
+
   /**
    * Runs once, when the response is finished or the connection closed
    * (whichever comes first): metrics and the access log line.

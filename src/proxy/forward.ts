@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { IncomingMessage } from 'node:http';
 import pRetry from 'p-retry';
+import { enterCluster, leaveCluster } from '../cluster/admission.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Deadline } from './deadlines.js';
@@ -76,16 +77,8 @@ export class Forward implements AttemptOwner {
   }
 
   start(): void {
-    const c = this.cluster;
-    if (!c.limits.admit()) {
-      c.metrics.rejected('overflow');
-      return this.ex.fail('overflow', 'UO');
-    }
-    if (c.breaker !== null && !c.breaker.allow()) {
-      c.limits.release();
-      c.metrics.rejected('open');
-      return this.ex.fail('circuit_open', 'UO');
-    }
+    const refused = enterCluster(this.cluster);
+    if (refused !== null) return this.ex.refuse(refused);
     this.admitted = true;
     const body = this.body;
     if (body !== null && this.keepsBody(body)) return this.bufferBody(body);
@@ -130,8 +123,7 @@ export class Forward implements AttemptOwner {
     this.releaseRetrySlot();
     if (!this.admitted) return;
     this.admitted = false;
-    this.cluster.limits.release();
-    this.cluster.breaker?.record(this.verdict());
+    leaveCluster(this.cluster, this.verdict());
   }
 
   /**
