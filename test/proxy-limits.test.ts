@@ -265,7 +265,7 @@ describe('timeouts', () => {
     await sleep(100);
     expect(track.events).toEqual(['start /slow-body', 'aborted']);
     const log = await t.accessLog();
-    expect(log[0]).toMatchObject({ path: '/slow-body', status: 408 });
+    expect(log[0]).toMatchObject({ path: '/slow-body', status: 408, flags: ['DPE'] });
   });
 
   // A requestTimeout below headersTimeout is not raised to it: the whole
