@@ -40,6 +40,8 @@ interface WsUpstream {
   seen: http.IncomingMessage[];
   /** its side of every open tunnel */
   sockets: Set<Duplex>;
+  /** when not 0, upgrades are refused with this status instead of a 101 */
+  refuseWith: number;
   close(): Promise<void>;
 }
 
@@ -50,12 +52,27 @@ interface WsUpstream {
 async function startWsUpstream(plainStatus = 400): Promise<WsUpstream> {
   const seen: http.IncomingMessage[] = [];
   const sockets = new Set<Duplex>();
+  const upstream: WsUpstream = {
+    port: 0,
+    seen,
+    sockets,
+    refuseWith: 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
   const server = http.createServer((_req, res) => {
     res.writeHead(plainStatus);
     res.end('upgrade only');
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     seen.push(req);
+    if (upstream.refuseWith !== 0) {
+      socket.end(`HTTP/1.1 ${upstream.refuseWith} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      return;
+    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
@@ -74,16 +91,8 @@ async function startWsUpstream(plainStatus = 400): Promise<WsUpstream> {
     socket.on('end', () => socket.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    sockets,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  upstream.port = (server.address() as AddressInfo).port;
+  return upstream;
 }
 
 function upgradeRequest(path = '/ws', extra = ''): string {
@@ -470,6 +479,29 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
     expect(seen()).toBe(before);
     const lines = await waitForAccessLog(t, 3);
     expect(lines[2]).toMatchObject({ status: 503, flags: ['UO'], route: 'ws', cluster: 'app', attempts: 0 });
+  });
+
+  it('a half-open trial that is an upgrade closes the breaker on its 101, while the tunnel stays open', async () => {
+    const up = cleanup.add(await startWsUpstream(200));
+    up.refuseWith = 503;
+    const t = cleanup.add(await startTandem(configFor(up.port, '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2, resetTimeout: 200ms }')));
+    for (let i = 0; i < 2; i++) {
+      const c = await client(t.port);
+      c.write(upgradeRequest());
+      expect(await c.waitClosed()).toBe(true);
+      expect(parseResponses(c.text())[0]?.status).toBe(503);
+    }
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(1);
+    up.refuseWith = 0;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const trial = await client(t.port);
+    trial.write(upgradeRequest());
+    expect(statusOf(await trial.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    expect(await eventually(async () => (await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })) === 0)).toBe(true);
+    const plain = await fetch(`${t.url}/ws/plain`);
+    expect(plain.status).toBe(200);
+    await plain.text();
+    expect(trial.closed()).toBe(false);
   });
 
   it('an established tunnel is a success for the error-rate breaker', async () => {
