@@ -193,6 +193,15 @@ describe('text access log', () => {
     );
   });
 
+  it('a request refused before its head was parsed has `-` for its method and path', () => {
+    expect(formatText(entry({
+      method: '', path: '', route: null, cluster: null, endpoint: null, upstreamMs: null, status: 400, bytesOut: 0, attempts: 0, flags: ['DPE'],
+    }))).toBe(
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "- -" 400 0 12.5ms ' +
+        'route=- cluster=- endpoint=- attempts=0 flags=DPE rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b\n',
+    );
+  });
+
   it('writes those lines to the destination', async () => {
     const file = join(dir, 'access.log');
     const log = createAccessLog({ format: 'text', path: file });

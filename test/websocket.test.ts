@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
 import {
   deadPort,
@@ -21,6 +22,7 @@ import {
   statusOf,
   useCleanup,
   waitForAccessLog,
+  writeTempFile,
   type RawClient,
   type Upstream,
 } from './support/harness.js';
@@ -38,19 +40,39 @@ interface WsUpstream {
   seen: http.IncomingMessage[];
   /** its side of every open tunnel */
   sockets: Set<Duplex>;
+  /** when not 0, upgrades are refused with this status instead of a 101 */
+  refuseWith: number;
   close(): Promise<void>;
 }
 
-/** Completes the handshake, says `hello` first, then echoes every byte until the peer closes. */
-async function startWsUpstream(): Promise<WsUpstream> {
+/**
+ * Completes the handshake, says `hello` first, then echoes every byte until
+ * the peer closes. A plain request gets `plainStatus`.
+ */
+async function startWsUpstream(plainStatus = 400): Promise<WsUpstream> {
   const seen: http.IncomingMessage[] = [];
   const sockets = new Set<Duplex>();
+  const upstream: WsUpstream = {
+    port: 0,
+    seen,
+    sockets,
+    refuseWith: 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
   const server = http.createServer((_req, res) => {
-    res.writeHead(400);
+    res.writeHead(plainStatus);
     res.end('upgrade only');
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     seen.push(req);
+    if (upstream.refuseWith !== 0) {
+      socket.end(`HTTP/1.1 ${upstream.refuseWith} Refused\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      return;
+    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
@@ -69,16 +91,8 @@ async function startWsUpstream(): Promise<WsUpstream> {
     socket.on('end', () => socket.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    seen,
-    sockets,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  upstream.port = (server.address() as AddressInfo).port;
+  return upstream;
 }
 
 function upgradeRequest(path = '/ws', extra = ''): string {
@@ -94,12 +108,13 @@ function upgradeRequest(path = '/ws', extra = ''): string {
   );
 }
 
-function configFor(port: number, routeExtra = ''): string {
+function configFor(port: number, routeExtra = '', clusterExtra = '', listenerExtra = ''): string {
   return `
 listeners:
   - name: inbound
     address: 127.0.0.1
     port: 0
+    ${listenerExtra}
     routes:
       - name: ws
         match: { prefix: /ws }
@@ -110,6 +125,7 @@ clusters:
   - name: app
     endpoints: [127.0.0.1:${port}]
     connectTimeout: 300ms
+    ${clusterExtra}
 `;
 }
 
@@ -314,5 +330,198 @@ describe('WebSocket tunnel', () => {
     expect(header(res!, 'x-tandem-error')).toBe('rate_limited');
     expect(header(res!, 'retry-after')).toBe('1');
     expect(up.seen).toHaveLength(1);
+  });
+
+  it("a route's auth.jwt holds for upgrades: no token gets 401, a valid one is tunnelled with its claims forwarded", async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES256');
+    const jwks = writeTempFile(JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] }), 'jwks.json');
+    const up = cleanup.add(await startWsUpstream());
+    const auth = `auth: { jwt: { issuer: https://issuer.test, audiences: [chat], jwksFile: ${jwks}, forwardClaims: { sub: x-user-id } } }`;
+    const t = cleanup.add(await startTandem(configFor(up.port, auth)));
+
+    const anonymous = await client(t.port);
+    anonymous.write(upgradeRequest());
+    expect(await anonymous.waitClosed()).toBe(true);
+    const [refused] = parseResponses(anonymous.text());
+    expect(refused?.status).toBe(401);
+    expect(header(refused!, 'x-tandem-error')).toBe('unauthorized');
+    expect(header(refused!, 'www-authenticate')).toMatch(/^Bearer /);
+    expect(up.seen).toHaveLength(0);
+
+    const token = await new SignJWT({ sub: 'user-7' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer('https://issuer.test')
+      .setAudience('chat')
+      .setExpirationTime('5m')
+      .sign(privateKey);
+    const signed = await client(t.port);
+    signed.write(upgradeRequest('/ws', `Authorization: Bearer ${token}\r\n`));
+    expect(statusOf(await signed.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    expect(up.seen[0]!.headers['x-user-id']).toBe('user-7');
+  });
+
+  it('with headersWithUnderscores: drop, an upgrade is forwarded without its underscored headers', async () => {
+    const up = cleanup.add(await startWsUpstream());
+    const t = cleanup.add(await startTandem(configFor(up.port, '', '', 'limits: { headersWithUnderscores: drop }')));
+    const c = await client(t.port);
+    c.write(upgradeRequest('/ws', 'X_User: admin\r\nX-User: alice\r\n'));
+    expect(statusOf(await c.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const names = up.seen[0]!.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+    expect(names).not.toContain('x_user');
+    expect(up.seen[0]!.headers['x-user']).toBe('alice');
+  });
+});
+
+describe("WebSocket upgrades and the cluster's circuit breakers", () => {
+  it("an open tunnel holds one of the cluster's maxRequests: another upgrade or request gets 503 overflow until it closes", async () => {
+    const up = cleanup.add(await startWsUpstream(200));
+    const t = cleanup.add(await startTandem(configFor(up.port, '', 'circuitBreaker: { maxRequests: 1 }')));
+    const first = await client(t.port);
+    first.write(upgradeRequest());
+    expect(statusOf(await first.waitFor((s) => s.endsWith('hello')))).toBe(101);
+
+    const second = await client(t.port);
+    second.write(upgradeRequest());
+    expect(await second.waitClosed()).toBe(true);
+    const [refused] = parseResponses(second.text());
+    expect(refused?.status).toBe(503);
+    expect(header(refused!, 'x-tandem-error')).toBe('overflow');
+    const plain = await fetch(`${t.url}/ws/plain`);
+    expect(plain.status).toBe(503);
+    expect(plain.headers.get('x-tandem-error')).toBe('overflow');
+    await plain.text();
+    expect(up.seen).toHaveLength(1);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'overflow' })).toBe(2);
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.map((l) => [l.status, l.flags])).toEqual([
+      [503, ['UO']],
+      [503, ['UO']],
+    ]);
+
+    // the slot comes back when the tunnel closes
+    first.destroy();
+    expect(await eventually(() => t.tandem.listeners[0]!.tunnels.size === 0)).toBe(true);
+    const third = await client(t.port);
+    third.write(upgradeRequest());
+    expect(statusOf(await third.waitFor((s) => s.endsWith('hello')))).toBe(101);
+  });
+
+  it('a refused upgrade gives its place back', async () => {
+    const up = cleanup.add(
+      await startUpstream((_req, res) => {
+        res.writeHead(403);
+        res.end('no');
+      }),
+    );
+    const t = cleanup.add(await startTandem(configFor(up.port, '', 'circuitBreaker: { maxRequests: 1 }')));
+    for (let i = 0; i < 3; i++) {
+      const c = await client(t.port);
+      c.write(upgradeRequest());
+      expect(await c.waitClosed()).toBe(true);
+      expect(parseResponses(c.text())[0]?.status).toBe(403);
+    }
+    expect(up.seen).toHaveLength(3);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_active_requests', { cluster: 'app' })).toBe(0);
+  });
+
+  it('a client that leaves while its upgrade waits for the upstream: 499 DC, the upstream try stopped, its place given back', async () => {
+    let connections = 0;
+    const up = cleanup.add(await startRawUpstream(() => void connections++));
+    const t = cleanup.add(await startTandem(configFor(up.port, 'timeout: 300ms', 'circuitBreaker: { maxRequests: 1 }')));
+    const leaving = await client(t.port);
+    leaving.write(upgradeRequest());
+    expect(await eventually(() => connections === 1)).toBe(true);
+    leaving.destroy();
+    const [line] = await waitForAccessLog(t, 1);
+    expect(line).toMatchObject({ status: 499, flags: ['DC'], route: 'ws', attempts: 1 });
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_active_requests', { cluster: 'app' })).toBe(0);
+    // not 503 overflow: the place came back, so this one waits out the route timeout
+    const next = await client(t.port);
+    next.write(upgradeRequest());
+    expect(await next.waitClosed()).toBe(true);
+    expect(header(parseResponses(next.text())[0]!, 'x-tandem-error')).toBe('upstream_timeout');
+  });
+
+  const breaker = 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2 }';
+
+  it.each([
+    ['a connect failure', async () => ({ port: await deadPort(), seen: () => 0 })],
+    [
+      'a 5xx instead of a 101',
+      async () => {
+        const up = cleanup.add(
+          await startUpstream((_req, res) => {
+            res.writeHead(503);
+            res.end('down');
+          }),
+        );
+        return { port: up.port, seen: () => up.seen.length };
+      },
+    ],
+  ])('failed upgrades (%s) open the error-rate breaker: then 503 circuit_open, nothing sent upstream', async (_what, upstream) => {
+    const { port, seen } = await upstream();
+    const t = cleanup.add(await startTandem(configFor(port, '', breaker)));
+    for (let i = 0; i < 2; i++) {
+      const c = await client(t.port);
+      c.write(upgradeRequest());
+      expect(await c.waitClosed()).toBe(true);
+      expect([502, 503]).toContain(parseResponses(c.text())[0]?.status);
+      expect(header(parseResponses(c.text())[0]!, 'x-tandem-error')).not.toBe('circuit_open');
+    }
+    const before = seen();
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    expect(await c.waitClosed()).toBe(true);
+    const [res] = parseResponses(c.text());
+    expect(res?.status).toBe(503);
+    expect(header(res!, 'x-tandem-error')).toBe('circuit_open');
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(1);
+    expect(seen()).toBe(before);
+    const lines = await waitForAccessLog(t, 3);
+    expect(lines[2]).toMatchObject({ status: 503, flags: ['UO'], route: 'ws', cluster: 'app', attempts: 0 });
+  });
+
+  it('a half-open trial that is an upgrade closes the breaker on its 101, while the tunnel stays open', async () => {
+    const up = cleanup.add(await startWsUpstream(200));
+    up.refuseWith = 503;
+    const t = cleanup.add(await startTandem(configFor(up.port, '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2, resetTimeout: 200ms }')));
+    for (let i = 0; i < 2; i++) {
+      const c = await client(t.port);
+      c.write(upgradeRequest());
+      expect(await c.waitClosed()).toBe(true);
+      expect(parseResponses(c.text())[0]?.status).toBe(503);
+    }
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(1);
+    up.refuseWith = 0;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const trial = await client(t.port);
+    trial.write(upgradeRequest());
+    expect(statusOf(await trial.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    expect(await eventually(async () => (await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })) === 0)).toBe(true);
+    const plain = await fetch(`${t.url}/ws/plain`);
+    expect(plain.status).toBe(200);
+    await plain.text();
+    expect(trial.closed()).toBe(false);
+  });
+
+  it('an established tunnel is a success for the error-rate breaker', async () => {
+    const up = cleanup.add(await startWsUpstream(500));
+    const t = cleanup.add(await startTandem(configFor(up.port, '', breaker)));
+    for (let i = 0; i < 2; i++) {
+      const c = await client(t.port);
+      c.write(upgradeRequest());
+      expect(statusOf(await c.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    }
+    // two successes and two failures: 50 %, not over the threshold
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${t.url}/ws/plain`);
+      expect(res.status).toBe(500);
+      await res.text();
+    }
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(0);
+    const after = await fetch(`${t.url}/ws/plain`);
+    expect(after.status).toBe(500);
+    expect(after.headers.get('x-tandem-error')).toBeNull();
+    await after.text();
   });
 });

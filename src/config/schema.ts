@@ -120,7 +120,7 @@ const limitsSchema = z.strictObject({
   maxBodyBytes: size().default(0).meta({ description: 'Largest request body, 0 for unlimited; a larger one gets 413.' }),
   maxHeaders: z.int().min(1).default(100).meta({ description: 'Most request header lines; more get 431.' }),
   headersTimeout: duration(1).default(10 * MS.second).meta({ description: 'Time for the request head to arrive; then 408 and the connection closes.' }),
-  requestTimeout: duration(1).default(60 * MS.second).meta({ description: 'Time for the whole request (head and body) to arrive; then 408 and the connection closes.' }),
+  requestTimeout: duration(1).default(60 * MS.second).meta({ description: 'Time for the whole request (head and body) to arrive; then 408 and the connection closes. Below headersTimeout it is the head\'s deadline too.' }),
   idleTimeout: duration(1).default(60 * MS.second).meta({ description: 'How long an idle keep-alive client connection stays open.' }),
   headersWithUnderscores: z
     .enum(['reject', 'drop', 'allow'])

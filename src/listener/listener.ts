@@ -2,14 +2,14 @@
 // answers for what Node rejects before a request exists, WebSocket tunnels,
 // and the drain steps.
 
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import { http } from '../node-http.js';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenerLimits } from '../config/types.js';
-import { rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
-import type { Exchange, ListenerContext } from '../proxy/exchange.js';
+import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
+import { RequestRecord, type Exchange, type ListenerContext } from '../proxy/exchange.js';
 import { handleRequest, rejectRequest, type ExchangeCarrier } from '../proxy/handle.js';
 import { serverTlsOptions, watchTlsFiles } from './tls.js';
 import { tunnelUpgrade } from './upgrade.js';
@@ -32,9 +32,10 @@ export class Listener {
     const options: ServerOptions = {
       ServerResponse: ProxyResponse as typeof ServerResponse,
       maxHeaderSize: limits.maxHeaderBytes,
-      headersTimeout: limits.headersTimeout,
-      // Node requires the whole-request timeout to be at least the head's.
-      requestTimeout: limits.requestTimeout === 0 ? 0 : Math.max(limits.requestTimeout, limits.headersTimeout),
+      // Node refuses a head deadline past the whole request's: a shorter
+      // requestTimeout bounds the head too, rather than being widened.
+      headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+      requestTimeout: limits.requestTimeout,
       keepAliveTimeout: limits.idleTimeout,
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
       // handle() answers a missing Host itself, with tandem's JSON error
@@ -51,8 +52,8 @@ export class Listener {
       this.server = server;
     }
     applyHeaderCount(this.server, limits);
-    this.server.on('clientError', onClientError);
-    this.server.on('connect', onConnectMethod);
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(ctx, err, socket));
+    this.server.on('connect', (req: IncomingMessage, socket: Socket) => new RawAnswer(ctx, req, socket).send(socket, 'method_not_allowed'));
     // Node answers an unknown expectation with a bare 417 unless asked.
     this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
       rejectRequest(ctx, req, res as ProxyResponse, 'expectation_failed'),
@@ -107,24 +108,45 @@ function applyHeaderCount(server: Server, limits: ListenerLimits): void {
 
 const CLIENT_ERRORS: Record<string, ErrorCode> = {
   HPE_HEADER_OVERFLOW: 'headers_too_large',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'payload_too_large',
   ERR_HTTP_REQUEST_TIMEOUT: 'request_timeout',
 };
+
+/**
+ * A request answered with raw bytes on its socket before any route was
+ * looked up, logged and counted like any other: a CONNECT, or one Node
+ * refused (its parser or its head/request timeout) before it made a request
+ * object of it, flagged DPE.
+ */
+class RawAnswer extends RequestRecord {
+  constructor(ctx: ListenerContext, req: IncomingMessage | null, socket: Socket) {
+    super(ctx, req, socket);
+    if (req === null) this.flag('DPE');
+  }
+
+  /** Answers with tandem's error and closes the connection. */
+  send(socket: Duplex, code: ErrorCode): void {
+    socket.end(rawErrorResponse(code, this.requestId));
+    this.record(ERRORS[code].status);
+  }
+}
 
 /**
  * Node's parser rejected the bytes, or a header/request timeout fired. When a
  * request was already being served, it is answered through its exchange (so
  * the upstream try is cancelled and the access log has it); otherwise raw
- * bytes go out and the connection closes.
+ * bytes go out and the connection closes. Either way the answer carries
+ * flag DPE; a connection that is gone gets no answer and is no request.
  */
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+function onClientError(ctx: ListenerContext, err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
   const code = CLIENT_ERRORS[err.code ?? ''] ?? 'bad_request';
-  const inFlight = (socket as Duplex & { _httpMessage?: ProxyResponse | null })._httpMessage;
+  const inFlight = (socket as Socket & { _httpMessage?: ProxyResponse | null })._httpMessage;
   if (inFlight?.exchange && !inFlight.headersSent) {
-    inFlight.exchange.fail(code, undefined, true);
+    inFlight.exchange.fail(code, 'DPE', true);
     return;
   }
   // A response already begun (handle() may have refused the head the parser
@@ -135,9 +157,5 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     else socket.destroy();
     return;
   }
-  socket.end(rawErrorResponse(code, randomUUID()));
-}
-
-function onConnectMethod(_req: IncomingMessage, socket: Duplex): void {
-  socket.end(rawErrorResponse('method_not_allowed', randomUUID()));
+  new RawAnswer(ctx, null, socket).send(socket, code);
 }

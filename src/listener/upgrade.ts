@@ -1,172 +1,192 @@
-// HTTP/1.1 Upgrade (WebSocket): routed like any request, then the two
-// sockets are joined byte for byte until either side closes.
+// HTTP/1.1 Upgrade (WebSocket): the stages every request passes
+// (proxy/handle.ts), a place among the cluster's requests like any forwarded
+// request (cluster/admission.ts), then the two sockets are joined byte for
+// byte until either side closes.
 
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { http } from '../node-http.js';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { enterCluster, leaveCluster } from '../cluster/admission.js';
+import type { Deadline } from '../proxy/deadlines.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
-import { CLIENT_CLOSED, RequestRecord, type Flag, type ListenerContext } from '../proxy/exchange.js';
-import { admissionError, clientAddress } from '../proxy/handle.js';
-import { buildResponseHeaders, buildUpstreamHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
-import { requestIdFrom, traceFrom } from '../proxy/request-id.js';
-import { normalizePath, splitTarget } from '../router/normalize.js';
-import { findRoute } from '../router/route-table.js';
-import { forwardedClientCert } from './client-cert.js';
+import { CLIENT_CLOSED, RequestRecord, type ListenerContext } from '../proxy/exchange.js';
+import { runStages, upstreamHeaders, type StagedRequest } from '../proxy/handle.js';
+import { buildResponseHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
+import type { CompiledRoute } from '../snapshot-types.js';
+
+export function tunnelUpgrade(ctx: ListenerContext, req: IncomingMessage, client: Duplex, head: Buffer, tunnels: Set<Duplex>): void {
+  runStages(new Tunnel(ctx, req, client, head, tunnels), openTunnel);
+}
+
+function openTunnel(t: Tunnel, route: CompiledRoute, upstreamPath: string, ops: CompiledHeaderOps | undefined): void {
+  t.open(route, upstreamPath, ops);
+}
 
 /**
- * A tunnelled request's record: logged once, when the upgrade is refused or
- * when the tunnel closes (its duration is the tunnel's life).
+ * An upgrade request, from its head to the tunnel's end. Logged once, when
+ * the upgrade is refused or when the tunnel closes (its duration is the
+ * tunnel's life).
  */
-class Tunnel extends RequestRecord {
-  private recorded = false;
-  private readonly attemptStartedHr = performance.now();
+class Tunnel extends RequestRecord implements StagedRequest {
+  declare readonly req: IncomingMessage;
+  done = false;
+  /** the upstream half while the upgrade waits for its answer */
+  private dispatch: UpgradeDispatch | null = null;
+  private timer: Deadline<UpgradeDispatch> | null = null;
+  /** the upstream's socket once the tunnel is open */
+  private upstream: Duplex | null = null;
+  /** holds a place among the cluster's requests until it ends */
+  private admitted = false;
+  /** the client left before the tunnel opened */
+  private left = false;
+  private attemptStartedHr = 0;
 
-  end(status: number): void {
-    if (this.recorded) return;
-    this.recorded = true;
-    if (this.cluster !== null && this.attempts > 0) {
+  constructor(
+    ctx: ListenerContext,
+    req: IncomingMessage,
+    readonly client: Duplex,
+    private readonly head: Buffer,
+    private readonly tunnels: Set<Duplex>,
+  ) {
+    super(ctx, req, req.socket);
+    client.on('error', () => client.destroy());
+    // A FIN before the tunnel opens is a client giving up, as for any
+    // request; once it is open, the half-close goes through to the upstream.
+    client.once('end', () => {
+      if (this.upstream === null) this.abandon();
+    });
+    client.once('close', () => {
+      this.tunnels.delete(client);
+      if (this.upstream !== null) this.upstream.destroy();
+      else this.abandon();
+    });
+  }
+
+  /** Answers with raw bytes and closes: the connection was handed over by Node and carries nothing else. */
+  refuse(code: ErrorCode, extra?: Record<string, string>): void {
+    if (!this.client.writable) return this.gone();
+    const { status, flag } = ERRORS[code];
+    if (flag !== undefined) this.flag(flag);
+    this.client.end(rawErrorResponse(code, this.requestId, extra));
+    this.end(status);
+  }
+
+  open(route: CompiledRoute, upstreamPath: string, ops: CompiledHeaderOps | undefined): void {
+    // a direct response has nothing to tunnel to
+    if (route.pickCluster === null) return this.refuse('no_route');
+    const cluster = route.pickCluster();
+    this.cluster = cluster;
+    const refused = enterCluster(cluster);
+    if (refused !== null) return this.refuse(refused);
+    this.admitted = true;
+    const endpoint = cluster.cluster.pick(this);
+    if (endpoint === undefined) return this.refuse('no_healthy_upstream');
+    this.endpoint = endpoint;
+    this.attempts = 1;
+    endpoint.begin();
+    cluster.metrics.activeInc();
+    this.attemptStartedHr = performance.now();
+    const dispatch = new UpgradeDispatch(this, route.responseOps);
+    this.dispatch = dispatch;
+    // The route timeout bounds the wait for the upstream's answer (and the
+    // relay of a refusal), not the life of the tunnel.
+    if (route.routeDeadlines !== null) this.timer = route.routeDeadlines.add(onUpgradeTimeout, dispatch);
+    const req = this.req;
+    endpoint.pool.dispatch(
+      { path: upstreamPath, method: req.method ?? 'GET', headers: upstreamHeaders(this, route, ops), upgrade: String(req.headers.upgrade ?? 'websocket') },
+      dispatch,
+    );
+  }
+
+  /** The upstream answered, failed, or was stopped. */
+  answered(answer: UpstreamAnswer): void {
+    this.dispatch = null;
+    this.timer?.cancel();
+    this.timer = null;
+    if (this.left) {
+      answer.socket?.destroy();
+      return this.gone();
+    }
+    if (answer.socket !== null) return this.establish(answer.socket, answer.headers);
+    if (answer.error !== null) return this.refuse(answer.error);
+    // its own refusal was relayed
+    this.end(answer.status);
+  }
+
+  private establish(upstream: Duplex, responseHeaders: IncomingHttpHeaders): void {
+    // A tunnel established is a success, given now: a long-lived tunnel must
+    // not keep its verdict (or a half-open trial) until it closes.
+    this.cluster!.breaker?.record(true);
+    const client = this.client;
+    let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
+    for (const name in responseHeaders) {
+      const value = responseHeaders[name];
+      if (value === undefined) continue;
+      for (const v of Array.isArray(value) ? value : [value]) head101 += `${name}: ${v}\r\n`;
+    }
+    head101 += `x-request-id: ${this.requestId}\r\n\r\n`;
+    client.write(head101);
+    if (this.head.length > 0) upstream.write(this.head);
+
+    this.upstream = upstream;
+    this.tunnels.add(client);
+    this.bytesIn = this.head.length;
+    client.on('data', (c: Buffer) => void (this.bytesIn += c.length));
+    upstream.on('data', (c: Buffer) => void (this.bytesOut += c.length));
+    upstream.on('error', () => client.destroy());
+    upstream.on('close', () => {
+      client.destroy();
+      this.end(101);
+    });
+    upstream.pipe(client);
+    client.pipe(upstream);
+  }
+
+  /** The client left before the tunnel opened: the upstream try is stopped (its answer ends the record), or the record ends here. */
+  private abandon(): void {
+    this.left = true;
+    if (this.dispatch !== null) this.dispatch.stop(CLIENT_GONE);
+    else this.gone();
+  }
+
+  /** The client left before any answer. */
+  private gone(): void {
+    if (this.done) return;
+    this.client.destroy();
+    this.flag('DC');
+    this.end(CLIENT_CLOSED);
+  }
+
+  private end(status: number): void {
+    if (this.done) return;
+    this.done = true;
+    const cluster = this.cluster;
+    if (this.endpoint !== null && cluster !== null) {
       const ms = performance.now() - this.attemptStartedHr;
       this.upstreamMs = Math.round(ms * 1000) / 1000;
-      this.cluster.metrics.attempt(status, ms / 1000);
+      this.endpoint.end();
+      cluster.metrics.activeDec();
+      cluster.metrics.attempt(status, ms / 1000);
     }
+    if (this.admitted) leaveCluster(cluster!, this.verdict(status));
     this.record(status);
+  }
+
+  /**
+   * For the error-rate breaker, as for a forwarded request: a 5xx or a
+   * refusal cut mid-relay is a failure, a client gone before any answer says
+   * nothing; an established tunnel gave its verdict on its 101.
+   */
+  private verdict(status: number): boolean | null | undefined {
+    if (status === 101) return undefined;
+    if (status === CLIENT_CLOSED) return null;
+    return status < 500 && !this.flags?.includes('UR');
   }
 }
 
-const FLAGS: Partial<Record<ErrorCode, Flag>> = {
-  no_route: 'NR',
-  no_healthy_upstream: 'UH',
-  upstream_connect_failure: 'UF',
-  upstream_reset: 'UR',
-  upstream_timeout: 'UT',
-};
-
-export async function tunnelUpgrade(
-  ctx: ListenerContext,
-  req: IncomingMessage,
-  client: Duplex,
-  head: Buffer,
-  tunnels: Set<Duplex>,
-): Promise<void> {
-  client.on('error', () => client.destroy());
-  const t = new Tunnel(ctx, req, clientAddress(req));
-  t.requestId = requestIdFrom(req.headers['x-request-id']);
-  const trace = traceFrom(req.headers.traceparent);
-  t.traceparent = trace.traceparent;
-  t.traceId = trace.traceId;
-  const reject = (code: ErrorCode, extra?: Record<string, string>): void => {
-    const flag = FLAGS[code];
-    if (flag !== undefined) t.flag(flag);
-    if (client.writable) client.end(rawErrorResponse(code, t.requestId, extra));
-    else {
-      client.destroy();
-      t.flag('DC');
-    }
-    t.end(ERRORS[code].status);
-  };
-  const { path, query } = splitTarget(req.url ?? '');
-  const normalized = normalizePath(path);
-  // the same admission rules as any request: an Upgrade header is no way around them
-  if (normalized === null) return reject('bad_request');
-  const rejected = admissionError(req, ctx.listener.config.limits);
-  if (rejected !== null) return reject(rejected);
-  const route = findRoute(ctx.listener, req, normalized);
-  if (route === undefined || route.pickCluster === null) return reject('no_route');
-  t.route = route;
-  t.metrics = route.metrics;
-  // an Upgrade header must not be a way around the route's rate limit
-  const wait = route.rateLimit === null ? 0 : route.rateLimit.take(t);
-  if (wait > 0) return reject('rate_limited', { 'retry-after': String(wait) });
-  let ops = route.requestOps;
-  if (route.auth !== null) {
-    const outcome = await route.auth.check(req.headers.authorization);
-    if (client.destroyed) {
-      t.flag('DC');
-      return t.end(CLIENT_CLOSED);
-    }
-    if (!outcome.ok) return reject('unauthorized', { 'www-authenticate': outcome.challenge });
-    ops = outcome.ops;
-  }
-  const cluster = route.pickCluster();
-  t.cluster = cluster;
-  const endpoint = cluster.cluster.pick(t);
-  if (endpoint === undefined) return reject('no_healthy_upstream');
-  t.endpoint = endpoint;
-  t.attempts = 1;
-
-  const headers = buildUpstreamHeaders(req.rawHeaders, {
-    clientIp: t.clientIp,
-    proto: ctx.proto,
-    requestId: t.requestId,
-    traceparent: t.traceparent,
-    hostOverride: route.hostRewrite,
-    clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
-    ops,
-  });
-  const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;
-  endpoint.begin();
-  cluster.metrics.activeInc();
-  const answer = await new Promise<UpstreamAnswer>((resolve) => {
-    let timer: NodeJS.Timeout | null = null;
-    const dispatch = new UpgradeDispatch(client, t, route.responseOps, (a) => {
-      if (timer !== null) clearTimeout(timer);
-      resolve(a);
-    });
-    client.once('close', () => dispatch.stop(CLIENT_GONE));
-    // The route timeout bounds the wait for the upstream's answer (and the
-    // relay of a refusal), not the life of the tunnel.
-    if (route.timeout > 0) timer = setTimeout(() => dispatch.stop(UPGRADE_TIMEOUT), route.timeout);
-    endpoint.pool.dispatch(
-      { path: upstreamPath, method: req.method ?? 'GET', headers, upgrade: String(req.headers.upgrade ?? 'websocket') },
-      dispatch,
-    );
-  });
-  if (answer.socket === null) {
-    endpoint.end();
-    cluster.metrics.activeDec();
-    if (answer.error !== null) reject(answer.error);
-    else t.end(answer.status);
-    return;
-  }
-  const upstream = answer.socket;
-  const responseHeaders = answer.headers;
-  if (client.destroyed) {
-    endpoint.end();
-    cluster.metrics.activeDec();
-    upstream.destroy();
-    t.flag('DC');
-    t.end(CLIENT_CLOSED);
-    return;
-  }
-
-  let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
-  for (const name in responseHeaders) {
-    const value = responseHeaders[name];
-    if (value === undefined) continue;
-    for (const v of Array.isArray(value) ? value : [value]) head101 += `${name}: ${v}\r\n`;
-  }
-  head101 += `x-request-id: ${t.requestId}\r\n\r\n`;
-  client.write(head101);
-  if (head.length > 0) upstream.write(head);
-
-  tunnels.add(client);
-  t.bytesIn = head.length;
-  client.on('data', (c: Buffer) => void (t.bytesIn += c.length));
-  upstream.on('data', (c: Buffer) => void (t.bytesOut += c.length));
-  upstream.on('error', () => client.destroy());
-  client.on('close', () => {
-    tunnels.delete(client);
-    upstream.destroy();
-  });
-  upstream.on('close', () => {
-    endpoint.end();
-    cluster.metrics.activeDec();
-    client.destroy();
-    t.end(101);
-  });
-  upstream.pipe(client);
-  client.pipe(upstream);
+function onUpgradeTimeout(dispatch: UpgradeDispatch): void {
+  dispatch.stop(UPGRADE_TIMEOUT);
 }
 
 /** How the upstream answered an upgrade: its socket on a 101, else the error to send (null: its own answer was relayed). */
@@ -193,10 +213,8 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   private settled = false;
 
   constructor(
-    private readonly client: Duplex,
-    private readonly record: RequestRecord,
+    private readonly tunnel: Tunnel,
     private readonly responseOps: CompiledHeaderOps | undefined,
-    private readonly onAnswer: (answer: UpstreamAnswer) => void,
   ) {}
 
   stop(reason: Error): void {
@@ -219,31 +237,31 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
 
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.relaying = status;
-    const pairs = buildResponseHeaders(headers, this.record.requestId, this.responseOps);
+    const pairs = buildResponseHeaders(headers, this.tunnel.requestId, this.responseOps);
     let head = `HTTP/1.1 ${status} ${statusMessage || http.STATUS_CODES[status] || ''}\r\n`;
     for (let i = 0; i < pairs.length; i += 2) head += `${pairs[i]}: ${pairs[i + 1]}\r\n`;
     // without content-length the body is framed by the close
-    this.client.write(`${head}connection: close\r\n\r\n`);
+    this.tunnel.client.write(`${head}connection: close\r\n\r\n`);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.record.bytesOut += chunk.length;
-    if (!this.client.write(chunk)) {
+    this.tunnel.bytesOut += chunk.length;
+    if (!this.tunnel.client.write(chunk)) {
       controller.pause();
-      this.client.once('drain', () => controller.resume());
+      this.tunnel.client.once('drain', () => controller.resume());
     }
   }
 
   onResponseEnd(): void {
-    this.client.end();
+    this.tunnel.client.end();
     this.settle({ socket: null, error: null, status: this.relaying });
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, _err: Error): void {
     if (this.relaying !== 0) {
       // a refusal cut mid-body must not look complete
-      this.client.destroy();
-      this.record.flag('UR');
+      this.tunnel.client.destroy();
+      this.tunnel.flag('UR');
       return this.settle({ socket: null, error: null, status: this.relaying });
     }
     if (this.stopped === UPGRADE_TIMEOUT) return this.settle({ socket: null, error: 'upstream_timeout' });
@@ -254,6 +272,6 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   private settle(answer: UpstreamAnswer): void {
     if (this.settled) return;
     this.settled = true;
-    this.onAnswer(answer);
+    this.tunnel.answered(answer);
   }
 }

@@ -183,7 +183,8 @@ function quotable(s: string): string {
 }
 
 /**
- * The text format, one line per request, `-` for a missing value:
+ * The text format, one line per request, `-` for a missing value (a
+ * request Node refused before parsing its head has no method or path):
  *
  *   CLIENTIP - - [TIME] "METHOD PATH" STATUS BYTESOUT DURATIONms route=R cluster=C endpoint=E attempts=N flags=F rid=REQUESTID
  *
@@ -193,7 +194,7 @@ function quotable(s: string): string {
  */
 export function formatText(e: AccessLogEntry): string {
   return (
-    `${e.clientIp} - - [${isoTime(e.time)}] "${e.method} ${quotable(e.path)}" ` +
+    `${e.clientIp} - - [${isoTime(e.time)}] "${e.method || '-'} ${e.path === '' ? '-' : quotable(e.path)}" ` +
     `${e.status} ${e.bytesOut} ${e.durationMs}ms route=${e.route ?? '-'} cluster=${e.cluster ?? '-'} ` +
     `endpoint=${e.endpoint ?? '-'} attempts=${e.attempts} flags=${e.flags.length > 0 ? e.flags.join(',') : '-'} ` +
     `rid=${e.requestId}\n`

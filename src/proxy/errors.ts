@@ -3,6 +3,7 @@
 // because they carry the request id.
 
 import { http } from '../node-http.js';
+import type { Flag } from './exchange.js';
 
 export type ErrorCode =
   | 'bad_request'
@@ -24,22 +25,26 @@ export type ErrorCode =
 interface ErrorSpec {
   status: number;
   message: string;
+  /** the access-log flag the answer carries */
+  flag?: Flag;
+  /** the request itself is refused: the rest of its bytes cannot be trusted, so the connection closes */
+  closes?: true;
 }
 
 export const ERRORS: Readonly<Record<ErrorCode, ErrorSpec>> = {
-  bad_request: { status: 400, message: 'malformed request' },
-  method_not_allowed: { status: 405, message: 'method not allowed' },
-  expectation_failed: { status: 417, message: 'unsupported expectation' },
-  request_timeout: { status: 408, message: 'request not received in time' },
-  headers_too_large: { status: 431, message: 'request header fields too large' },
-  no_route: { status: 404, message: 'no route matched the request' },
-  upstream_connect_failure: { status: 502, message: 'could not connect to the upstream' },
-  upstream_reset: { status: 502, message: 'upstream closed the connection before responding' },
-  upstream_timeout: { status: 504, message: 'upstream did not respond in time' },
-  no_healthy_upstream: { status: 503, message: 'no healthy upstream endpoint' },
-  circuit_open: { status: 503, message: 'circuit breaker is open' },
-  overflow: { status: 503, message: 'upstream concurrency limit reached' },
-  payload_too_large: { status: 413, message: 'request body too large' },
+  bad_request: { status: 400, message: 'malformed request', closes: true },
+  method_not_allowed: { status: 405, message: 'method not allowed', closes: true },
+  expectation_failed: { status: 417, message: 'unsupported expectation', closes: true },
+  request_timeout: { status: 408, message: 'request not received in time', closes: true },
+  headers_too_large: { status: 431, message: 'request header fields too large', closes: true },
+  no_route: { status: 404, message: 'no route matched the request', flag: 'NR' },
+  upstream_connect_failure: { status: 502, message: 'could not connect to the upstream', flag: 'UF' },
+  upstream_reset: { status: 502, message: 'upstream closed the connection before responding', flag: 'UR' },
+  upstream_timeout: { status: 504, message: 'upstream did not respond in time', flag: 'UT' },
+  no_healthy_upstream: { status: 503, message: 'no healthy upstream endpoint', flag: 'UH' },
+  circuit_open: { status: 503, message: 'circuit breaker is open', flag: 'UO' },
+  overflow: { status: 503, message: 'upstream concurrency limit reached', flag: 'UO' },
+  payload_too_large: { status: 413, message: 'request body too large', closes: true },
   rate_limited: { status: 429, message: 'rate limit exceeded' },
   unauthorized: { status: 401, message: 'missing or invalid bearer token' },
 };

@@ -2,12 +2,13 @@
 // object per request: the stages write into it and the finish step reads it,
 // so metrics and the access log are produced in one place (record), once.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { AccessLog } from '../observability/access-log.js';
 import type { RouteMetrics } from '../observability/metrics.js';
 import type { ClusterRuntime, CompiledListener, CompiledRoute } from '../snapshot-types.js';
 import { ERRORS, errorBody, type ErrorCode } from './errors.js';
+import { requestIdFrom, traceFrom } from './request-id.js';
 
 /** What a listener's request handler needs; `listener` is swapped on reload. */
 export interface ListenerContext {
@@ -19,23 +20,27 @@ export interface ListenerContext {
 }
 
 /** Envoy-style response flags (CONTRACT §9). */
-export type Flag = 'NR' | 'UF' | 'UR' | 'UT' | 'UH' | 'UO' | 'URX' | 'DC' | 'DI';
+export type Flag = 'NR' | 'UF' | 'UR' | 'UT' | 'UH' | 'UO' | 'URX' | 'DC' | 'DI' | 'DPE';
 
 const NO_FLAGS: readonly Flag[] = [];
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
 
 /** Status logged when the client left before any response was sent (as nginx does). */
 export const CLIENT_CLOSED = 499;
 
 /**
  * What every request accounts for, whether answered through a
- * ServerResponse (Exchange) or tunnelled after an Upgrade.
+ * ServerResponse (Exchange), tunnelled after an Upgrade, or refused with raw
+ * bytes before Node made a request object of it (`req` null: no method,
+ * path or headers are known).
  */
 export class RequestRecord {
   readonly startedAt = Date.now();
   readonly startedHr = performance.now();
-  requestId = '';
-  traceId = '';
-  traceparent = '';
+  readonly clientIp: string;
+  readonly requestId: string;
+  readonly traceId: string;
+  readonly traceparent: string;
   route: CompiledRoute | null = null;
   metrics: RouteMetrics;
   cluster: ClusterRuntime | null = null;
@@ -48,15 +53,22 @@ export class RequestRecord {
 
   constructor(
     readonly ctx: ListenerContext,
-    readonly req: IncomingMessage,
-    readonly clientIp: string,
+    readonly req: IncomingMessage | null,
+    socket: { readonly remoteAddress?: string | undefined },
   ) {
     this.metrics = ctx.listener.noRouteMetrics;
+    this.clientIp = clientAddress(socket);
+    // identified before anything can fail, so every answer carries the id
+    const headers = this.headers;
+    this.requestId = requestIdFrom(headers['x-request-id']);
+    const trace = traceFrom(headers.traceparent);
+    this.traceparent = trace.traceparent;
+    this.traceId = trace.traceId;
   }
 
   /** request headers, so a record serves as the load balancer's pick context */
-  get headers(): IncomingMessage['headers'] {
-    return this.req.headers;
+  get headers(): IncomingHttpHeaders {
+    return this.req === null ? NO_HEADERS : this.req.headers;
   }
 
   flag(f: Flag): void {
@@ -77,8 +89,8 @@ export class RequestRecord {
       requestId: this.requestId,
       traceId: this.traceId,
       clientIp: this.clientIp,
-      method: this.req.method ?? '',
-      path: this.req.url ?? '',
+      method: this.req?.method ?? '',
+      path: this.req?.url ?? '',
       status,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
@@ -95,6 +107,7 @@ export class RequestRecord {
 }
 
 export class Exchange extends RequestRecord {
+  declare readonly req: IncomingMessage;
   /** the client went away or the exchange ended; late callbacks check it */
   done = false;
   /** the upstream side, once the request is forwarded: told when the exchange ends (and cancelled if still running) */
@@ -104,9 +117,8 @@ export class Exchange extends RequestRecord {
     ctx: ListenerContext,
     req: IncomingMessage,
     readonly res: ServerResponse,
-    clientIp: string,
   ) {
-    super(ctx, req, clientIp);
+    super(ctx, req, req.socket);
   }
 
   /** Answers with tandem's own JSON error (CONTRACT §4). */
@@ -128,6 +140,12 @@ export class Exchange extends RequestRecord {
     res.end(body);
   }
 
+  /** Refuses the request with tandem's error `code` and that code's flag, closing the connection when the request itself is at fault. */
+  refuse(code: ErrorCode, extra?: Record<string, string>): void {
+    const spec = ERRORS[code];
+    this.fail(code, spec.flag, spec.closes, extra);
+  }
+
   /**
    * Runs once, when the response is finished or the connection closed
    * (whichever comes first): metrics and the access log line.
@@ -146,4 +164,10 @@ export class Exchange extends RequestRecord {
     }
     this.record(status);
   }
+}
+
+/** The peer's address; an IPv4 client of a dual-stack (`::`) listener without its `::ffff:` mapping. */
+function clientAddress(socket: { readonly remoteAddress?: string | undefined }): string {
+  const a = socket.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }

@@ -5,6 +5,7 @@
 // when the client goes away.
 
 import type { IncomingMessage } from 'node:http';
+import { enterCluster, leaveCluster } from '../cluster/admission.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Deadline } from './deadlines.js';
@@ -48,16 +49,8 @@ export class Forward implements AttemptOwner, RetryOwner {
   }
 
   start(): void {
-    const c = this.cluster;
-    if (!c.limits.admit()) {
-      c.metrics.rejected('overflow');
-      return this.ex.fail('overflow', 'UO');
-    }
-    if (c.breaker !== null && !c.breaker.allow()) {
-      c.limits.release();
-      c.metrics.rejected('open');
-      return this.ex.fail('circuit_open', 'UO');
-    }
+    const refused = enterCluster(this.cluster);
+    if (refused !== null) return this.ex.refuse(refused);
     this.admitted = true;
     const idle = this.route.idleTimeout;
     if (idle > 0) this.idle = new IdleWatch(idle, () => this.expire());
@@ -106,8 +99,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     this.attempt?.cancel(CLIENT_GONE);
     if (!this.admitted) return;
     this.admitted = false;
-    this.cluster.limits.release();
-    this.cluster.breaker?.record(this.verdict());
+    leaveCluster(this.cluster, this.verdict());
   }
 
   /**

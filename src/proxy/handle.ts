@@ -1,6 +1,8 @@
-// One request, top to bottom: identify → admit → route → rate limit → act
-// (direct response or forward upstream). Metrics and the access log are written
-// once, when the response closes (Exchange.finish).
+// One request, top to bottom: identify → admit → route → rate limit → auth →
+// act (direct response or forward upstream). The stages up to act are the
+// same for a WebSocket upgrade (listener/upgrade.ts), which acts by opening a
+// tunnel. Metrics and the access log are written once, when the response
+// closes (Exchange.finish).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ListenerLimits } from '../config/types.js';
@@ -9,15 +11,30 @@ import { normalizePath, splitTarget } from '../router/normalize.js';
 import { findRoute } from '../router/route-table.js';
 import type { CompiledRoute, DirectResponse } from '../snapshot-types.js';
 import type { ErrorCode } from './errors.js';
-import { Exchange, type ListenerContext } from './exchange.js';
+import { Exchange, type ListenerContext, type RequestRecord } from './exchange.js';
 import { Forward } from './forward.js';
 import { buildUpstreamHeaders, type CompiledHeaderOps } from './headers.js';
-import { requestIdFrom, traceFrom } from './request-id.js';
 
 /** The response class of tandem's listeners: it carries its request's Exchange. */
 export interface ExchangeCarrier {
   exchange: Exchange | null;
 }
+
+/** A request going through the shared stages: an Exchange, or an upgrade's tunnel. */
+export interface StagedRequest extends RequestRecord {
+  readonly req: IncomingMessage;
+  /** answered, or the client left: a late auth answer is dropped */
+  readonly done: boolean;
+  /** Answers with tandem's error `code` (its flag, `extra` headers, the connection closed when the request itself is at fault). */
+  refuse(code: ErrorCode, extra?: Record<string, string>): void;
+}
+
+/**
+ * What follows the shared stages: `upstreamPath` is the normalized, rewritten
+ * path plus the query; `ops` the request header ops (the route's, plus any
+ * forwarded claims).
+ */
+export type Act<R extends StagedRequest> = (rec: R, route: CompiledRoute, upstreamPath: string, ops: CompiledHeaderOps | undefined) => void;
 
 export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): void {
   if (ctx.drain.draining && res.socket === null) {
@@ -28,63 +45,70 @@ export function handleRequest(ctx: ListenerContext, req: IncomingMessage, res: S
     res.once('socket', () => handleRequest(ctx, req, res));
     return;
   }
-  const ex = begin(ctx, req, res);
+  runStages(begin(ctx, req, res), act);
+}
+
+/** Admits, routes, rate-limits and authenticates `rec`, then hands it to `proceed` unless a stage refused it. */
+export function runStages<R extends StagedRequest>(rec: R, proceed: Act<R>): void {
+  const { ctx, req } = rec;
 
   // admit
   const { path, query } = splitTarget(req.url ?? '');
   const normalized = normalizePath(path);
   const rejected = normalized === null ? 'bad_request' : admissionError(req, ctx.listener.config.limits);
-  if (rejected !== null) return ex.fail(rejected, undefined, true);
+  if (rejected !== null) return rec.refuse(rejected);
 
   // route
-  const listener = ctx.listener;
-  const route = findRoute(listener, req, normalized!);
-  if (route === undefined) return ex.fail('no_route', 'NR');
-  ex.route = route;
-  ex.metrics = route.metrics;
+  const route = findRoute(ctx.listener, req, normalized!);
+  if (route === undefined) return rec.refuse('no_route');
+  rec.route = route;
+  rec.metrics = route.metrics;
 
   // rate limit
   if (route.rateLimit !== null) {
-    const wait = route.rateLimit.take(ex);
-    if (wait > 0) return ex.fail('rate_limited', undefined, false, { 'retry-after': String(wait) });
+    const wait = route.rateLimit.take(rec);
+    if (wait > 0) return rec.refuse('rate_limited', { 'retry-after': String(wait) });
   }
 
+  const upstreamPath = (route.rewritePath === null ? normalized! : route.rewritePath(normalized!)) + query;
+
   // auth: the only stage that waits, so routes without it stay synchronous
-  if (route.auth === null) return act(ex, route, normalized!, query, route.requestOps);
+  if (route.auth === null) return proceed(rec, route, upstreamPath, route.requestOps);
   route.auth.check(req.headers.authorization).then((outcome) => {
     // the client may have left while the keys were looked up
-    if (ex.done) return;
-    if (outcome.ok) act(ex, route, normalized!, query, outcome.ops);
-    else ex.fail('unauthorized', undefined, false, { 'www-authenticate': outcome.challenge });
+    if (rec.done) return;
+    if (outcome.ok) proceed(rec, route, upstreamPath, outcome.ops);
+    else rec.refuse('unauthorized', { 'www-authenticate': outcome.challenge });
   });
 }
 
-/** Answers from tandem itself or forwards upstream, with `ops` (the route's, plus any forwarded claims) on the request headers. */
-function act(ex: Exchange, route: CompiledRoute, normalized: string, query: string, ops: CompiledHeaderOps | undefined): void {
-  const { ctx, req } = ex;
-  const listener = ctx.listener;
+/** Answers from tandem itself or forwards upstream. */
+function act(ex: Exchange, route: CompiledRoute, upstreamPath: string, ops: CompiledHeaderOps | undefined): void {
+  const req = ex.req;
   if (route.direct !== null) return sendDirect(ex, route.direct);
   const hasBody = requestHasBody(req);
-  const maxBody = listener.config.limits.maxBodyBytes;
-  if (maxBody > 0 && hasBody && Number(req.headers['content-length']) > maxBody) {
-    return ex.fail('payload_too_large', undefined, true);
-  }
+  const maxBody = ex.ctx.listener.config.limits.maxBodyBytes;
+  if (maxBody > 0 && hasBody && Number(req.headers['content-length']) > maxBody) return ex.refuse('payload_too_large');
   const cluster = route.pickCluster!();
   ex.cluster = cluster;
-  const upstreamPath = (route.rewritePath === null ? normalized : route.rewritePath(normalized)) + query;
-  const headers = buildUpstreamHeaders(req.rawHeaders, {
-    clientIp: ex.clientIp,
+  const forward = new Forward(ex, route, cluster, upstreamPath, upstreamHeaders(ex, route, ops), hasBody ? req : null);
+  ex.upstream = forward;
+  forward.start();
+}
+
+/** The request headers sent upstream, for a forwarded request and a tunnel alike. */
+export function upstreamHeaders(rec: StagedRequest, route: CompiledRoute, ops: CompiledHeaderOps | undefined): string[] {
+  const { ctx, req } = rec;
+  return buildUpstreamHeaders(req.rawHeaders, {
+    clientIp: rec.clientIp,
     proto: ctx.proto,
-    requestId: ex.requestId,
-    traceparent: ex.traceparent,
+    requestId: rec.requestId,
+    traceparent: rec.traceparent,
     hostOverride: route.hostRewrite,
     clientCert: ctx.proto === 'https' ? forwardedClientCert(req.socket) : undefined,
     ops,
-    dropUnderscored: listener.config.limits.headersWithUnderscores === 'drop',
+    dropUnderscored: ctx.listener.config.limits.headersWithUnderscores === 'drop',
   });
-  const forward = new Forward(ex, route, cluster, upstreamPath, headers, hasBody ? req : null);
-  ex.upstream = forward;
-  forward.start();
 }
 
 /** Answers a request Node flagged before routing (an `Expect` other than 100-continue). */
@@ -94,25 +118,15 @@ export function rejectRequest(
   res: ServerResponse & ExchangeCarrier,
   code: ErrorCode,
 ): void {
-  begin(ctx, req, res).fail(code, undefined, true);
+  begin(ctx, req, res).refuse(code);
 }
 
-/** The exchange of a new request, identified before anything can fail so every answer carries its id. */
+/** The exchange of a new request. */
 function begin(ctx: ListenerContext, req: IncomingMessage, res: ServerResponse & ExchangeCarrier): Exchange {
-  const ex = new Exchange(ctx, req, res, clientAddress(req));
+  const ex = new Exchange(ctx, req, res);
   res.exchange = ex;
   res.on('close', onResponseClose);
-  ex.requestId = requestIdFrom(req.headers['x-request-id']);
-  const trace = traceFrom(req.headers.traceparent);
-  ex.traceparent = trace.traceparent;
-  ex.traceId = trace.traceId;
   return ex;
-}
-
-/** The peer's address; an IPv4 client of a dual-stack (`::`) listener without its `::ffff:` mapping. */
-export function clientAddress(req: IncomingMessage): string {
-  const a = req.socket.remoteAddress ?? '';
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
 function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
@@ -128,7 +142,7 @@ function onResponseClose(this: ServerResponse & ExchangeCarrier): void {
  * lines, which the upstream may frame differently: a smuggling vector), and,
  * unless allowed, a header name with an underscore.
  */
-export function admissionError(req: IncomingMessage, limits: ListenerLimits): ErrorCode | null {
+function admissionError(req: IncomingMessage, limits: ListenerLimits): ErrorCode | null {
   if (req.method === 'TRACE') return 'method_not_allowed';
   const raw = req.rawHeaders;
   if (raw.length > limits.maxHeaders * 2) return 'headers_too_large';
