@@ -1,6 +1,6 @@
 // The one place tandem's own resilience code (deadlines, rate limits,
-// breaker, outlier detection, health checks) reads the time and starts
-// timers. Each call looks up the global (`performance`, `setTimeout`, ...)
+// breaker, outlier detection, health checks, DNS refresh) reads the time and
+// starts timers. Each call looks up the global (`performance`, `setTimeout`, ...)
 // when it runs, never a copy taken at import, so a test that installs fake
 // timers moves all of them at once (test/support/fake-time.ts); opossum,
 // which runs the breaker's reset timer, reads the same globals the same way.
