@@ -24,11 +24,16 @@ export function useFakeTime(): void {
   });
 }
 
-/** Waits for real I/O (a socket's answer) while the fake clock stands still; false after `limit` loop turns. */
-export async function realTurnsUntil(condition: () => boolean, limit = 20_000): Promise<boolean> {
-  for (let i = 0; i < limit; i++) {
-    if (condition()) return true;
+/**
+ * Waits for real I/O (a socket's answer) while the fake clock stands still:
+ * true once `condition` holds, false after `realMs` of real time (hrtime,
+ * which the fake clock leaves alone).
+ */
+export async function untilReal(condition: () => boolean, realMs = 5000): Promise<boolean> {
+  const until = process.hrtime.bigint() + BigInt(realMs) * 1_000_000n;
+  while (!condition()) {
+    if (process.hrtime.bigint() > until) return false;
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
-  return condition();
+  return true;
 }
