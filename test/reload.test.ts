@@ -415,6 +415,12 @@ describe('rate-limit buckets across a reload', () => {
     expect((await postReload(t.admin)).status).toBe(200);
     expect(await statuses(`${t.url}/x`, 1)).toEqual([429]);
 
+    // nor does an edit of the route itself that leaves its name and rateLimit alone
+    write([limited('api', tight).replace('body: ok', 'body: edited'), direct('other', '/other', 'two')]);
+    expect((await postReload(t.admin)).status).toBe(200);
+    expect(await statuses(`${t.url}/x`, 1)).toEqual([429]);
+    expect(await get(`${t.url}/other`)).toEqual({ status: 200, body: 'two' });
+
     // a changed rateLimit starts with full buckets (burst 3 now)
     const wider = '{ requestsPerSecond: 0.001, burst: 3, key: route }';
     write([limited('api', wider), direct('other', '/other', 'two')]);
