@@ -15,7 +15,7 @@ import type { Metrics } from './observability/metrics.js';
 import { deadlinesOf } from './proxy/deadlines.js';
 import { compileHeaderOps } from './proxy/headers.js';
 import { compileJwtAuth } from './proxy/jwt-auth.js';
-import { compileRateLimit } from './proxy/rate-limit.js';
+import { compileRateLimit, type RateLimiter } from './proxy/rate-limit.js';
 import { compileRetryPolicy } from './proxy/retry-policy.js';
 import { compileMatch } from './router/match.js';
 import { compileRewrite } from './router/rewrite.js';
@@ -28,12 +28,16 @@ export const NO_ROUTE_LABEL = 'no_route';
 /**
  * On a reload, `previous` is the running snapshot: a cluster whose
  * configuration is unchanged is carried over with its runtime (pools, health
- * and ejection state, breaker, limits); the others are built fresh.
+ * and ejection state, breaker, limits), and so are the rate-limit buckets of
+ * a route whose listener, name and `rateLimit` are unchanged; the others are
+ * built fresh.
  */
 export function compileSnapshot(config: Config, metrics: Metrics, version: number, previous?: Snapshot): Snapshot {
   const clusters = new Map<string, ClusterRuntime>();
   for (const c of config.clusters) clusters.set(c.name, unchangedCluster(previous, c) ?? compileCluster(c, metrics));
-  const listeners = config.listeners.map((l) => compileListener(l, clusters, metrics));
+  const listeners = config.listeners.map((l) =>
+    compileListener(l, clusters, metrics, previous?.listeners.find((p) => p.config.name === l.name)),
+  );
   return { version, loadedAt: new Date(), config, listeners, clusters };
 }
 
@@ -118,10 +122,15 @@ function followEndpoints(runtime: ClusterRuntime, list: EndpointConfig[], metric
   );
 }
 
-function compileListener(l: ListenerConfig, clusters: Map<string, ClusterRuntime>, metrics: Metrics): CompiledListener {
+function compileListener(
+  l: ListenerConfig,
+  clusters: Map<string, ClusterRuntime>,
+  metrics: Metrics,
+  previous: CompiledListener | undefined,
+): CompiledListener {
   return {
     config: l,
-    routes: l.routes.map((r) => compileRoute(l.name, r, clusters, metrics)),
+    routes: l.routes.map((r) => compileRoute(l.name, r, clusters, metrics, previous)),
     noRouteMetrics: metrics.route(l.name, NO_ROUTE_LABEL),
   };
 }
@@ -131,6 +140,7 @@ function compileRoute(
   r: RouteConfig,
   clusters: Map<string, ClusterRuntime>,
   metrics: Metrics,
+  previous: CompiledListener | undefined,
 ): CompiledRoute {
   const requestOps = compileHeaderOps(r.requestHeaders);
   const retry = compileRetryPolicy(r.retries);
@@ -149,10 +159,18 @@ function compileRoute(
     idleTimeout: r.idleTimeout,
     requestOps,
     responseOps: compileHeaderOps(r.responseHeaders),
-    rateLimit: r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit),
+    rateLimit: unchangedRateLimit(previous, r) ?? (r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit)),
     auth: r.auth === undefined ? null : compileJwtAuth(r.auth.jwt, requestOps),
     metrics: metrics.route(listener, r.name),
   };
+}
+
+/** The running limiter of the same-named route when its `rateLimit` is unchanged: a reload must not refill a drained bucket. */
+function unchangedRateLimit(previous: CompiledListener | undefined, r: RouteConfig): RateLimiter | undefined {
+  if (previous === undefined || r.rateLimit === undefined) return undefined;
+  const i = previous.config.routes.findIndex((p) => p.name === r.name);
+  if (i < 0 || !isDeepStrictEqual(previous.config.routes[i]!.rateLimit, r.rateLimit)) return undefined;
+  return previous.routes[i]!.rateLimit ?? undefined;
 }
 
 function compileClusterChoice(r: RouteConfig, clusters: Map<string, ClusterRuntime>): (() => ClusterRuntime) | null {

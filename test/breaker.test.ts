@@ -1,20 +1,28 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+// The error-rate breaker on fake time (test/support/fake-time.ts): its
+// window rotation runs on src/clock.ts and opossum's reset timer on the global
+// setTimeout, which it looks up when the breaker opens, so both move with
+// the fake clock and every duration is asserted to the millisecond.
+
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorRateBreaker, type BreakerState } from '../src/cluster/breaker.js';
+import { useFakeTime } from './support/fake-time.js';
+
+useFakeTime();
 
 const breakers: ErrorRateBreaker[] = [];
 
 afterEach(() => {
   for (const breaker of breakers.splice(0)) breaker.close();
-  vi.restoreAllMocks();
 });
+
+const RESET_TIMEOUT = 10_000;
 
 interface Setup {
   breaker: ErrorRateBreaker;
   changes: BreakerState[];
 }
 
-function setup(overrides: { errorThresholdPercentage?: number; volumeThreshold?: number; window?: number; resetTimeout?: number } = {}): Setup {
+function setup(overrides: { errorThresholdPercentage?: number; volumeThreshold?: number; window?: number } = {}): Setup {
   const changes: BreakerState[] = [];
   const breaker = new ErrorRateBreaker(
     {
@@ -24,7 +32,7 @@ function setup(overrides: { errorThresholdPercentage?: number; volumeThreshold?:
       errorThresholdPercentage: 50,
       volumeThreshold: 4,
       window: 10_000,
-      resetTimeout: 10_000,
+      resetTimeout: RESET_TIMEOUT,
       ...overrides,
     },
     (state) => changes.push(state),
@@ -41,17 +49,20 @@ function finish(breaker: ErrorRateBreaker, outcomes: (boolean | null)[]): void {
   }
 }
 
-async function waitForState(breaker: ErrorRateBreaker, state: BreakerState, withinMs: number): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (breaker.state !== state && Date.now() < deadline) await sleep(5);
-  expect(breaker.state).toBe(state);
+/** Open now: half-open exactly RESET_TIMEOUT later, not a millisecond before. */
+function expectHalfOpenAfterResetTimeout(breaker: ErrorRateBreaker): void {
+  expect(breaker.state).toBe('open');
+  vi.advanceTimersByTime(RESET_TIMEOUT - 1);
+  expect(breaker.state).toBe('open');
+  expect(breaker.allow()).toBe(false);
+  vi.advanceTimersByTime(1);
+  expect(breaker.state).toBe('half_open');
 }
 
-/** Opens the breaker with enough failures, then waits for the reset timeout. */
-async function halfOpen(setupResult: Setup): Promise<void> {
+/** Opens the breaker with enough failures, then lets the reset timeout pass. */
+function halfOpen(setupResult: Setup): void {
   finish(setupResult.breaker, [false, false, false, false]);
-  expect(setupResult.breaker.state).toBe('open');
-  await waitForState(setupResult.breaker, 'half_open', 2000);
+  expectHalfOpenAfterResetTimeout(setupResult.breaker);
 }
 
 describe('ErrorRateBreaker: opening rule', () => {
@@ -106,18 +117,18 @@ describe('ErrorRateBreaker: opening rule', () => {
     expect(breaker.state).toBe('closed');
   });
 
-  it('still counts outcomes recorded earlier inside the window', async () => {
-    const { breaker } = setup({ window: 2000 });
+  it('still counts an outcome up to the end of its bucket\'s window', () => {
+    const { breaker } = setup({ window: 1000 }); // buckets of 100 ms
     finish(breaker, [false, false, false]);
-    await sleep(100);
+    vi.advanceTimersByTime(999);
     finish(breaker, [false]);
     expect(breaker.state).toBe('open');
   });
 
-  it('forgets outcomes older than the window', async () => {
-    const { breaker } = setup({ window: 100 });
+  it('forgets outcomes once their bucket leaves the window: window after the bucket began', () => {
+    const { breaker } = setup({ window: 1000 });
     finish(breaker, [false, false, false]);
-    await sleep(300);
+    vi.advanceTimersByTime(1000);
     finish(breaker, [false]);
     expect(breaker.state).toBe('closed');
     finish(breaker, [false, false]);
@@ -125,21 +136,30 @@ describe('ErrorRateBreaker: opening rule', () => {
     finish(breaker, [false]);
     expect(breaker.state).toBe('open');
   });
+
+  it('an outcome recorded late in its bucket ages out just over 9/10 of the window later', () => {
+    const { breaker } = setup({ window: 1000 });
+    vi.advanceTimersByTime(99);
+    finish(breaker, [false, false, false]);
+    vi.advanceTimersByTime(901);
+    finish(breaker, [false]);
+    expect(breaker.state).toBe('closed');
+  });
 });
 
 describe('ErrorRateBreaker: half-open', () => {
-  it('lets exactly one trial through after resetTimeout', async () => {
-    const s = setup({ resetTimeout: 40 });
-    await halfOpen(s);
+  it('lets exactly one trial through after resetTimeout', () => {
+    const s = setup();
+    halfOpen(s);
     expect(s.changes).toEqual(['open', 'half_open']);
     expect(s.breaker.allow()).toBe(true);
     expect(s.breaker.allow()).toBe(false);
     expect(s.breaker.allow()).toBe(false);
   });
 
-  it('closes on a successful trial with an empty window', async () => {
-    const s = setup({ resetTimeout: 40 });
-    await halfOpen(s);
+  it('closes on a successful trial with an empty window', () => {
+    const s = setup();
+    halfOpen(s);
     finish(s.breaker, [true]);
     expect(s.breaker.state).toBe('closed');
     expect(s.changes).toEqual(['open', 'half_open', 'closed']);
@@ -152,20 +172,19 @@ describe('ErrorRateBreaker: half-open', () => {
     expect(s.changes).toEqual(['open', 'half_open', 'closed', 'open']);
   });
 
-  it('reopens on a failed trial for another resetTimeout', async () => {
-    const s = setup({ resetTimeout: 40 });
-    await halfOpen(s);
+  it('reopens on a failed trial for another resetTimeout', () => {
+    const s = setup();
+    halfOpen(s);
     finish(s.breaker, [false]);
-    expect(s.breaker.state).toBe('open');
     expect(s.breaker.allow()).toBe(false);
-    await waitForState(s.breaker, 'half_open', 2000);
+    expectHalfOpenAfterResetTimeout(s.breaker);
     expect(s.changes).toEqual(['open', 'half_open', 'open', 'half_open']);
     expect(s.breaker.allow()).toBe(true);
   });
 
-  it('releases the trial without deciding when it has no verdict', async () => {
-    const s = setup({ resetTimeout: 40 });
-    await halfOpen(s);
+  it('releases the trial without deciding when it has no verdict', () => {
+    const s = setup();
+    halfOpen(s);
     finish(s.breaker, [null]);
     expect(s.breaker.state).toBe('half_open');
     expect(s.breaker.allow()).toBe(true);
@@ -175,53 +194,45 @@ describe('ErrorRateBreaker: half-open', () => {
     expect(s.changes).toEqual(['open', 'half_open', 'closed']);
   });
 
-  it('ignores outcomes of earlier requests that end while open or with no trial out', async () => {
-    const s = setup({ resetTimeout: 40 });
+  it('ignores outcomes of earlier requests that end while open or with no trial out', () => {
+    const s = setup();
     expect(s.breaker.allow()).toBe(true);
     expect(s.breaker.allow()).toBe(true);
     finish(s.breaker, [false, false, false, false]);
     expect(s.breaker.state).toBe('open');
     s.breaker.record(true);
     expect(s.breaker.state).toBe('open');
-    await waitForState(s.breaker, 'half_open', 2000);
+    vi.advanceTimersByTime(RESET_TIMEOUT);
+    expect(s.breaker.state).toBe('half_open');
     s.breaker.record(true);
     expect(s.breaker.state).toBe('half_open');
     expect(s.breaker.allow()).toBe(true);
     expect(s.changes).toEqual(['open', 'half_open']);
   });
 
-  it('does not go half-open before resetTimeout', async () => {
-    const s = setup({ resetTimeout: 300 });
-    finish(s.breaker, [false, false, false, false]);
-    await sleep(100);
-    expect(s.breaker.state).toBe('open');
-    expect(s.breaker.allow()).toBe(false);
-    await waitForState(s.breaker, 'half_open', 3000);
+  it('goes half-open exactly resetTimeout after opening, not before', () => {
+    const s = setup();
+    vi.advanceTimersByTime(12_345); // opening later than construction: the timer starts at the opening
+    halfOpen(s);
   });
 });
 
 describe('ErrorRateBreaker: close()', () => {
   it('clears every timer it or opossum started', () => {
-    const started = [vi.spyOn(globalThis, 'setTimeout'), vi.spyOn(globalThis, 'setInterval')];
-    const clearTimeout = vi.spyOn(globalThis, 'clearTimeout');
-    const clearInterval = vi.spyOn(globalThis, 'clearInterval');
-    const { breaker } = setup({ window: 1000, resetTimeout: 10_000 });
+    const { breaker } = setup({ window: 1000 });
     finish(breaker, [false, false, false, false]);
     expect(breaker.state).toBe('open');
-    breaker.close();
-
-    const timers = started.flatMap((spy) => spy.mock.results.map((result) => result.value as unknown));
-    const cleared = new Set([...clearTimeout.mock.calls, ...clearInterval.mock.calls].map((args) => args[0] as unknown));
     // the rolling-window rotation and opossum's reset timer
-    expect(timers.length).toBeGreaterThanOrEqual(2);
-    for (const timer of timers) expect(cleared.has(timer)).toBe(true);
+    expect(vi.getTimerCount()).toBe(2);
+    breaker.close();
+    expect(vi.getTimerCount()).toBe(0);
   });
 
-  it('stops the reset timer: a closed breaker never goes half-open', async () => {
-    const s = setup({ resetTimeout: 30 });
+  it('stops the reset timer: a closed breaker never goes half-open', () => {
+    const s = setup();
     finish(s.breaker, [false, false, false, false]);
     s.breaker.close();
-    await sleep(150);
+    vi.advanceTimersByTime(RESET_TIMEOUT * 3);
     expect(s.changes).toEqual(['open']);
     expect(s.breaker.allow()).toBe(false);
     s.breaker.record(false);

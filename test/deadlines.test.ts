@@ -1,70 +1,90 @@
-import { describe, expect, it } from 'vitest';
-import { deadlinesOf } from '../src/proxy/deadlines.js';
+// Deadlines on fake time (test/support/fake-time.ts): when each fires is
+// asserted to the millisecond. Each test builds its own queues: the shared
+// ones of deadlinesOf() would keep a timer armed on a fake clock that the
+// next test no longer has.
 
-const deadline = <T>(ms: number, fire: (arg: T) => void, arg: T) => deadlinesOf(ms).add(fire, arg);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it, vi } from 'vitest';
+import { DeadlineQueue, deadlinesOf } from '../src/proxy/deadlines.js';
+import { useFakeTime } from './support/fake-time.js';
 
 describe('deadlines', () => {
-  it('fires each deadline once, in order, no earlier than its duration after it was set', async () => {
-    const fired: Array<{ id: number; late: number }> = [];
-    const set: number[] = [];
+  useFakeTime();
+
+  it('fires each deadline once, in order, exactly its duration after it was set', () => {
+    const queue = new DeadlineQueue(60);
+    const t0 = performance.now();
+    const fired: Array<{ id: number; at: number }> = [];
     for (let id = 0; id < 5; id++) {
-      const at = performance.now();
-      set.push(at);
-      deadline(60, (n: number) => fired.push({ id: n, late: performance.now() - at - 60 }), id);
-      await sleep(15);
+      if (id > 0) vi.advanceTimersByTime(15);
+      queue.add((n: number) => fired.push({ id: n, at: performance.now() - t0 }), id);
     }
-    await sleep(150);
-    expect(fired.map((f) => f.id)).toEqual([0, 1, 2, 3, 4]);
-    for (const f of fired) {
-      // Node's own timers may run up to a millisecond early by performance.now()
-      expect(f.late).toBeGreaterThanOrEqual(-1.5);
-      expect(f.late).toBeLessThan(60);
-    }
+    // set at 0, 15, 30, 45, 60: the first is due at 60, now
+    expect(fired).toEqual([{ id: 0, at: 60 }]);
+    vi.advanceTimersByTime(59);
+    expect(fired.map((f) => f.id)).toEqual([0, 1, 2, 3]);
+    vi.advanceTimersByTime(1);
+    expect(fired).toEqual([0, 1, 2, 3, 4].map((id) => ({ id, at: 60 + 15 * id })));
+    vi.advanceTimersByTime(1000);
+    expect(fired).toHaveLength(5);
   });
 
-  it('never fires a cancelled deadline, and the ones after it still fire on their own time', async () => {
-    const fired: string[] = [];
-    let laterAt = 0;
-    let laterFiredAt = 0;
-    const first = deadline(50, (s: string) => fired.push(s), 'first');
-    await sleep(25);
-    laterAt = performance.now();
-    deadline(50, (s: string) => {
-      laterFiredAt = performance.now();
-      fired.push(s);
-    }, 'later');
+  it('never fires a cancelled deadline, and the ones after it still fire on their own time', () => {
+    const queue = new DeadlineQueue(50);
+    const t0 = performance.now();
+    const fired: Array<{ what: string; at: number }> = [];
+    const record = (what: string): number => fired.push({ what, at: performance.now() - t0 });
+    const first = queue.add(record, 'first');
+    vi.advanceTimersByTime(25);
+    queue.add(record, 'later');
     first.cancel();
     first.cancel();
     // the timer armed for the first one comes and goes; the later one waits for its own time
-    await sleep(100);
-    expect(fired).toEqual(['later']);
-    expect(laterFiredAt - laterAt).toBeGreaterThanOrEqual(48.5);
+    vi.advanceTimersByTime(49);
+    expect(fired).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(fired).toEqual([{ what: 'later', at: 75 }]);
   });
 
-  it('keeps durations apart: a short deadline set after a long one fires first', async () => {
+  it('keeps durations apart: a short deadline set after a long one fires first', () => {
     const fired: string[] = [];
-    deadline(120, (s: string) => fired.push(s), 'long');
-    deadline(20, (s: string) => fired.push(s), 'short');
-    await sleep(200);
+    new DeadlineQueue(120).add((s: string) => fired.push(s), 'long');
+    new DeadlineQueue(20).add((s: string) => fired.push(s), 'short');
+    vi.advanceTimersByTime(20);
+    expect(fired).toEqual(['short']);
+    vi.advanceTimersByTime(100);
     expect(fired).toEqual(['short', 'long']);
   });
 
-  it('ignores a cancel after the deadline fired', async () => {
+  it('ignores a cancel after the deadline fired, and arms again for the next one', () => {
+    const queue = new DeadlineQueue(10);
     let count = 0;
-    const d = deadline(10, () => count++, null);
-    await sleep(40);
+    const d = queue.add(() => count++, null);
+    vi.advanceTimersByTime(10);
     d.cancel();
     expect(count).toBe(1);
-    const again = deadline(10, () => count++, null);
-    await sleep(40);
+    const again = queue.add(() => count++, null);
+    vi.advanceTimersByTime(10);
     expect(count).toBe(2);
     again.cancel();
+    expect(vi.getTimerCount()).toBe(0);
   });
 
-  it('does not keep the process alive on its own', async () => {
-    const { spawnSync } = await import('node:child_process');
+  it('arms one Node timer per duration, however many deadlines it holds', () => {
+    const queue = new DeadlineQueue(1000);
+    const all = Array.from({ length: 100 }, () => queue.add(() => undefined, null));
+    expect(vi.getTimerCount()).toBe(1);
+    for (const d of all) d.cancel();
+  });
+
+  it('deadlinesOf shares one queue per duration', () => {
+    expect(deadlinesOf(15_000)).toBe(deadlinesOf(15_000));
+    expect(deadlinesOf(15_000)).not.toBe(deadlinesOf(15_001));
+  });
+});
+
+describe('deadlines on the real clock', () => {
+  it('do not keep the process alive on their own', () => {
     const started = Date.now();
     const r = spawnSync(process.execPath, ['--input-type=module', '-e',
       `import { deadlinesOf } from ${JSON.stringify(new URL('../dist/proxy/deadlines.js', import.meta.url).href)}; deadlinesOf(30000).add(() => console.log('fired'), null);`]);

@@ -1,10 +1,19 @@
+// Active health checks: real probes to real servers on loopback, on fake
+// time (test/support/fake-time.ts). The clock moves only when a test says, so
+// every probe time, interval and timeout is asserted to the millisecond,
+// while each probe's request and answer still cross a real socket: after
+// moving the clock, a test waits (real time, clock standing) until the probes
+// it started have been judged. Math.random is pinned, so the schedule is
+// known; judging a probe draws the jitter of the next interval, which is how
+// a test knows a probe is over.
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { Endpoint } from '../src/cluster/endpoint.js';
 import { HealthChecker, jitteredInterval } from '../src/cluster/health.js';
 import type { HealthCheckConfig } from '../src/config/types.js';
+import { untilReal, useFakeTime } from './support/fake-time.js';
 import { deadPort } from './support/harness.js';
 
 const POOL = { connectTimeout: 1000, pool: { connections: 4, keepAliveTimeout: 4000 } };
@@ -77,28 +86,29 @@ function answering(status: () => number): (req: IncomingMessage, res: ServerResp
   };
 }
 
-async function waitFor(condition: () => boolean, what: string, ms = 3000): Promise<void> {
-  const until = performance.now() + ms;
-  while (!condition()) {
-    if (performance.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 function config(overrides: Partial<HealthCheckConfig> = {}): HealthCheckConfig {
   return { path: '/healthz', interval: 20, timeout: 2000, healthyThreshold: 2, unhealthyThreshold: 3, ...overrides };
 }
 
 describe('HealthChecker', () => {
+  useFakeTime();
   const endpoints: Endpoint[] = [];
   const checkers: HealthChecker[] = [];
   const servers: ProbeServer[] = [];
+  /** Math.random, pinned at 0.5: the first probe comes half an interval after start(), the next ones one interval after the previous one ended */
+  let random: MockInstance<() => number>;
+  /** endpoints whose first probe time start() drew */
+  let started = 0;
+  let t0 = 0;
+
+  beforeEach(() => {
+    random = vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    started = 0;
+    t0 = performance.now();
+  });
 
   afterEach(async () => {
+    random.mockRestore();
     for (const checker of checkers.splice(0)) checker.close();
     await Promise.all(endpoints.splice(0).map((endpoint) => endpoint.close()));
     await Promise.all(servers.splice(0).map((server) => server.close()));
@@ -111,17 +121,31 @@ describe('HealthChecker', () => {
   }
 
   async function server(answer: (req: IncomingMessage, res: ServerResponse) => void): Promise<ProbeServer> {
-    const started = await startProbeServer(answer);
-    servers.push(started);
-    return started;
+    const up = await startProbeServer(answer);
+    servers.push(up);
+    return up;
   }
 
   function check(cfg: HealthCheckConfig, targets: Endpoint[], onChange: (e: Endpoint, healthy: boolean) => void = () => undefined): HealthChecker {
     const checker = new HealthChecker(cfg, targets, onChange);
     checkers.push(checker);
     checker.start();
+    started += targets.length;
     return checker;
   }
+
+  /** probes judged so far, by every checker of the test */
+  const judged = (): number => random.mock.calls.length - started;
+
+  /** Moves the clock by `ms`, then waits (real I/O, clock standing) until `total` probes have been judged in all. */
+  async function advance(ms: number, total: number): Promise<void> {
+    vi.advanceTimersByTime(ms);
+    expect(await untilReal(() => judged() >= total)).toBe(true);
+    expect(judged()).toBe(total);
+  }
+
+  /** the fake times, from the test's start, at which `up` saw each probe */
+  const probeTimes = (up: ProbeServer): number[] => up.probes.map((p) => p.at - t0);
 
   it('GETs the configured path as tandem-health-check over one kept-alive connection of its own', async () => {
     const upstream = await server(answering(() => 200));
@@ -129,12 +153,14 @@ describe('HealthChecker', () => {
     const changes: boolean[] = [];
     check(config({ path: '/ready?probe=1' }), [endpoint], (_e, healthy) => changes.push(healthy));
 
-    await waitFor(() => upstream.probes.length >= 4, '4 probes');
+    await advance(10, 1);
+    for (let n = 2; n <= 4; n++) await advance(20, n);
     for (const probe of upstream.probes) {
       expect(probe.url).toBe('/ready?probe=1');
       expect(probe.userAgent).toBe('tandem-health-check');
       expect(probe.connection).toBe('keep-alive');
     }
+    expect(upstream.probes).toHaveLength(4);
     expect(new Set(upstream.probes.map((p) => p.remotePort)).size).toBe(1);
     // The proxied-traffic pool never opened a connection for the probes.
     expect(endpoint.pool.stats.connected).toBe(0);
@@ -142,19 +168,35 @@ describe('HealthChecker', () => {
     expect(changes).toEqual([]);
   });
 
+  it('probes one jittered interval (±10%) after the previous probe ended, the first within the first interval', async () => {
+    const upstream = await server(answering(() => 200));
+    // start(): 0.25 of the interval; then intervals of 0.9, 1.05 and 1.0
+    random.mockReturnValueOnce(0.25).mockReturnValueOnce(0).mockReturnValueOnce(0.75);
+    check(config({ interval: 1000 }), [endpointAt(upstream.port)]);
+    await advance(250, 1);
+    await advance(900, 2);
+    await advance(1050, 3);
+    await advance(1000, 4);
+    expect(probeTimes(upstream)).toEqual([250, 1150, 2200, 3200]);
+  });
+
   it('marks a 503-answering endpoint unhealthy after exactly unhealthyThreshold probes, and says so once', async () => {
     const upstream = await server(answering(() => 503));
     const endpoint = endpointAt(upstream.port);
-    const changes: Array<{ endpoint: Endpoint; healthy: boolean; probesSeen: number }> = [];
-    check(config({ unhealthyThreshold: 3 }), [endpoint], (e, healthy) => changes.push({ endpoint: e, healthy, probesSeen: upstream.probes.length }));
+    const changes: Array<{ endpoint: Endpoint; healthy: boolean }> = [];
+    check(config({ unhealthyThreshold: 3 }), [endpoint], (e, healthy) => changes.push({ endpoint: e, healthy }));
 
-    await waitFor(() => changes.length > 0, 'the transition');
-    expect(changes[0]).toEqual({ endpoint, healthy: false, probesSeen: 3 });
+    await advance(10, 1);
+    await advance(20, 2);
+    expect(changes).toEqual([]);
+    expect(endpoint.healthy).toBe(true);
+    await advance(20, 3);
+    expect(changes).toEqual([{ endpoint, healthy: false }]);
     expect(endpoint.healthy).toBe(false);
     expect(endpoint.available).toBe(false);
 
     // Further failures are no new transition.
-    await waitFor(() => upstream.probes.length >= 7, '4 more probes');
+    for (let n = 4; n <= 7; n++) await advance(20, n);
     expect(changes).toHaveLength(1);
   });
 
@@ -162,47 +204,48 @@ describe('HealthChecker', () => {
     let status = 503;
     const upstream = await server(answering(() => status));
     const endpoint = endpointAt(upstream.port);
-    let failedProbes = 0;
-    const changes: Array<{ healthy: boolean; passesSeen: number }> = [];
+    const changes: Array<{ healthy: boolean; probesSeen: number }> = [];
     check(config({ unhealthyThreshold: 2, healthyThreshold: 3 }), [endpoint], (_e, healthy) => {
-      if (!healthy) {
-        failedProbes = upstream.probes.length;
-        status = 200;
-      }
-      changes.push({ healthy, passesSeen: upstream.probes.length - failedProbes });
+      if (!healthy) status = 200;
+      changes.push({ healthy, probesSeen: upstream.probes.length });
     });
 
-    await waitFor(() => changes.length >= 2, 'two transitions');
+    await advance(10, 1);
+    for (let n = 2; n <= 5; n++) await advance(20, n);
+    // two failures, then three passes
     expect(changes).toEqual([
-      { healthy: false, passesSeen: 0 },
-      { healthy: true, passesSeen: 3 },
+      { healthy: false, probesSeen: 2 },
+      { healthy: true, probesSeen: 5 },
     ]);
-    expect(failedProbes).toBe(2);
     expect(endpoint.healthy).toBe(true);
 
-    const seen = upstream.probes.length;
-    await waitFor(() => upstream.probes.length >= seen + 3, '3 more probes');
+    for (let n = 6; n <= 8; n++) await advance(20, n);
     expect(changes).toHaveLength(2);
   });
 
-  it('counts only consecutive results towards either threshold', async () => {
+  it('counts only consecutive failures towards unhealthyThreshold', async () => {
     // fail, fail, pass, ... never reaches 3 failures in a row
     let answered = 0;
     const upstream = await server(answering(() => (++answered % 3 === 0 ? 200 : 503)));
     const endpoint = endpointAt(upstream.port);
     const changes: boolean[] = [];
     check(config({ unhealthyThreshold: 3 }), [endpoint], (_e, healthy) => changes.push(healthy));
-    await waitFor(() => upstream.probes.length >= 10, '10 probes');
+    await advance(10, 1);
+    for (let n = 2; n <= 10; n++) await advance(20, n);
     expect(changes).toEqual([]);
     expect(endpoint.healthy).toBe(true);
+  });
 
-    // and an unhealthy one answering pass, fail, ... never reaches 2 passes in a row
-    let flipped = 0;
-    const flaky = await server(answering(() => (++flipped % 2 === 0 ? 503 : 200)));
+  it('counts only consecutive passes towards healthyThreshold', async () => {
+    // an unhealthy one answering pass, fail, ... never reaches 2 passes in a row
+    let answered = 0;
+    const flaky = await server(answering(() => (++answered % 2 === 0 ? 503 : 200)));
     const sick = endpointAt(flaky.port);
     sick.healthy = false;
+    const changes: boolean[] = [];
     check(config({ healthyThreshold: 2 }), [sick], (_e, healthy) => changes.push(healthy));
-    await waitFor(() => flaky.probes.length >= 8, '8 probes');
+    await advance(10, 1);
+    for (let n = 2; n <= 8; n++) await advance(20, n);
     expect(changes).toEqual([]);
     expect(sick.healthy).toBe(false);
   });
@@ -217,21 +260,19 @@ describe('HealthChecker', () => {
     const upstream = await server(answering(() => status));
     const endpoint = endpointAt(upstream.port);
     check(config({ unhealthyThreshold: 1 }), [endpoint]);
-    await waitFor(() => upstream.probes.length >= 2, '2 probes');
-    // The second probe is sent only after the first was judged.
+    await advance(10, 1);
     expect(endpoint.healthy).toBe(passes);
   });
 
-  it('counts a refused connection as a failure', async () => {
+  it('counts a refused connection as a failure, without waiting for any timeout', async () => {
     const endpoint = endpointAt(await deadPort());
     const changes: boolean[] = [];
-    const started = performance.now();
     check(config({ unhealthyThreshold: 2 }), [endpoint], (_e, healthy) => changes.push(healthy));
-    await waitFor(() => changes.length > 0, 'the transition');
+    // each probe is judged at the time it was sent: the clock never moved past it
+    await advance(10, 1);
+    await advance(20, 2);
     expect(changes).toEqual([false]);
     expect(endpoint.healthy).toBe(false);
-    // 2 probes, each about one interval apart: nowhere near a second
-    expect(performance.now() - started).toBeLessThan(1000);
   });
 
   it('counts a reset as a failure', async () => {
@@ -239,30 +280,34 @@ describe('HealthChecker', () => {
     const endpoint = endpointAt(upstream.port);
     const changes: Array<{ healthy: boolean; probesSeen: number }> = [];
     check(config({ unhealthyThreshold: 2 }), [endpoint], (_e, healthy) => changes.push({ healthy, probesSeen: upstream.probes.length }));
-    await waitFor(() => changes.length > 0, 'the transition');
+    await advance(10, 1);
+    await advance(20, 2);
     expect(changes).toEqual([{ healthy: false, probesSeen: 2 }]);
   });
 
-  it('gives up on a silent endpoint after its own timeout, one probe at a time', async () => {
+  it('gives up on a silent endpoint after exactly its own timeout, one probe at a time', async () => {
     const upstream = await server(() => undefined);
     const endpoint = endpointAt(upstream.port);
     const changes: boolean[] = [];
     // The interval is shorter than the timeout: overlapping probes would show up as concurrent requests.
     check(config({ interval: 10, timeout: 100, unhealthyThreshold: 2 }), [endpoint], (_e, healthy) => changes.push(healthy));
 
-    await waitFor(() => changes.length > 0, 'the transition');
-    expect(changes).toEqual([false]);
-    expect(upstream.probes).toHaveLength(2);
-    await waitFor(() => upstream.probes.length >= 4, '4 probes');
-    expect(upstream.maxConcurrent).toBe(1);
-    for (const probe of upstream.probes.slice(0, 3)) {
-      expect(probe.closedAt).toBeDefined();
-      const held = probe.closedAt! - probe.at;
-      // Aborted by our 100 ms timer, not by undici's coarse one (or not at all).
-      // The server sees the request after the connect, so it may see less than 100 ms.
-      expect(held).toBeGreaterThanOrEqual(50);
-      expect(held).toBeLessThan(600);
+    for (let n = 1; n <= 4; n++) {
+      vi.advanceTimersByTime(n === 1 ? 5 : 10);
+      expect(await untilReal(() => upstream.probes.length === n)).toBe(true);
+      vi.advanceTimersByTime(99);
+      // one millisecond before the timeout the probe is still waiting
+      expect(await untilReal(() => upstream.probes[n - 1]!.closedAt !== undefined, 50)).toBe(false);
+      expect(judged()).toBe(n - 1);
+      await advance(1, n);
+      expect(await untilReal(() => upstream.probes[n - 1]!.closedAt !== undefined)).toBe(true);
+      if (n === 2) expect(changes).toEqual([false]);
     }
+    expect(changes).toEqual([false]);
+    expect(upstream.maxConcurrent).toBe(1);
+    // Aborted by our timer exactly 100 ms after it was sent, each the interval after the previous one ended.
+    expect(probeTimes(upstream)).toEqual([5, 115, 225, 335]);
+    for (const probe of upstream.probes) expect(probe.closedAt! - probe.at).toBe(100);
   });
 
   it('counts a body that does not finish within the timeout as a failure', async () => {
@@ -273,7 +318,12 @@ describe('HealthChecker', () => {
     const endpoint = endpointAt(upstream.port);
     const changes: boolean[] = [];
     check(config({ timeout: 50, unhealthyThreshold: 2 }), [endpoint], (_e, healthy) => changes.push(healthy));
-    await waitFor(() => changes.length > 0, 'the transition');
+    vi.advanceTimersByTime(10);
+    expect(await untilReal(() => upstream.probes.length === 1)).toBe(true);
+    await advance(50, 1);
+    vi.advanceTimersByTime(20);
+    expect(await untilReal(() => upstream.probes.length === 2)).toBe(true);
+    await advance(50, 2);
     expect(changes).toEqual([false]);
   });
 
@@ -281,47 +331,41 @@ describe('HealthChecker', () => {
     const healthy = await server(answering(() => 200));
     const silent = await server(() => undefined);
     const checker = check(config({ interval: 10, timeout: 5000 }), [endpointAt(healthy.port), endpointAt(silent.port)]);
-    await waitFor(() => healthy.probes.length >= 3 && silent.probes.length >= 1, 'probes to both');
+    await advance(5, 1);
+    expect(await untilReal(() => silent.probes.length === 1)).toBe(true);
+    await advance(10, 2);
+    await advance(10, 3);
+    expect(healthy.probes).toHaveLength(3);
     expect(silent.openSockets.size).toBe(1);
 
     checker.close();
-    const seen = healthy.probes.length;
-    await waitFor(() => healthy.openSockets.size === 0 && silent.openSockets.size === 0, 'sockets to close', 1000);
-    await sleep(100);
-    expect(healthy.probes).toHaveLength(seen);
-    expect(silent.probes).toHaveLength(1);
+    expect(await untilReal(() => healthy.openSockets.size === 0 && silent.openSockets.size === 0, 1000)).toBe(true);
+    vi.advanceTimersByTime(10_000);
+    expect(await untilReal(() => healthy.probes.length > 3 || silent.probes.length > 1, 50)).toBe(false);
     expect(healthy.openSockets.size).toBe(0);
   });
 
-  it('does not probe before start() and not after close() without start()', async () => {
-    const upstream = await server(answering(() => 200));
-    const checker = new HealthChecker(config(), [endpointAt(upstream.port)], () => undefined);
-    await sleep(60);
-    expect(upstream.probes).toHaveLength(0);
+  it('starts no timer before start() and none after close() without start()', () => {
+    const checker = new HealthChecker(config(), [endpointAt(9)], () => undefined);
+    expect(vi.getTimerCount()).toBe(0);
     checker.close();
     checker.start();
-    await sleep(60);
-    expect(upstream.probes).toHaveLength(0);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(random).not.toHaveBeenCalled();
   });
 
   it('spreads the first probes of a cluster over the first interval', async () => {
     const upstream = await server(answering(() => 200));
-    const interval = 1000;
-    const targets = Array.from({ length: 20 }, () => endpointAt(upstream.port));
-    const started = performance.now();
-    check(config({ interval }), targets);
-    // Each endpoint has its own connection: its first probe is the first request on its port.
-    const firstOf = new Map<number, number>();
-    await waitFor(() => {
-      for (const probe of upstream.probes) if (!firstOf.has(probe.remotePort)) firstOf.set(probe.remotePort, probe.at);
-      return firstOf.size === targets.length;
-    }, 'a first probe per endpoint');
-    const firsts = [...firstOf.values()].map((at) => at - started);
-    // within the first interval, give or take a loaded machine's late timers
-    expect(Math.max(...firsts)).toBeLessThan(interval + 1000);
-    // Twenty uniform draws over 1 s span less than 400 ms about once in a million runs;
-    // probes in lockstep arrive within a few ms of each other (<100 ms on a loaded machine).
-    expect(Math.max(...firsts) - Math.min(...firsts)).toBeGreaterThan(400);
+    const count = 20;
+    // start() draws one first-probe time per endpoint: the middles of 20 equal slices of the interval
+    let draws = 0;
+    random.mockImplementation(() => (draws < count ? (draws++ + 0.5) / count : 0.5));
+    check(config({ interval: 1000 }), Array.from({ length: count }, () => endpointAt(upstream.port)));
+    await advance(25, 1);
+    for (let n = 2; n <= count; n++) await advance(50, n);
+    // each on its own connection, at its own time
+    expect(new Set(upstream.probes.map((p) => p.remotePort)).size).toBe(count);
+    expect(probeTimes(upstream)).toEqual(Array.from({ length: count }, (_, i) => 25 + 50 * i));
   });
 });
 

@@ -1,9 +1,13 @@
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+// Outlier detection on fake time (test/support/fake-time.ts): ejection
+// durations, their growth and decay are asserted to the millisecond.
+
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Endpoint } from '../src/cluster/endpoint.js';
 import { OutlierDetector } from '../src/cluster/outlier.js';
 import type { OutlierDetectionConfig } from '../src/config/types.js';
+import { useFakeTime } from './support/fake-time.js';
+
+useFakeTime();
 
 const created: Endpoint[] = [];
 const detectors: OutlierDetector[] = [];
@@ -29,41 +33,33 @@ function endpoints(count: number): Endpoint[] {
 interface Setup {
   detector: OutlierDetector;
   ejections: Endpoint[];
-  /** performance.now() of each ejection, in order */
-  ejectedAt: number[];
 }
 
 function detect(cfg: Partial<OutlierDetectionConfig>, list: Endpoint[]): Setup {
   const ejections: Endpoint[] = [];
-  const ejectedAt: number[] = [];
   const detector = new OutlierDetector(
     { consecutive5xx: 3, baseEjectionTime: 60_000, maxEjectionPercent: 100, ...cfg },
     list,
-    (endpoint) => {
-      ejections.push(endpoint);
-      ejectedAt.push(performance.now());
-    },
+    (endpoint) => ejections.push(endpoint),
   );
   detectors.push(detector);
-  return { detector, ejections, ejectedAt };
+  return { detector, ejections };
 }
 
 function fail(detector: OutlierDetector, endpoint: Endpoint, times: number): void {
   for (let i = 0; i < times; i++) detector.report(endpoint, true);
 }
 
-/** Polls until the endpoint is back in rotation; the time it came back, or Infinity after `limitMs`. */
-async function returnTime(endpoint: Endpoint, limitMs: number): Promise<number> {
-  const deadline = performance.now() + limitMs;
-  while (endpoint.ejected) {
-    if (performance.now() > deadline) return Infinity;
-    await sleep(2);
-  }
-  return performance.now();
+/** Ejected now: back in rotation exactly `ms` later, not a millisecond before. */
+function expectOutFor(endpoint: Endpoint, ms: number): void {
+  expect(endpoint.ejected).toBe(true);
+  vi.advanceTimersByTime(ms - 1);
+  expect(endpoint.ejected).toBe(true);
+  expect(endpoint.available).toBe(false);
+  vi.advanceTimersByTime(1);
+  expect(endpoint.ejected).toBe(false);
+  expect(endpoint.available).toBe(true);
 }
-
-/** setTimeout may round its deadline down by up to a millisecond. */
-const TIMER_SLACK_MS = 2;
 
 describe('OutlierDetector: counting failures', () => {
   it('ejects after exactly consecutive5xx failures, not one fewer', () => {
@@ -154,15 +150,15 @@ describe('OutlierDetector: maxEjectionPercent', () => {
     expect([a.ejected, b.ejected]).toEqual([true, false]);
   });
 
-  it('an endpoint held back by the cap goes out on its next failure once there is room', async () => {
+  it('an endpoint held back by the cap goes out on its next failure once there is room', () => {
     const list = endpoints(2);
     const [a, b] = list as [Endpoint, Endpoint];
-    const base = 40;
+    const base = 30_000;
     const { detector, ejections } = detect({ consecutive5xx: 2, maxEjectionPercent: 50, baseEjectionTime: base }, list);
     fail(detector, a, 2);
     fail(detector, b, 4);
     expect(b.ejected).toBe(false);
-    expect(await returnTime(a, base + 2000)).toBeLessThan(Infinity);
+    expectOutFor(a, base);
     detector.report(b, true);
     expect(b.ejected).toBe(true);
     expect(ejections).toEqual([a, b]);
@@ -170,16 +166,12 @@ describe('OutlierDetector: maxEjectionPercent', () => {
 });
 
 describe('OutlierDetector: ejection time', () => {
-  it('brings the endpoint back after baseEjectionTime, not before, with its count reset', async () => {
+  it('brings the endpoint back after baseEjectionTime, not before, with its count reset', () => {
     const [endpoint] = endpoints(1) as [Endpoint];
-    const base = 80;
-    const { detector, ejectedAt } = detect({ consecutive5xx: 2, baseEjectionTime: base }, created);
+    const base = 30_000;
+    const { detector } = detect({ consecutive5xx: 2, baseEjectionTime: base }, created);
     fail(detector, endpoint, 2);
-    const back = await returnTime(endpoint, base + 2000);
-    const out = back - ejectedAt[0]!;
-    expect(out).toBeGreaterThanOrEqual(base - TIMER_SLACK_MS);
-    expect(out).toBeLessThan(base + 1000);
-    expect(endpoint.available).toBe(true);
+    expectOutFor(endpoint, base);
     // the failures before the ejection no longer count
     detector.report(endpoint, true);
     expect(endpoint.ejected).toBe(false);
@@ -187,43 +179,63 @@ describe('OutlierDetector: ejection time', () => {
     expect(endpoint.ejected).toBe(true);
   });
 
-  it('the second ejection in a row lasts twice the base', async () => {
+  it('each ejection in a row lasts one base longer', () => {
     const [endpoint] = endpoints(1) as [Endpoint];
-    const base = 80;
-    const { detector, ejectedAt } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
-    detector.report(endpoint, true);
-    await returnTime(endpoint, base + 2000);
-    detector.report(endpoint, true);
-    expect(endpoint.ejected).toBe(true);
-    const back = await returnTime(endpoint, 2 * base + 2000);
-    const out = back - ejectedAt[1]!;
-    expect(out).toBeGreaterThanOrEqual(2 * base - TIMER_SLACK_MS);
-    expect(out).toBeLessThan(2 * base + 1000);
+    const base = 30_000;
+    const { detector } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
+    for (let n = 1; n <= 4; n++) {
+      detector.report(endpoint, true);
+      expectOutFor(endpoint, n * base);
+    }
   });
 
-  it('time in rotation decays the multiplier: back to base after a healthy spell', async () => {
+  it('stops growing at 300 s (or base, if longer)', () => {
     const [endpoint] = endpoints(1) as [Endpoint];
-    const base = 120;
-    const { detector, ejectedAt } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
-    detector.report(endpoint, true);
-    await returnTime(endpoint, base + 2000);
-    // a whole base in rotation takes the multiplier from 1 back to 0
-    await sleep(base + 20);
-    detector.report(endpoint, true);
-    const back = await returnTime(endpoint, 2 * base + 2000);
-    const out = back - ejectedAt[1]!;
-    expect(out).toBeGreaterThanOrEqual(base - TIMER_SLACK_MS);
-    // without the decay it would be out for 2 × base
-    expect(out).toBeLessThan(1.5 * base);
+    const base = 70_000;
+    const { detector } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
+    for (const ms of [base, 2 * base, 3 * base, 4 * base, 300_000, 300_000]) {
+      detector.report(endpoint, true);
+      expectOutFor(endpoint, ms);
+    }
+    const [long] = endpoints(1) as [Endpoint];
+    const longer = detect({ consecutive5xx: 1, baseEjectionTime: 400_000 }, [long]);
+    for (let n = 0; n < 2; n++) {
+      longer.detector.report(long, true);
+      expectOutFor(long, 400_000);
+    }
   });
 
-  it('close() clears the timers and leaves the endpoints as they are', async () => {
+  it('time in rotation decays the multiplier: each whole base in rotation takes one off', () => {
+    const [endpoint] = endpoints(1) as [Endpoint];
+    const base = 30_000;
+    const { detector } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
+    for (let n = 1; n <= 3; n++) {
+      detector.report(endpoint, true);
+      expectOutFor(endpoint, n * base);
+    }
+    // just under two bases in rotation take one off: 3 - 1 + 1
+    vi.advanceTimersByTime(2 * base - 1);
+    detector.report(endpoint, true);
+    expectOutFor(endpoint, 3 * base);
+    // two whole bases take two off: 3 - 2 + 1
+    vi.advanceTimersByTime(2 * base);
+    detector.report(endpoint, true);
+    expectOutFor(endpoint, 2 * base);
+    // a long healthy spell: back to base, never below
+    vi.advanceTimersByTime(100 * base);
+    detector.report(endpoint, true);
+    expectOutFor(endpoint, base);
+  });
+
+  it('close() clears the timers and leaves the endpoints as they are', () => {
     const [a, b] = endpoints(2) as [Endpoint, Endpoint];
-    const base = 30;
+    const base = 30_000;
     const { detector, ejections } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
     detector.report(a, true);
+    expect(vi.getTimerCount()).toBe(1);
     detector.close();
-    await sleep(base * 4);
+    expect(vi.getTimerCount()).toBe(0);
+    vi.advanceTimersByTime(base * 4);
     expect(a.ejected).toBe(true);
     expect(b.ejected).toBe(false);
     // a closed detector starts no new timers

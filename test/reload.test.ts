@@ -384,6 +384,52 @@ describe('clusters across a reload', () => {
   });
 });
 
+describe('rate-limit buckets across a reload', () => {
+  const limited = (name: string, rateLimit: string): string =>
+    `      - { name: ${name}, match: { prefix: /x }, directResponse: { status: 200, body: ok }, rateLimit: ${rateLimit} }`;
+  /** one token every 1000 s: nothing refills while the test runs */
+  const tight = '{ requestsPerSecond: 0.001, burst: 2, key: route }';
+
+  async function statuses(url: string, n: number): Promise<number[]> {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push((await get(url)).status);
+    return out;
+  }
+
+  it('keeps an exhausted bucket over an unrelated change; a changed rateLimit or a new route name starts full', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'tandem.yaml');
+    const write = (routes: string[]): void => writeFileSync(file, yaml(dir, routes.join('\n'), cluster('a', [9])));
+    write([limited('api', tight), direct('other', '/other', 'one')]);
+    const t = await startFrom(file);
+    t.tandem['reloader']!.unwatch();
+    expect(await statuses(`${t.url}/x`, 3)).toEqual([200, 200, 429]);
+
+    // another route's edit: api's bucket is still empty
+    write([limited('api', tight), direct('other', '/other', 'two')]);
+    expect((await postReload(t.admin)).status).toBe(200);
+    expect(await get(`${t.url}/other`)).toEqual({ status: 200, body: 'two' });
+    expect(await statuses(`${t.url}/x`, 1)).toEqual([429]);
+
+    // nor does an edit of the route itself that leaves its name and rateLimit alone
+    write([limited('api', tight).replace('body: ok', 'body: edited'), direct('other', '/other', 'two')]);
+    expect((await postReload(t.admin)).status).toBe(200);
+    expect(await statuses(`${t.url}/x`, 1)).toEqual([429]);
+    expect(await get(`${t.url}/other`)).toEqual({ status: 200, body: 'two' });
+
+    // a changed rateLimit starts with full buckets (burst 3 now)
+    const wider = '{ requestsPerSecond: 0.001, burst: 3, key: route }';
+    write([limited('api', wider), direct('other', '/other', 'two')]);
+    expect((await postReload(t.admin)).status).toBe(200);
+    expect(await statuses(`${t.url}/x`, 4)).toEqual([200, 200, 200, 429]);
+
+    // the same rateLimit under another route name is another route: full again
+    write([limited('api2', wider), direct('other', '/other', 'two')]);
+    expect((await postReload(t.admin)).status).toBe(200);
+    expect(await statuses(`${t.url}/x`, 4)).toEqual([200, 200, 200, 429]);
+  });
+});
+
 describe('SIGHUP', () => {
   it('reloads the built CLI, even for a change the directory watch cannot see', async () => {
     // tandem.yaml is a symlink into another directory: writing the target in

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
+import { cancelEvery, every, type Timer } from '../clock.js';
 import type { CircuitBreakerConfig } from '../config/types.js';
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -46,7 +47,7 @@ const WINDOW_BUCKETS = 10;
 export class ErrorRateBreaker {
   private readonly breaker: CircuitBreaker;
   private readonly rotation = new EventEmitter();
-  private readonly rotationTimer: NodeJS.Timeout;
+  private readonly rotationTimer: Timer;
   private readonly volumeThreshold: number;
   private readonly errorThresholdPercentage: number;
   private current: BreakerState = 'closed';
@@ -71,10 +72,7 @@ export class ErrorRateBreaker {
       // (opossum keeps it across a close) and keeps the timer ours to stop.
       rotateBucketController: this.rotation,
     });
-    this.rotationTimer = setInterval(
-      () => this.rotation.emit('rotate'),
-      Math.max(1, Math.floor(cfg.window / WINDOW_BUCKETS)),
-    ).unref();
+    this.rotationTimer = every(Math.max(1, Math.floor(cfg.window / WINDOW_BUCKETS)), () => this.rotation.emit('rotate'));
     this.breaker.on('open', () => this.enter('open'));
     this.breaker.on('halfOpen', () => this.enter('half_open'));
     this.breaker.on('close', () => {
@@ -111,7 +109,7 @@ export class ErrorRateBreaker {
   close(): void {
     if (this.closedForGood) return;
     this.closedForGood = true;
-    clearInterval(this.rotationTimer);
+    cancelEvery(this.rotationTimer);
     // Clears opossum's reset timer and drops every listener, ours included.
     this.breaker.shutdown();
   }

@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { after, cancel, type Timer } from '../clock.js';
 import type { DnsConfig, EndpointConfig } from '../config/types.js';
 import { log } from '../observability/log.js';
 
@@ -25,7 +26,7 @@ export async function lookupAll(name: string): Promise<readonly string[]> {
  * resolution keeps the last good set; the failure is logged once per streak.
  */
 export class DnsDiscovery {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private started = false;
   private closed = false;
   private failing = false;
@@ -47,7 +48,7 @@ export class DnsDiscovery {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
+    cancel(this.timer);
     this.timer = undefined;
   }
 
@@ -88,7 +89,6 @@ export class DnsDiscovery {
   }
 
   private schedule(): void {
-    this.timer = setTimeout(() => void this.refresh(), this.cfg.refreshInterval);
-    this.timer.unref();
+    this.timer = after(this.cfg.refreshInterval, () => void this.refresh());
   }
 }

@@ -1,4 +1,5 @@
 import { Client, request } from '../undici.js';
+import { after, cancel, type Timer } from '../clock.js';
 import type { HealthCheckConfig } from '../config/types.js';
 import type { Endpoint } from './endpoint.js';
 
@@ -26,7 +27,7 @@ interface Session {
   readonly endpoint: Endpoint;
   /** One keep-alive connection of its own, so probes neither queue behind nor take sockets from proxied traffic. */
   readonly client: Client;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
   inFlight: AbortController | undefined;
   successes: number;
   failures: number;
@@ -82,7 +83,7 @@ export class HealthChecker {
     if (this.closed) return;
     this.closed = true;
     for (const session of this.sessions) {
-      clearTimeout(session.timer);
+      cancel(session.timer);
       session.timer = undefined;
       session.inFlight?.abort();
       void session.client.destroy();
@@ -90,8 +91,7 @@ export class HealthChecker {
   }
 
   private schedule(session: Session, delay: number): void {
-    session.timer = setTimeout(() => void this.probe(session), delay);
-    session.timer.unref();
+    session.timer = after(delay, () => void this.probe(session));
   }
 
   /** The next probe is scheduled only once this one is over, so probes of one endpoint never overlap. */
@@ -106,8 +106,7 @@ export class HealthChecker {
   private async attempt(session: Session): Promise<boolean> {
     const controller = new AbortController();
     session.inFlight = controller;
-    const deadline = setTimeout(() => controller.abort(), this.cfg.timeout);
-    deadline.unref();
+    const deadline = after(this.cfg.timeout, () => controller.abort());
     try {
       const { statusCode, body } = await request(session.client, {
         method: 'GET',
@@ -122,7 +121,7 @@ export class HealthChecker {
       // Connect failure, reset, timeout or close(): all the same to the thresholds.
       return false;
     } finally {
-      clearTimeout(deadline);
+      cancel(deadline);
       session.inFlight = undefined;
     }
   }

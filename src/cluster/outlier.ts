@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { after, cancel, now, type Timer } from '../clock.js';
 import type { OutlierDetectionConfig } from '../config/types.js';
 import type { Endpoint } from './endpoint.js';
 
@@ -13,9 +13,9 @@ interface EndpointState {
   consecutiveFailures: number;
   /** the ejection-time multiplier: how many recent ejections, decayed while in rotation */
   ejections: number;
-  /** performance.now() when the endpoint last came back into rotation */
+  /** now() when the endpoint last came back into rotation */
   returnedAt: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
   /** built once so an ejection does not allocate a closure */
   readonly restore: () => void;
 }
@@ -63,19 +63,19 @@ export class OutlierDetector {
     for (const [endpoint, state] of this.states) {
       if (keep.has(endpoint)) continue;
       if (state.timer !== undefined) {
-        clearTimeout(state.timer);
+        cancel(state.timer);
         this.ejectedCount--;
       }
       this.states.delete(endpoint);
     }
-    const now = performance.now();
+    const returnedAt = now();
     for (const endpoint of endpoints) {
       if (this.states.has(endpoint)) continue;
       const state: EndpointState = {
         endpoint,
         consecutiveFailures: 0,
         ejections: 0,
-        returnedAt: now,
+        returnedAt,
         timer: undefined,
         restore: () => this.restore(state),
       };
@@ -109,17 +109,17 @@ export class OutlierDetector {
   close(): void {
     this.closed = true;
     for (const state of this.states.values()) {
-      if (state.timer !== undefined) clearTimeout(state.timer);
+      cancel(state.timer);
       state.timer = undefined;
     }
   }
 
   private eject(state: EndpointState): void {
     const base = this.cfg.baseEjectionTime;
-    const inRotation = performance.now() - state.returnedAt;
+    const inRotation = now() - state.returnedAt;
     const decayed = Math.max(0, state.ejections - Math.floor(inRotation / base));
     state.ejections = Math.min(this.maxMultiplier, decayed + 1);
-    state.timer = setTimeout(state.restore, Math.min(this.longestEjection, base * state.ejections)).unref();
+    state.timer = after(Math.min(this.longestEjection, base * state.ejections), state.restore);
     state.endpoint.ejected = true;
     this.ejectedCount++;
     this.onEject(state.endpoint);
@@ -128,7 +128,7 @@ export class OutlierDetector {
   private restore(state: EndpointState): void {
     state.timer = undefined;
     state.consecutiveFailures = 0;
-    state.returnedAt = performance.now();
+    state.returnedAt = now();
     state.endpoint.ejected = false;
     this.ejectedCount--;
   }

@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { now as clockNow } from '../clock.js';
 
 /** Linkerd's default decay: how fast a latency peak is forgotten. */
 export const DECAY_MS = 10_000;
@@ -16,14 +16,14 @@ export const DECAY_MS = 10_000;
  * balancer looks. The decay also brings an endpoint that lost its traffic
  * to a peak back into play once its estimate falls below its peers', and
  * its next answer says whether it recovered. Times are milliseconds on
- * performance.now()'s clock.
+ * the clock of src/clock.ts.
  */
 export class PeakEwma {
   private estimate = 0;
   private stamp = 0;
 
   /** Records a try that took `ms`, ending at `now`. */
-  observe(ms: number, now: number = performance.now()): void {
+  observe(ms: number, now: number = clockNow()): void {
     const decayed = this.at(now);
     this.estimate = ms > decayed ? ms : decayed;
     this.stamp = now;

@@ -9,6 +9,8 @@
 // pointer updates. The timer fires no earlier than a setTimeout of the same
 // duration would.
 
+import { after, now, type Timer } from '../clock.js';
+
 type Fire<T> = (arg: T) => void;
 
 export class Deadline<T = unknown> {
@@ -35,19 +37,19 @@ export class Deadline<T = unknown> {
 }
 
 // Node's timers run on the loop's clock, read once per loop turn: a timer may
-// run up to about a millisecond before performance.now() reaches its time.
+// run up to about a millisecond before now() reaches its time.
 export const CLOCK_SLACK_MS = 1;
 
 /** The deadlines of one duration; routes hold theirs from config compile time. */
 export class DeadlineQueue {
   private head: Deadline | null = null;
   private tail: Deadline | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
 
   constructor(private readonly ms: number) {}
 
   add<T>(fire: Fire<T>, arg: T): Deadline<T> {
-    const d = new Deadline(performance.now() + this.ms, fire, arg, this);
+    const d = new Deadline(now() + this.ms, fire, arg, this);
     const entry = d as Deadline;
     if (this.tail === null) {
       this.head = entry;
@@ -73,20 +75,20 @@ export class DeadlineQueue {
 
   private arm(ms: number): void {
     // Requests in flight keep the process alive through their sockets.
-    this.timer = setTimeout(this.onTimer, ms).unref();
+    this.timer = after(ms, this.onTimer);
   }
 
   private readonly onTimer = (): void => {
     this.timer = null;
-    const now = performance.now();
+    const at = now();
     let d = this.head;
-    while (d !== null && d.at <= now + CLOCK_SLACK_MS) {
+    while (d !== null && d.at <= at + CLOCK_SLACK_MS) {
       this.remove(d);
       d.expire();
       d = this.head;
     }
     // The head's own deadline, or a shorter wait when entries were cancelled in between.
-    if (d !== null) this.arm(Math.max(1, Math.ceil(d.at - now)));
+    if (d !== null) this.arm(Math.max(1, Math.ceil(d.at - at)));
   };
 }
 

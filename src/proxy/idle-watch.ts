@@ -4,32 +4,33 @@
 // of re-arming the timer per chunk. When the timer fires early because bytes
 // flowed meanwhile, it is armed again for the time still left.
 
+import { after, cancel, now, type Timer } from '../clock.js';
 import { CLOCK_SLACK_MS } from './deadlines.js';
 
 export class IdleWatch {
-  /** performance.now() of the last byte either way */
-  last = performance.now();
-  private timer: NodeJS.Timeout;
+  /** now() of the last byte either way */
+  last = now();
+  private timer: Timer;
 
   constructor(
     private readonly ms: number,
     private readonly onIdle: () => void,
   ) {
-    this.timer = setTimeout(this.check, ms);
+    this.timer = after(ms, this.check);
   }
 
   /** A byte went one way or the other. */
   touch(): void {
-    this.last = performance.now();
+    this.last = now();
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    cancel(this.timer);
   }
 
   private readonly check = (): void => {
-    const left = this.last + this.ms - performance.now();
-    if (left > CLOCK_SLACK_MS) this.timer = setTimeout(this.check, left);
+    const left = this.last + this.ms - now();
+    if (left > CLOCK_SLACK_MS) this.timer = after(left, this.check);
     else this.onIdle();
   };
 }

@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { now as clockNow } from '../clock.js';
 import type { RateLimitConfig } from '../config/types.js';
 
 /** Keys tracked at once per route before idle buckets are evicted. */
@@ -34,7 +35,7 @@ export class TokenBuckets {
     private readonly perSecond: number,
     private readonly burst: number,
     private readonly maxKeys = DEFAULT_MAX_KEYS,
-    private readonly now: () => number = performance.now.bind(performance),
+    private readonly now: () => number = clockNow,
   ) {
     this.perMs = perSecond / 1000;
   }

@@ -4,6 +4,7 @@
 // flight and its backoff timer. Made at a request's first failed try, so a
 // request answered by its first try never allocates one (docs/resilience.md).
 
+import { after, cancel, type Timer } from '../clock.js';
 import type { ConcurrencyLimits } from '../cluster/limits.js';
 import type { ClusterMetrics } from '../observability/metrics.js';
 import type { Failure } from './attempt.js';
@@ -31,7 +32,7 @@ export class RetryState {
   private delay = 0;
   /** a granted retry holds one of the cluster's retries in flight until its try ends */
   private holdsSlot = false;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
   private readonly fire = (): void => {
     this.timer = null;
     // counted when sent: a retry whose backoff the route timeout cut is not
@@ -77,13 +78,13 @@ export class RetryState {
 
   /** Starts the backoff of the retry just granted; `resend` follows unless finished first. */
   wait(): void {
-    this.timer = setTimeout(this.fire, this.delay);
+    this.timer = after(this.delay, this.fire);
   }
 
   /** No further try: the request is answered, given up, timed out or gone. */
   finish(): 'stop' {
     if (this.timer !== null) {
-      clearTimeout(this.timer);
+      cancel(this.timer);
       this.timer = null;
     }
     this.releaseSlot();

@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { now as clockNow } from '../../clock.js';
 import type { Endpoint } from '../endpoint.js';
 import { TwoChoicesBalancer } from './two-choices.js';
 
@@ -12,7 +12,7 @@ import { TwoChoicesBalancer } from './two-choices.js';
 export class PeakEwmaBalancer extends TwoChoicesBalancer {
   constructor(
     endpoints: readonly Endpoint[],
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = clockNow,
   ) {
     super(endpoints);
   }
