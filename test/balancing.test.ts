@@ -86,6 +86,25 @@ describe('peak_ewma', () => {
     expect(estimate(fast)).toBeLessThan(estimate(slow));
   });
 
+  it("weighs a try by the time to its answer's head: a long stream does not make its endpoint look slow", async () => {
+    // The head at once, then the body over 600 ms.
+    const streaming: UpstreamHandler = (_req, res) => {
+      res.writeHead(200);
+      res.write('start;');
+      setTimeout(() => res.end('end'), 600);
+    };
+    const [a, b] = [await upstream(streaming), await upstream(streaming)];
+    t = cleanup.add(await startTandem(simpleConfig([a.port, b.port], '', 'loadBalancing: peak_ewma')));
+    const bodies = await Promise.all([1, 2, 3, 4].map(async (i) => (await request(`${t!.url}/stream${i}`)).body.text()));
+    expect(bodies).toEqual(Array(4).fill('start;end'));
+    expect(appRequests(a) + appRequests(b)).toBe(4);
+    const clusters = (await (await request(`${t.adminUrl}/clusters`)).body.json()) as { endpoints: { latencyEstimateMs: number }[] }[];
+    const estimates = clusters[0]!.endpoints.map((e) => e.latencyEstimateMs);
+    // Timed to the end of the body, each would be about 600 ms.
+    for (const ms of estimates) expect(ms).toBeLessThan(300);
+    expect(Math.max(...estimates)).toBeGreaterThan(0);
+  });
+
   it('round_robin on the same pair splits evenly (the baseline the test above beats)', async () => {
     const fast = await upstream(answerAfter(0));
     const slow = await upstream(answerAfter(150));

@@ -47,6 +47,8 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   answeredMalformed = false;
   /** set by the pool's client at dispatch (ReuseAware) */
   reusedConnection = false;
+  /** the endpoint's latency estimate (peak_ewma) has this try's time to its answer's head */
+  latencyObserved = false;
   private readonly maxBody: number;
 
   constructor(
@@ -110,6 +112,13 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
     }
     // An interim answer (102, 103): the final one follows on the same request.
     if (status < 200) return;
+    // peak_ewma weighs the time to the answer's head, as Linkerd does: a
+    // long stream says nothing about how slow its endpoint is.
+    const latency = this.endpoint.latency;
+    if (latency !== null) {
+      latency.observe(performance.now() - this.startedHr);
+      this.latencyObserved = true;
+    }
     if (this.owner.retriesStatus(status, headers['retry-after'])) {
       this.fail('status', status);
       controller.abort(new Error('retrying'));

@@ -221,7 +221,8 @@ export class Forward implements AttemptOwner, RetryOwner {
     const ms = performance.now() - attempt.startedHr;
     this.ex.upstreamMs = Math.round(ms * 1000) / 1000;
     attempt.endpoint.end();
-    attempt.endpoint.latency?.observe(ms);
+    // a try without an answer counts for peak_ewma by the time it took to fail
+    if (!attempt.latencyObserved) attempt.endpoint.latency?.observe(ms);
     this.unqueue(attempt);
     c.metrics.activeDec();
     c.metrics.attempt(status, ms / 1000);
