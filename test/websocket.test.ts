@@ -372,6 +372,41 @@ describe('WebSocket tunnel', () => {
   });
 });
 
+describe('WebSocket tunnel and the route idleTimeout', () => {
+  it('keeps a tunnel with bytes flowing, closes one silent for idleTimeout and logs UT', async () => {
+    const up = await startWsUpstream();
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port, 'idleTimeout: 300ms')));
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    await c.waitFor((s) => s.endsWith('hello'));
+    // client -> upstream -> echoed back every 100 ms for 600 ms: never idle
+    for (let i = 0; i < 6; i++) {
+      c.write(`m${i}`);
+      await c.waitFor((s) => s.endsWith(`m${i}`));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(c.closed()).toBe(false);
+    const silentFrom = Date.now();
+    expect(await c.waitClosed(2000)).toBe(true);
+    expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(150);
+    expect(await eventually(() => up.sockets.size === 0)).toBe(true);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 101, flags: ['UT'] });
+  });
+
+  it('without idleTimeout a silent tunnel stays open', async () => {
+    const up = await startWsUpstream();
+    cleanup.add(up);
+    const t = cleanup.add(await startTandem(configFor(up.port)));
+    const c = await client(t.port);
+    c.write(upgradeRequest());
+    await c.waitFor((s) => s.endsWith('hello'));
+    expect(await c.waitClosed(600)).toBe(false);
+    expect(t.tandem.listeners[0]!.tunnels.size).toBe(1);
+  });
+});
+
 describe("WebSocket upgrades and the cluster's circuit breakers", () => {
   it("an open tunnel holds one of the cluster's maxRequests: another upgrade or request gets 503 overflow until it closes", async () => {
     const up = cleanup.add(await startWsUpstream(200));

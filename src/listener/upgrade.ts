@@ -5,6 +5,7 @@
 
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { http } from '../node-http.js';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { enterCluster, leaveCluster } from '../cluster/admission.js';
@@ -141,6 +142,16 @@ class Tunnel extends RequestRecord implements StagedRequest {
     });
     upstream.pipe(client);
     client.pipe(upstream);
+    // The route's idleTimeout holds for a tunnel too: every byte either way
+    // passes the client's socket, whose timeout any read or write restarts.
+    const idle = this.route!.idleTimeout;
+    if (idle > 0) {
+      // Node types the upgrade's socket as a Duplex; it is the client's net.Socket.
+      (client as Socket).setTimeout(idle, () => {
+        this.flag('UT');
+        upstream.destroy();
+      });
+    }
   }
 
   /** The client left before the tunnel opened: the upstream try is stopped (its answer ends the record), or the record ends here. */
