@@ -232,14 +232,7 @@ async function chaosRun(ctx, { durationS, connections, maxEjectionPercent }) {
     client: {
       durationS,
       connections,
-      requests: load.requests,
-      failures: load.failures,
-      // autocannon counts responses in `requests`; socket errors and timeouts
-      // are in `failures` only, so this share is, if anything, pessimistic
-      successRate: load.requests ? (load.requests - load.failures) / load.requests : 0,
-      rps: load.rps,
-      p50Ms: load.p50Ms,
-      p99Ms: load.p99Ms,
+      ...load,
     },
     tandem: {
       responsesByCode: codes('tandem_requests_total'),
@@ -338,7 +331,7 @@ async function retryBudgetRun(ctx, { durationS, connections }) {
       rows.push({
         label: v.label,
         requests: load.requests,
-        successRate: load.requests ? (load.requests - load.failures) / load.requests : 0,
+        successRate: load.successRate,
         rps: load.rps,
         tries,
         retries,

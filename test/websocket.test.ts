@@ -23,6 +23,7 @@ import {
   useCleanup,
   waitForAccessLog,
   writeTempFile,
+  type ParsedResponse,
   type RawClient,
   type Upstream,
 } from './support/harness.js';
@@ -139,6 +140,24 @@ async function client(port: number): Promise<RawClient> {
 
 const headEnd = (text: string): number => text.indexOf('\r\n\r\n');
 
+/** A client whose upgrade was answered 101 and the upstream's `hello`. */
+async function openTunnel(port: number, path?: string, extra?: string): Promise<RawClient> {
+  const c = await client(port);
+  c.write(upgradeRequest(path, extra));
+  expect(statusOf(await c.waitFor((s) => s.endsWith('hello')))).toBe(101);
+  return c;
+}
+
+/** The answer to an upgrade that is refused (by tandem or the upstream): the connection closes after it. */
+async function refusedUpgrade(port: number, path?: string, extra?: string): Promise<ParsedResponse> {
+  const c = await client(port);
+  c.write(upgradeRequest(path, extra));
+  expect(await c.waitClosed()).toBe(true);
+  const [res] = parseResponses(c.text());
+  expect(res).toBeDefined();
+  return res!;
+}
+
 describe('WebSocket tunnel', () => {
   it('answers 101 with the upstream accept key and carries bytes both ways', async () => {
     const up = await startWsUpstream();
@@ -187,15 +206,11 @@ describe('WebSocket tunnel', () => {
     const t = cleanup.add(await startTandem(configFor(up.port)));
     const tunnels = t.tandem.listeners[0]!.tunnels;
 
-    const c1 = await client(t.port);
-    c1.write(upgradeRequest());
-    await c1.waitFor((s) => s.endsWith('hello'));
+    const c1 = await openTunnel(t.port);
     for (const s of up.sockets) s.end();
     expect(await c1.waitClosed()).toBe(true);
 
-    const c2 = await client(t.port);
-    c2.write(upgradeRequest());
-    await c2.waitFor((s) => s.endsWith('hello'));
+    const c2 = await openTunnel(t.port);
     expect(up.sockets.size).toBe(1);
     c2.destroy();
     expect(await eventually(() => up.sockets.size === 0)).toBe(true);
@@ -206,9 +221,7 @@ describe('WebSocket tunnel', () => {
     const up = await startWsUpstream();
     cleanup.add(up);
     const t = cleanup.add(await startTandem(configFor(up.port)));
-    const c = await client(t.port);
-    c.write(upgradeRequest('/ws/x'));
-    await c.waitFor((s) => s.endsWith('hello'));
+    const c = await openTunnel(t.port, '/ws/x');
     c.write('ping!');
     await c.waitFor((s) => s.endsWith('ping!'));
     expect(await t.accessLog()).toHaveLength(0); // still open
@@ -238,10 +251,7 @@ describe('WebSocket tunnel', () => {
     });
     cleanup.add(up);
     const t = cleanup.add(await startTandem(configFor(up.port)));
-    const c = await client(t.port);
-    c.write(upgradeRequest());
-    expect(await c.waitClosed()).toBe(true);
-    const [res] = parseResponses(c.text());
+    const res = await refusedUpgrade(t.port);
     expect(res?.status).toBe(403);
     expect(res?.body).toBe('no sockets here');
     expect(header(res!, 'connection')).toBe('close');
@@ -268,20 +278,14 @@ describe('WebSocket tunnel', () => {
     const up = await startRawUpstream((s) => s.once('data', () => s.destroy()));
     cleanup.add(up);
     const t = cleanup.add(await startTandem(configFor(up.port)));
-    const c = await client(t.port);
-    c.write(upgradeRequest());
-    expect(await c.waitClosed()).toBe(true);
-    const [res] = parseResponses(c.text());
+    const res = await refusedUpgrade(t.port);
     expect(res?.status).toBe(502);
     expect(header(res!, 'x-tandem-error')).toBe('upstream_reset');
   });
 
   it('a dead upstream: 502 upstream_connect_failure and the socket closes', async () => {
     const t = cleanup.add(await startTandem(configFor(await deadPort())));
-    const c = await client(t.port);
-    c.write(upgradeRequest());
-    expect(await c.waitClosed()).toBe(true);
-    const [res] = parseResponses(c.text());
+    const res = await refusedUpgrade(t.port);
     expect(res?.status).toBe(502);
     expect(header(res!, 'x-tandem-error')).toBe('upstream_connect_failure');
     expect(JSON.parse(res!.body)).toMatchObject({ error: 'upstream_connect_failure' });
@@ -306,10 +310,7 @@ describe('WebSocket tunnel', () => {
     const up = cleanup.add(await startWsUpstream());
     const t = cleanup.add(await startTandem(configFor(up.port)));
     for (const extra of ['Host: other.example\r\n', 'x_user: admin\r\n']) {
-      const c = await client(t.port);
-      c.write(upgradeRequest('/ws', extra));
-      expect(await c.waitClosed()).toBe(true);
-      const [res] = parseResponses(c.text());
+      const res = await refusedUpgrade(t.port, '/ws', extra);
       expect(res?.status).toBe(400);
       expect(header(res!, 'x-tandem-error')).toBe('bad_request');
     }
@@ -319,13 +320,8 @@ describe('WebSocket tunnel', () => {
   it("upgrades count against the route's rate limit: 429 with retry-after once the bucket is empty", async () => {
     const up = cleanup.add(await startWsUpstream());
     const t = cleanup.add(await startTandem(configFor(up.port, 'rateLimit: { requestsPerSecond: 1, burst: 1, key: route }')));
-    const first = await client(t.port);
-    first.write(upgradeRequest());
-    expect(statusOf(await first.waitFor((s) => s.endsWith('hello')))).toBe(101);
-    const second = await client(t.port);
-    second.write(upgradeRequest());
-    expect(await second.waitClosed()).toBe(true);
-    const [res] = parseResponses(second.text());
+    const first = await openTunnel(t.port);
+    const res = await refusedUpgrade(t.port);
     expect(res?.status).toBe(429);
     expect(header(res!, 'x-tandem-error')).toBe('rate_limited');
     expect(header(res!, 'retry-after')).toBe('1');
@@ -339,10 +335,7 @@ describe('WebSocket tunnel', () => {
     const auth = `auth: { jwt: { issuer: https://issuer.test, audiences: [chat], jwksFile: ${jwks}, forwardClaims: { sub: x-user-id } } }`;
     const t = cleanup.add(await startTandem(configFor(up.port, auth)));
 
-    const anonymous = await client(t.port);
-    anonymous.write(upgradeRequest());
-    expect(await anonymous.waitClosed()).toBe(true);
-    const [refused] = parseResponses(anonymous.text());
+    const refused = await refusedUpgrade(t.port);
     expect(refused?.status).toBe(401);
     expect(header(refused!, 'x-tandem-error')).toBe('unauthorized');
     expect(header(refused!, 'www-authenticate')).toMatch(/^Bearer /);
@@ -354,18 +347,14 @@ describe('WebSocket tunnel', () => {
       .setAudience('chat')
       .setExpirationTime('5m')
       .sign(privateKey);
-    const signed = await client(t.port);
-    signed.write(upgradeRequest('/ws', `Authorization: Bearer ${token}\r\n`));
-    expect(statusOf(await signed.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const signed = await openTunnel(t.port, '/ws', `Authorization: Bearer ${token}\r\n`);
     expect(up.seen[0]!.headers['x-user-id']).toBe('user-7');
   });
 
   it('with headersWithUnderscores: drop, an upgrade is forwarded without its underscored headers', async () => {
     const up = cleanup.add(await startWsUpstream());
     const t = cleanup.add(await startTandem(configFor(up.port, '', '', 'limits: { headersWithUnderscores: drop }')));
-    const c = await client(t.port);
-    c.write(upgradeRequest('/ws', 'X_User: admin\r\nX-User: alice\r\n'));
-    expect(statusOf(await c.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const c = await openTunnel(t.port, '/ws', 'X_User: admin\r\nX-User: alice\r\n');
     const names = up.seen[0]!.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
     expect(names).not.toContain('x_user');
     expect(up.seen[0]!.headers['x-user']).toBe('alice');
@@ -377,9 +366,7 @@ describe('WebSocket tunnel and the route idleTimeout', () => {
     const up = await startWsUpstream();
     cleanup.add(up);
     const t = cleanup.add(await startTandem(configFor(up.port, 'idleTimeout: 300ms')));
-    const c = await client(t.port);
-    c.write(upgradeRequest());
-    await c.waitFor((s) => s.endsWith('hello'));
+    const c = await openTunnel(t.port);
     // client -> upstream -> echoed back every 100 ms for 600 ms: never idle
     for (let i = 0; i < 6; i++) {
       c.write(`m${i}`);
@@ -399,9 +386,7 @@ describe('WebSocket tunnel and the route idleTimeout', () => {
     const up = await startWsUpstream();
     cleanup.add(up);
     const t = cleanup.add(await startTandem(configFor(up.port)));
-    const c = await client(t.port);
-    c.write(upgradeRequest());
-    await c.waitFor((s) => s.endsWith('hello'));
+    const c = await openTunnel(t.port);
     expect(await c.waitClosed(600)).toBe(false);
     expect(t.tandem.listeners[0]!.tunnels.size).toBe(1);
   });
@@ -411,14 +396,9 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
   it("an open tunnel holds one of the cluster's maxRequests: another upgrade or request gets 503 overflow until it closes", async () => {
     const up = cleanup.add(await startWsUpstream(200));
     const t = cleanup.add(await startTandem(configFor(up.port, '', 'circuitBreaker: { maxRequests: 1 }')));
-    const first = await client(t.port);
-    first.write(upgradeRequest());
-    expect(statusOf(await first.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const first = await openTunnel(t.port);
 
-    const second = await client(t.port);
-    second.write(upgradeRequest());
-    expect(await second.waitClosed()).toBe(true);
-    const [refused] = parseResponses(second.text());
+    const refused = await refusedUpgrade(t.port);
     expect(refused?.status).toBe(503);
     expect(header(refused!, 'x-tandem-error')).toBe('overflow');
     const plain = await fetch(`${t.url}/ws/plain`);
@@ -436,9 +416,7 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
     // the slot comes back when the tunnel closes
     first.destroy();
     expect(await eventually(() => t.tandem.listeners[0]!.tunnels.size === 0)).toBe(true);
-    const third = await client(t.port);
-    third.write(upgradeRequest());
-    expect(statusOf(await third.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const third = await openTunnel(t.port);
   });
 
   it('a refused upgrade gives its place back', async () => {
@@ -504,10 +482,7 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
       expect(header(parseResponses(c.text())[0]!, 'x-tandem-error')).not.toBe('circuit_open');
     }
     const before = seen();
-    const c = await client(t.port);
-    c.write(upgradeRequest());
-    expect(await c.waitClosed()).toBe(true);
-    const [res] = parseResponses(c.text());
+    const res = await refusedUpgrade(t.port);
     expect(res?.status).toBe(503);
     expect(header(res!, 'x-tandem-error')).toBe('circuit_open');
     expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(1);
@@ -529,9 +504,7 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
     expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(1);
     up.refuseWith = 0;
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const trial = await client(t.port);
-    trial.write(upgradeRequest());
-    expect(statusOf(await trial.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    const trial = await openTunnel(t.port);
     expect(await eventually(async () => (await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })) === 0)).toBe(true);
     const plain = await fetch(`${t.url}/ws/plain`);
     expect(plain.status).toBe(200);
@@ -543,9 +516,7 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
     const up = cleanup.add(await startWsUpstream(500));
     const t = cleanup.add(await startTandem(configFor(up.port, '', breaker)));
     for (let i = 0; i < 2; i++) {
-      const c = await client(t.port);
-      c.write(upgradeRequest());
-      expect(statusOf(await c.waitFor((s) => s.endsWith('hello')))).toBe(101);
+      const c = await openTunnel(t.port);
     }
     // two successes and two failures: 50 %, not over the threshold
     for (let i = 0; i < 2; i++) {

@@ -147,12 +147,7 @@ async function cascadeVariant(ctx, { durationS, connections, panicThreshold, hog
     const inRotation = samples.map((s) => s.clusters[0].endpoints.filter((e) => e.healthy && !e.ejected).length);
     return {
       panicThreshold,
-      requests: load.requests,
-      failures: load.failures,
-      successRate: load.requests ? (load.requests - load.failures) / load.requests : 0,
-      rps: load.rps,
-      p50Ms: load.p50Ms,
-      p99Ms: load.p99Ms,
+      ...load,
       responsesByCode: codesDelta(metrics1, metrics0, 'tandem_requests_total'),
       accessLogFlags: readAccessLogFlags(config.accessLog.path),
       samples: samples.length,

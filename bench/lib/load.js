@@ -9,7 +9,7 @@ const openLoopJs = fileURLToPath(new URL('../open-loop.js', import.meta.url));
 
 /**
  * Closed loop: `connections` clients each send the next request when the
- * previous answer arrives. Returns 2xx per second and latency in ms.
+ * previous answer arrives. Returns the success share, 2xx per second and latency in ms.
  */
 export async function closedLoop({ url, connections, durationS, method = 'GET', bodyFile }) {
   const args = [autocannonJs, '--json', '--no-progress', '-c', String(connections), '-p', '1', '-d', String(durationS), '-m', method];
@@ -17,10 +17,15 @@ export async function closedLoop({ url, connections, durationS, method = 'GET', 
   args.push(url);
   const out = await runPinned(LOAD_CPU, process.execPath, args, (durationS + 30) * 1000);
   const result = JSON.parse(out.slice(out.indexOf('{')));
+  const requests = result.requests.total;
+  const failures = result.errors + result.timeouts + result.non2xx;
   return {
-    requests: result.requests.total,
+    requests,
+    failures,
+    // autocannon counts responses in `requests`; socket errors and timeouts
+    // are in `failures` only, so this share is, if anything, pessimistic
+    successRate: requests ? (requests - failures) / requests : 0,
     rps: result['2xx'] / result.duration,
-    failures: result.errors + result.timeouts + result.non2xx,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
   };
