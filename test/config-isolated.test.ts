@@ -4,17 +4,17 @@
 // parser left in the proxy's own import graph.
 
 import { describe, expect, test } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { formatConfigError } from '../src/config/errors.js';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
 import { loadConfigFileIsolated, loadConfigTextIsolated } from '../src/config/load-isolated.js';
+import { tempDir } from './support/harness.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'tandem-isolated-'));
+const dir = tempDir('tandem-isolated-');
 
 function script(name: string, body: string): string {
   const file = join(dir, name);

@@ -8,15 +8,14 @@
 
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadConfigFile } from '../src/config/load.js';
 import { Metrics } from '../src/observability/metrics.js';
 import { Tandem } from '../src/tandem.js';
-import { eventually, metricValue, startUpstream, useCleanup } from './support/harness.js';
+import { eventually, metricValue, startUpstream, tempDir, useCleanup } from './support/harness.js';
 import { api, findBinary, instantQuery, startPrometheus, type PrometheusServer } from './support/prometheus.js';
 
 const repoFile = (path: string): string => fileURLToPath(new URL(`../${path}`, import.meta.url));
@@ -197,7 +196,7 @@ describe.skipIf(PROMETHEUS === undefined)(`a real Prometheus ${PROMETHEUS === un
       }),
     );
 
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-prometheus-test-'));
+    const dir = tempDir('tandem-prometheus-test-');
     const file = join(dir, 'tandem.yaml');
     const config = `accessLog: { format: off }
 admin: { address: 127.0.0.1, port: 0 }

@@ -3,9 +3,8 @@
 // built CLI, POST /reload; invalid files change nothing; unchanged clusters
 // keep their pools and state; removed ones close; no request is lost.
 
-import { mkdtempSync, openSync, closeSync, renameSync, symlinkSync, writeFileSync, writeSync, mkdirSync } from 'node:fs';
+import { openSync, closeSync, renameSync, symlinkSync, writeFileSync, writeSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +14,7 @@ import { Tandem } from '../src/tandem.js';
 import { restartNeeded } from '../src/reload.js';
 import type { Config } from '../src/config/types.js';
 import type { ClusterRuntime } from '../src/snapshot-types.js';
-import { eventually, metricValue, spawnTandem, startUpstream, type TandemProcess, type Upstream } from './support/harness.js';
+import { eventually, metricValue, spawnTandem, startUpstream, tempDir, type TandemProcess, type Upstream } from './support/harness.js';
 
 let tandems: Tandem[] = [];
 let ups: Upstream[] = [];
@@ -29,9 +28,6 @@ afterEach(async () => {
   procs = [];
 });
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'tandem-reload-'));
-}
 
 /** One listener on port 0; `routes` and `clusters` are YAML list items at their indentation. */
 function yaml(dir: string, routes: string, clusters: string): string {
@@ -105,7 +101,7 @@ function runtimeOf(t: Tandem, name: string): ClusterRuntime {
 
 describe('the watched file', () => {
   it('applies an edit within 2 s: new routes answer, /config shows the new version', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     const a = await upstream('from a');
     writeFileSync(file, yaml(dir, route('a', '/a', 'a'), cluster('a', [a.port])));
@@ -127,7 +123,7 @@ describe('the watched file', () => {
   });
 
   it('reads a file written in pieces once it is complete', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])));
     const t = await startFrom(file);
@@ -144,7 +140,7 @@ describe('the watched file', () => {
   });
 
   it('an invalid file changes nothing: errors logged, failure counted, old version kept', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     const valid = yaml(dir, direct('one', '/', 'one'), cluster('a', [9]));
     writeFileSync(file, valid);
@@ -168,7 +164,7 @@ describe('the watched file', () => {
   });
 
   it('follows a Kubernetes ConfigMap update: ..data swapped atomically', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     mkdirSync(join(dir, '..2024_01'));
     writeFileSync(join(dir, '..2024_01', 'tandem.yaml'), yaml(dir, direct('one', '/', 'first'), cluster('a', [9])));
     symlinkSync('..2024_01', join(dir, '..data'));
@@ -188,7 +184,7 @@ describe('the watched file', () => {
   });
 
   it('stops watching on close', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])));
     const t = await startFrom(file);
@@ -201,7 +197,7 @@ describe('the watched file', () => {
 
 describe('reload while shutting down', () => {
   it('a reload still loading when tandem closes is refused, not applied', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])));
     const t = await startFrom(file);
@@ -217,7 +213,7 @@ describe('reload while shutting down', () => {
   });
 
   it('a reload during the drain, before tandem closes, is applied', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])).replace('delay: 0s', 'delay: 2s'));
     const t = await startFrom(file);
@@ -230,7 +226,7 @@ describe('reload while shutting down', () => {
 
 describe('POST /reload', () => {
   it('answers 200 with the new version, 400 with every error line, and 400 for a listener change', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     writeFileSync(file, yaml(dir, direct('one', '/', 'one'), cluster('a', [9])));
     const t = await startFrom(file);
@@ -277,7 +273,7 @@ describe('POST /reload', () => {
 
 describe('clusters across a reload', () => {
   it('an unchanged cluster keeps its endpoints, connections and ejections; a removed one closes after its in-flight request', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     const keepPorts: number[] = [];
     const keep = await startUpstream((req, res) => {
@@ -339,7 +335,7 @@ describe('clusters across a reload', () => {
   });
 
   it('loses no request while reloading under load', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     const a = await upstream('a');
     const b = await upstream('b');
@@ -397,7 +393,7 @@ describe('rate-limit buckets across a reload', () => {
   }
 
   it('keeps an exhausted bucket over an unrelated change; a changed rateLimit or a new route name starts full', async () => {
-    const dir = tempDir();
+    const dir = tempDir('tandem-reload-');
     const file = join(dir, 'tandem.yaml');
     const write = (routes: string[]): void => writeFileSync(file, yaml(dir, routes.join('\n'), cluster('a', [9])));
     write([limited('api', tight), direct('other', '/other', 'one')]);
@@ -434,8 +430,8 @@ describe('SIGHUP', () => {
   it('reloads the built CLI, even for a change the directory watch cannot see', async () => {
     // tandem.yaml is a symlink into another directory: writing the target in
     // place fires no event where tandem watches, so only SIGHUP applies it.
-    const dir = tempDir();
-    const real = join(tempDir(), 'real.yaml');
+    const dir = tempDir('tandem-reload-');
+    const real = join(tempDir('tandem-reload-'), 'real.yaml');
     const text = (body: string): string =>
       yaml(dir, direct('one', '/', body), cluster('a', [9])).replace(/^accessLog: .*$/m, 'accessLog: { format: off }');
     writeFileSync(real, text('before'));

@@ -4,15 +4,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { loadConfigText } from '../src/config/load.js';
 import { buildUpstreamHeaders, compileHeaderOps } from '../src/proxy/headers.js';
-import { eventually, simpleConfig, startTandem, startUpstream, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
+import { eventually, simpleConfig, startTandem, startUpstream, tempDir, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
 let dir = '';
@@ -37,7 +36,7 @@ const file = (name: string): string => join(dir, name);
 const pem = (name: string): Buffer => readFileSync(file(name));
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'tandem-tls-'));
+  dir = tempDir('tandem-tls-');
   makeCert('ca', '/CN=Test CA', { isCa: true });
   makeCert('other-ca', '/CN=Other CA', { isCa: true });
   makeCert('server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
@@ -151,7 +150,7 @@ describe('TLS termination', () => {
   });
 
   it('serves rotated certificate files to new connections while an open keep-alive connection goes on', async () => {
-    const certDir = mkdtempSync(join(tmpdir(), 'tandem-tls-rotate-'));
+    const certDir = tempDir('tandem-tls-rotate-');
     copyFileSync(file('server1.crt'), join(certDir, 'tls.crt'));
     copyFileSync(file('server1.key'), join(certDir, 'tls.key'));
     const { t } = await startSecure(`{ certFile: ${join(certDir, 'tls.crt')}, keyFile: ${join(certDir, 'tls.key')} }`);
@@ -173,7 +172,7 @@ describe('TLS termination', () => {
   });
 
   it('keeps the old certificate when the new files do not make a pair', async () => {
-    const certDir = mkdtempSync(join(tmpdir(), 'tandem-tls-rotate-'));
+    const certDir = tempDir('tandem-tls-rotate-');
     copyFileSync(file('server1.crt'), join(certDir, 'tls.crt'));
     copyFileSync(file('server1.key'), join(certDir, 'tls.key'));
     const { t } = await startSecure(`{ certFile: ${join(certDir, 'tls.crt')}, keyFile: ${join(certDir, 'tls.key')} }`);

@@ -1,9 +1,9 @@
 // Real sockets only: upstream HTTP servers and tandem itself on 127.0.0.1
 // port 0, raw TCP clients for bytes that no HTTP client would send.
 
-import { afterEach, expect } from 'vitest';
+import { afterAll, afterEach, expect } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -128,13 +128,26 @@ export interface RunningTandem {
   accessLog(): Promise<Record<string, unknown>[]>;
 }
 
+const tempDirs: string[] = [];
+
+/** A fresh directory under the system's temp folder, removed after the test file's last test. */
+export function tempDir(prefix = 'tandem-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 /**
  * Starts tandem in this process from YAML text. Listener ports should be 0;
  * the admin binds port 0 too. Unless the YAML sets `accessLog`, lines go
  * to a temp file, read back with `accessLog()`.
  */
 export async function startTandem(yaml: string): Promise<RunningTandem> {
-  const dir = mkdtempSync(join(tmpdir(), 'tandem-test-'));
+  const dir = tempDir();
   const accessLogFile = join(dir, 'access.log');
   const text = /^accessLog:/m.test(yaml) ? yaml : `accessLog: { format: json, path: ${accessLogFile} }\n${yaml}`;
   const loaded = loadConfigText(text, 'test.yaml');
@@ -478,7 +491,7 @@ export async function rawClient(port: number): Promise<RawClient> {
 
 /** Writes `text` to a fresh temp file (name `name`) and returns its path. */
 export function writeTempFile(text: string, name = 'tandem.yaml'): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'tandem-test-')), name);
+  const file = join(tempDir(), name);
   writeFileSync(file, text);
   return file;
 }
