@@ -180,6 +180,30 @@ describe('error-rate breaker', () => {
     expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'open' })).toBe(1);
   });
 
+  it("tandem's own 503 no_healthy_upstream gives no verdict: the breaker stays closed and serves as soon as an endpoint is back", async () => {
+    let appHealthy = false;
+    const app = await upstream((req, res) => {
+      if (req.url === '/healthz') res.writeHead(appHealthy ? 200 : 503);
+      res.end('x');
+    });
+    t = cleanup.add(await startTandem(
+      simpleConfig(
+        [app.port],
+        '',
+        'healthCheck: { path: /healthz, interval: 50ms, timeout: 40ms, unhealthyThreshold: 1, healthyThreshold: 1 }\n' +
+          'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 30s }',
+      ),
+    ));
+    expect(
+      await eventually(async () => (await metricValue(t!.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app' })) === 0, 3000),
+    ).toBe(true);
+    for (let i = 0; i < 6; i++) await expectTandemError(await request(`${t.url}/work`), 503, 'no_healthy_upstream');
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(0);
+    appHealthy = true;
+    expect(await eventually(async () => (await get('/work')).status === 200, 3000)).toBe(true);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'open' })).toBe(0);
+  });
+
   it('stays closed when failures do not exceed the threshold', async () => {
     let n = 0;
     const app = await upstream((_req, res) => {

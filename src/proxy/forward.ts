@@ -104,14 +104,17 @@ export class Forward implements AttemptOwner, RetryOwner {
 
   /**
    * For the error-rate breaker: a 5xx (the upstream's or tandem's own) or a
-   * response cut mid-body is a failure; a client that left before any answer
-   * gives no verdict.
+   * response cut mid-body is a failure. No verdict from a client that left
+   * before any answer, nor from a request no endpoint was there to take
+   * (503 no_healthy_upstream): that says nothing of the upstream's error
+   * rate, and counting it would keep the breaker open after the endpoints
+   * came back (docs/resilience.md).
    */
   private verdict(): boolean | null {
     const res = this.ex.res;
     if (!res.headersSent) return null;
-    if (res.statusCode >= 500) return false;
     const flags = this.ex.flags;
+    if (res.statusCode >= 500) return flags !== null && flags.includes('UH') ? null : false;
     return flags === null || !(flags.includes('UR') || flags.includes('UT'));
   }
 
