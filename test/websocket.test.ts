@@ -9,9 +9,11 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { request } from 'undici';
 import {
   deadPort,
   eventually,
+  expectTandemError,
   header,
   metricValue,
   parseResponses,
@@ -417,6 +419,33 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
     first.destroy();
     expect(await eventually(() => t.tandem.listeners[0]!.tunnels.size === 0)).toBe(true);
     const third = await openTunnel(t.port);
+  });
+
+  it('an upgrade waiting for a connection counts against maxPendingRequests', async () => {
+    // A raw upstream: an upgrade gets its 101 at once, a plain request waits for `release`.
+    const held: (() => void)[] = [];
+    const up = cleanup.add(
+      await startRawUpstream((socket) =>
+        socket.on('data', (d: Buffer) => {
+          if (/^upgrade: websocket/im.test(d.toString())) {
+            socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(KEY)}\r\n\r\nhello`);
+          } else {
+            held.push(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate'));
+          }
+        }),
+      ),
+    );
+    // one pooled connection, taken by the held request: the upgrade waits for it
+    const t = cleanup.add(await startTandem(configFor(up.port, '', 'pool: { connections: 1 }\n    circuitBreaker: { maxPendingRequests: 1 }')));
+    const first = request(`${t.url}/ws/plain`);
+    expect(await eventually(() => held.length === 1)).toBe(true);
+    const waiting = await client(t.port);
+    waiting.write(upgradeRequest());
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expectTandemError(await request(`${t.url}/ws/other`), 503, 'overflow');
+    held[0]!();
+    expect((await first).statusCode).toBe(200);
+    expect(statusOf(await waiting.waitFor((s) => s.endsWith('hello')))).toBe(101);
   });
 
   it('a refused upgrade gives its place back', async () => {

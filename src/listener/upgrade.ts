@@ -41,6 +41,8 @@ class Tunnel extends RequestRecord implements StagedRequest {
   private admitted = false;
   /** the client left before the tunnel opened */
   private left = false;
+  /** counted in the cluster's requests waiting for a connection */
+  private queued = false;
   private attemptStartedHr = 0;
 
   constructor(
@@ -93,6 +95,9 @@ class Tunnel extends RequestRecord implements StagedRequest {
     // The route timeout bounds the wait for the upstream's answer (and the
     // relay of a refusal), not the life of the tunnel.
     if (route.routeDeadlines !== null) this.timer = route.routeDeadlines.add(onUpgradeTimeout, dispatch);
+    // waiting for a connection, as a forwarded try does (maxPendingRequests)
+    cluster.limits.pending++;
+    this.queued = true;
     const req = this.req;
     endpoint.pool.dispatch(
       { path: upstreamPath, method: req.method ?? 'GET', headers: upstreamHeaders(this, route, ops), upgrade: String(req.headers.upgrade ?? 'websocket') },
@@ -100,8 +105,16 @@ class Tunnel extends RequestRecord implements StagedRequest {
     );
   }
 
+  /** The upgrade request got a connection, or ended without one: it no longer waits for one. */
+  unqueue(): void {
+    if (!this.queued) return;
+    this.queued = false;
+    this.cluster!.limits.pending--;
+  }
+
   /** The upstream answered, failed, or was stopped. */
   answered(answer: UpstreamAnswer): void {
+    this.unqueue();
     this.dispatch = null;
     this.timer?.cancel();
     this.timer = null;
@@ -235,6 +248,7 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.tunnel.unqueue();
     // still queued when stopped: abort as soon as it starts
     if (this.stopped !== null) controller.abort(this.stopped);
     else this.controller = controller;
