@@ -1,7 +1,10 @@
 // A protobuf writer for the few wire types tandem's OTLP spans use:
 // non-negative varints, fixed64, length-delimited bytes, strings and nested
-// messages. A nested message is written in place and its length prefix
-// slid in front of it once it is known, so a batch is one growing buffer.
+// messages. A nested message is written in place after one byte kept for
+// its length, which is enough below 128 bytes (every attribute); a longer
+// one slides forward to make room. ASCII strings and hex ids are copied a
+// byte at a time: Buffer's own write is a native call, slower for the short
+// strings spans are made of.
 
 const VARINT = 0;
 const FIXED64 = 1;
@@ -61,6 +64,25 @@ export class ProtoWriter {
 
   string(field: number, s: string): void {
     this.tag(field, LENGTH_DELIMITED);
+    const n = s.length;
+    if (n < 0x80) {
+      this.room(n + 1);
+      const buf = this.buf;
+      let p = this.pos + 1;
+      for (let i = 0; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) return this.utf8(s);
+        buf[p++] = c;
+      }
+      buf[this.pos] = n;
+      this.pos = p;
+      return;
+    }
+    this.utf8(s);
+  }
+
+  /** The length and UTF-8 bytes of `s`, after its tag. */
+  private utf8(s: string): void {
     const n = Buffer.byteLength(s);
     this.varint(n);
     this.room(n);
@@ -73,25 +95,36 @@ export class ProtoWriter {
     const n = hex.length >> 1;
     this.varint(n);
     this.room(n);
-    this.pos += this.buf.write(hex, this.pos, 'hex');
+    const buf = this.buf;
+    for (let i = 0; i < n; i++) buf[this.pos++] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
   }
 
   /** Opens a nested message; the matching end() writes its length in front of it. */
   begin(field: number): void {
     this.tag(field, LENGTH_DELIMITED);
-    this.open.push(this.pos);
+    this.room(1);
+    this.open.push(this.pos++);
   }
 
   end(): void {
-    const start = this.open.pop()!;
-    const length = this.pos - start;
-    let size = 1;
+    const at = this.open.pop()!;
+    const length = this.pos - at - 1;
+    if (length < 0x80) {
+      this.buf[at] = length;
+      return;
+    }
+    let size = 2;
     while (length >= 0x80 ** size) size++;
-    this.room(size);
-    this.buf.copyWithin(start + size, start, this.pos);
-    const end = this.pos + size;
-    this.pos = start;
+    this.room(size - 1);
+    this.buf.copyWithin(at + size, at + 1, this.pos);
+    const end = this.pos + size - 1;
+    this.pos = at;
     this.varint(length);
     this.pos = end;
   }
+}
+
+/** The value of a lowercase hex digit. */
+function nibble(c: number): number {
+  return c <= 0x39 ? c - 0x30 : c - 0x57;
 }
