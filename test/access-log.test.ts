@@ -194,6 +194,10 @@ describe('text access log', () => {
     );
   });
 
+  it('ends with the SERVER span id of a traced request', () => {
+    expect(formatText(entry({ spanId: '00f067aa0ba902b7' }))).toMatch(/ rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=00f067aa0ba902b7\n$/);
+  });
+
   it('a request refused before its head was parsed has `-` for its method and path', () => {
     expect(formatText(entry({
       method: '', path: '', route: null, cluster: null, endpoint: null, upstreamMs: null, status: 400, bytesOut: 0, attempts: 0, flags: ['DPE'],

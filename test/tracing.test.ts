@@ -2,6 +2,8 @@
 // a receiver in the test, decoded from the protobuf on the wire.
 
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfigFile, loadConfigText } from '../src/config/load.js';
@@ -13,6 +15,8 @@ import {
   deadPort,
   eventually,
   metricValue,
+  rawClient,
+  statusOf,
   simpleConfig,
   startTandem,
   startUpstream,
@@ -189,6 +193,44 @@ describe('spans', () => {
   });
 });
 
+describe('tunnels', () => {
+  it('records a WebSocket tunnel as a SERVER span that ends when the tunnel closes', async () => {
+    const r = await receiver();
+    let seenTraceparent: string | undefined;
+    const server = http.createServer();
+    server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      seenTraceparent = req.headers.traceparent as string;
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello');
+      socket.on('data', (d) => socket.write(d));
+      socket.on('end', () => socket.end());
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }));
+    const t = await tandemWith(tracing(r.url) + simpleConfig([(server.address() as AddressInfo).port]));
+    const c = await rawClient(t.port);
+    c.write('GET /chat HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    expect(statusOf(await c.waitFor((s) => s.endsWith('hello')))).toBe(101);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    c.destroy();
+    const [line] = await waitForAccessLog(t);
+    const spans = await drained(t, r);
+    expect(spans).toHaveLength(1);
+    const span = spans[0]!;
+    expect(span.kind).toBe(2);
+    expect(span.name).toBe('GET all');
+    expect(span.attributes['http.response.status_code']).toBe(101n);
+    expect(span.attributes['server.address']).toBe('chat.example');
+    expect(span.attributes['server.port']).toBeUndefined();
+    expect(Number(span.endNanos - span.startNanos) / 1e6).toBeGreaterThanOrEqual(290);
+    expect(seenTraceparent).toBe(`00-${span.traceId}-${span.spanId}-01`);
+    expect(line!.spanId).toBe(span.spanId);
+  });
+});
+
 describe('sampling', () => {
   it('at 0, a trace tandem starts goes upstream with flags 00 and records nothing', async () => {
     const r = await receiver();
@@ -277,6 +319,33 @@ describe('export', () => {
     const text = await metrics.render();
     expect(text).toMatch(/^tandem_tracing_spans_dropped_total 40$/m);
     expect(text).toMatch(/^tandem_tracing_spans_exported_total 0$/m);
+  });
+
+  it('gives up on a collector that never answers within drain.timeout, not otlp.timeout', async () => {
+    // accepts connections, never answers
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      silent.close(() => resolve());
+    }));
+    const up = await upstream();
+    const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/v1/traces`;
+    const t = await tandemWith(`tracing: { otlp: { endpoint: "${endpoint}", timeout: 30s } }\ndrain: { timeout: 1s }\n` + simpleConfig([up.port]));
+    expect((await fetch(`${t.url}/x`)).status).toBe(200);
+    await waitForAccessLog(t);
+    const started = Date.now();
+    await t.tandem.drain();
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(3000);
+    expect(sockets.size).toBe(1);
+    // the export cut at close: its spans count as dropped
+    expect(await eventually(async () => /^tandem_tracing_spans_dropped_total 2$/m.test(await t.tandem.metrics.render()))).toBe(true);
   });
 
   it('bounds the queue at 2048 spans, counting the overflow, and sends it in batches of 512', async () => {
