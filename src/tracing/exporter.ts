@@ -5,15 +5,12 @@
 // counted, never a delayed or failed request.
 
 import type { Agent, ClientRequest } from 'node:http';
-import { createRequire } from 'node:module';
+import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OtlpConfig } from '../config/types.js';
 import { http } from '../node-http.js';
 import { encodeTraces } from './otlp.js';
 import type { QueuedSpan } from './spans.js';
-
-const require = createRequire(import.meta.url);
-const https: typeof import('node:https') = require('node:https');
 
 export const BATCH_SIZE = 512;
 export const BATCH_DELAY_MS = 5000;
@@ -125,8 +122,8 @@ export class BatchExporter {
   private send(): void {
     if (this.inFlight !== null || this.queue.length === 0 || this.closed) return;
     this.clearTimer();
+    // what stays behind keeps the oldest's time: it is due as soon as this export ends
     const batch = this.queue.splice(0, BATCH_SIZE);
-    // what stays behind is no younger than what left: it goes as soon as it may
     const body = encodeTraces(batch, this.serviceName);
     this.inFlight = this.post(body).then((ok) => {
       this.inFlight = null;
