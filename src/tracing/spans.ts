@@ -33,10 +33,11 @@ const ANY_ARRAY = 5;
 const ARRAY_VALUES = 1;
 
 const NANOS_PER_MS = 1e6;
+const TIME_ORIGIN = performance.timeOrigin;
 
 /** Epoch milliseconds (fractional) of a performance.now() reading. */
 export function epochMs(hr: number): number {
-  return performance.timeOrigin + hr;
+  return TIME_ORIGIN + hr;
 }
 
 export function stringAttribute(w: ProtoWriter, field: number, key: string, value: string): void {

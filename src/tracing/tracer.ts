@@ -76,7 +76,7 @@ export class Tracer {
         rec.errorCode,
         rec.route === null ? null : rec.route.name,
         rec.cluster === null ? null : rec.cluster.cluster.name,
-        rec.flags === null ? [] : rec.flags.slice(),
+        rec.flags === null ? NO_FLAGS : rec.flags.slice(),
         rec.requestId,
       ),
     );
@@ -104,6 +104,8 @@ export class Tracer {
     );
   }
 }
+
+const NO_FLAGS: readonly string[] = [];
 
 /** tandem's error code for a try that got no (complete) answer */
 const FAILURE_ERROR = {
