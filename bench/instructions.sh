@@ -38,7 +38,13 @@ pids+=($!)
 for _ in $(seq 50); do [ -s "$work/ports.json" ] && break; sleep 0.1; done
 read -r -a ups < <("$node" -e "console.log(JSON.parse(require('fs').readFileSync('$work/ports.json','utf8')).ports.join(' '))")
 
-sed -e "s/18081/${ups[0]}/; s/18082/${ups[1]}/; s/18083/${ups[2]}/; s/18084/${ups[3]}/" \
+# an accepting collector for configurations with tracing (its port is 14318 in them)
+"$node" bench/otlp-sink.js > "$work/sink.json" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/sink.json" ] && break; sleep 0.1; done
+sink=$("$node" -e "console.log(JSON.parse(require('fs').readFileSync('$work/sink.json','utf8')).port)")
+
+sed -e "s/18081/${ups[0]}/; s/14318/$sink/; s/18082/${ups[1]}/; s/18083/${ups[2]}/; s/18084/${ups[3]}/" \
   -e "s#/tmp/tandem-bench/access.log#$work/access.log#; s/port: 19901/port: $admin/; s/port: 18000/port: $port/" \
   "$config" > "$work/tandem.yaml"
 

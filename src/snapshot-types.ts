@@ -15,6 +15,7 @@ import type { RouteAuth } from './proxy/jwt-auth.js';
 import type { RateLimiter } from './proxy/rate-limit.js';
 import type { RetryPolicy } from './proxy/retry-policy.js';
 import type { RouteMatcher } from './router/match.js';
+import type { Tracer } from './tracing/tracer.js';
 
 export interface ClusterRuntime {
   readonly cluster: Cluster;
@@ -66,6 +67,8 @@ export interface CompiledListener {
   readonly routes: readonly CompiledRoute[];
   /** counts requests that matched no route */
   readonly noRouteMetrics: RouteMetrics;
+  /** null when tracing is off */
+  readonly tracer: Tracer | null;
 }
 
 export interface Snapshot {

@@ -21,6 +21,7 @@ import { compileMatch } from './router/match.js';
 import { compileRewrite } from './router/rewrite.js';
 import { compileWeighted } from './router/weighted.js';
 import type { ClusterRuntime, CompiledListener, CompiledRoute, Snapshot } from './snapshot-types.js';
+import type { Tracer } from './tracing/tracer.js';
 
 /** Label value of requests that matched no route. */
 export const NO_ROUTE_LABEL = 'no_route';
@@ -30,13 +31,13 @@ export const NO_ROUTE_LABEL = 'no_route';
  * configuration is unchanged is carried over with its runtime (pools, health
  * and ejection state, breaker, limits), and so are the rate-limit buckets of
  * a route whose listener, name and `rateLimit` are unchanged; the others are
- * built fresh.
+ * built fresh. `tracer` is this load's (null: tracing off).
  */
-export function compileSnapshot(config: Config, metrics: Metrics, version: number, previous?: Snapshot): Snapshot {
+export function compileSnapshot(config: Config, metrics: Metrics, version: number, previous?: Snapshot, tracer: Tracer | null = null): Snapshot {
   const clusters = new Map<string, ClusterRuntime>();
   for (const c of config.clusters) clusters.set(c.name, unchangedCluster(previous, c) ?? compileCluster(c, metrics));
   const listeners = config.listeners.map((l) =>
-    compileListener(l, clusters, metrics, previous?.listeners.find((p) => p.config.name === l.name)),
+    compileListener(l, clusters, metrics, previous?.listeners.find((p) => p.config.name === l.name), tracer),
   );
   return { version, loadedAt: new Date(), config, listeners, clusters };
 }
@@ -127,11 +128,13 @@ function compileListener(
   clusters: Map<string, ClusterRuntime>,
   metrics: Metrics,
   previous: CompiledListener | undefined,
+  tracer: Tracer | null,
 ): CompiledListener {
   return {
     config: l,
     routes: l.routes.map((r) => compileRoute(l.name, r, clusters, metrics, previous)),
     noRouteMetrics: metrics.route(l.name, NO_ROUTE_LABEL),
+    tracer,
   };
 }
 

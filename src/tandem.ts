@@ -13,6 +13,7 @@ import { log } from './observability/log.js';
 import { ConfigReloader, type ReloadTarget } from './reload.js';
 import { closeCluster, closeSnapshot, compileSnapshot, retiredClusters } from './snapshot.js';
 import type { ClusterRuntime, Snapshot } from './snapshot-types.js';
+import { Tracing } from './tracing/tracer.js';
 
 /** How often a retired cluster is checked for in-flight requests before its pools close. */
 const RETIRED_POLL_MS = 50;
@@ -26,6 +27,7 @@ export interface TandemOptions {
 
 export class Tandem {
   readonly metrics = new Metrics();
+  private readonly tracing = new Tracing(this.metrics);
   readonly listeners: Listener[] = [];
   private readonly drainState = { draining: false };
   private readonly accessLog: AccessLog;
@@ -45,7 +47,7 @@ export class Tandem {
 
   constructor(config: Config) {
     this.accessLog = createAccessLog(config.accessLog);
-    this.snapshot = compileSnapshot(config, this.metrics, 1);
+    this.snapshot = compileSnapshot(config, this.metrics, 1, undefined, this.tracing.tracer(config.tracing));
     for (const compiled of this.snapshot.listeners) {
       this.listeners.push(
         new Listener({
@@ -108,7 +110,7 @@ export class Tandem {
       current: () => this.snapshot,
       apply: (config: Config): number => {
         const previous = this.snapshot;
-        const next = compileSnapshot(config, this.metrics, previous.version + 1, previous);
+        const next = compileSnapshot(config, this.metrics, previous.version + 1, previous, this.tracing.tracer(config.tracing));
         this.snapshot = next;
         for (const l of this.listeners) l.ctx.listener = next.listeners.find((n) => n.config.name === l.name)!;
         for (const c of retiredClusters(previous, next)) this.retire(c);
@@ -158,10 +160,13 @@ export class Tandem {
     const stop = new AbortController();
     const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()));
     const allTunnelsClosed = Promise.all(this.listeners.map((l) => tunnelsClosed(l, stop.signal)));
+    const started = performance.now();
     const deadline = sleep(timeout, 'timeout' as const, { signal: stop.signal }).catch(() => 'stopped' as const);
     const outcome = await Promise.race([Promise.all([closed, allTunnelsClosed]), deadline]);
     stop.abort();
     if (outcome === 'timeout') for (const l of this.listeners) l.destroyAll();
+    // the spans of every request answered, sent within what is left of drain.timeout
+    await this.tracing.flush(Math.max(0, timeout - (performance.now() - started)));
     await this.close();
     this.markFinished();
   }
@@ -182,6 +187,7 @@ export class Tandem {
     await Promise.all([closeSnapshot(this.snapshot), ...this.retiring]);
     await this.admin?.close();
     await this.accessLog.close();
+    this.tracing.close();
   }
 
   private clustersView(): unknown[] {

@@ -7,7 +7,7 @@ import { createAccessLog, formatText, type AccessLogEntry } from '../src/observa
 import { log as processLog } from '../src/observability/log.js';
 
 const CONTRACT_FIELDS = [
-  'time', 'requestId', 'traceId', 'clientIp', 'method', 'path', 'status', 'bytesIn', 'bytesOut',
+  'time', 'requestId', 'traceId', 'spanId', 'clientIp', 'method', 'path', 'status', 'bytesIn', 'bytesOut',
   'durationMs', 'upstreamMs', 'listener', 'route', 'cluster', 'endpoint', 'attempts', 'flags',
 ];
 
@@ -18,6 +18,7 @@ function entry(overrides: Partial<AccessLogEntry> = {}): AccessLogEntry {
     time: START,
     requestId: '7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b',
     traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    spanId: null,
     clientIp: '10.0.0.7',
     method: 'GET',
     path: '/orders/42?expand=items',
@@ -183,14 +184,18 @@ describe('text access log', () => {
     expect(formatText(entry())).toBe(
       '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /orders/42?expand=items" 200 1234 12.5ms ' +
         'route=orders cluster=orders-v2 endpoint=127.0.0.1:8080 attempts=1 flags=- ' +
-        'rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b\n',
+        'rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
     );
     expect(formatText(entry({
       route: null, cluster: null, endpoint: null, status: 404, bytesOut: 0, flags: ['NR'], path: '/x"y',
     }))).toBe(
       '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /x\\"y" 404 0 12.5ms ' +
-        'route=- cluster=- endpoint=- attempts=1 flags=NR rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b\n',
+        'route=- cluster=- endpoint=- attempts=1 flags=NR rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
     );
+  });
+
+  it('ends with the SERVER span id of a traced request', () => {
+    expect(formatText(entry({ spanId: '00f067aa0ba902b7' }))).toMatch(/ rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=00f067aa0ba902b7\n$/);
   });
 
   it('a request refused before its head was parsed has `-` for its method and path', () => {
@@ -198,7 +203,7 @@ describe('text access log', () => {
       method: '', path: '', route: null, cluster: null, endpoint: null, upstreamMs: null, status: 400, bytesOut: 0, attempts: 0, flags: ['DPE'],
     }))).toBe(
       '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "- -" 400 0 12.5ms ' +
-        'route=- cluster=- endpoint=- attempts=0 flags=DPE rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b\n',
+        'route=- cluster=- endpoint=- attempts=0 flags=DPE rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
     );
   });
 

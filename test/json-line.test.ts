@@ -22,6 +22,7 @@ const entry: fc.Arbitrary<AccessLogEntry> = fc.record({
   time: fc.integer({ min: 0, max: Date.UTC(9999, 11, 31) }),
   requestId: text,
   traceId: text,
+  spanId: nullableText,
   clientIp: text,
   method: text,
   path: text,
@@ -51,7 +52,7 @@ describe('JSON access-log line', () => {
   it('stays within its bound with every character escaped or multi-byte', () => {
     const worst = '\u0001'.repeat(50) + '😀'.repeat(50) + '\ud800'.repeat(50);
     const e: AccessLogEntry = {
-      time: Date.UTC(2026, 10, 26), requestId: worst, traceId: worst, clientIp: worst, method: worst, path: worst,
+      time: Date.UTC(2026, 10, 26), requestId: worst, traceId: worst, spanId: worst, clientIp: worst, method: worst, path: worst,
       status: 599, bytesIn: Number.MAX_SAFE_INTEGER, bytesOut: Number.MAX_SAFE_INTEGER, durationMs: 2 ** 40 / 1000,
       upstreamMs: 2 ** 40 / 1000, listener: worst, route: worst, cluster: worst, endpoint: worst, attempts: 12,
       flags: ['URX', 'UF', 'DC', 'DI'],
@@ -65,7 +66,7 @@ describe('JSON access-log line', () => {
 
   it('writes numbers outside the usual range as JSON.stringify does, null for what JSON cannot hold', () => {
     const base: AccessLogEntry = {
-      time: 0, requestId: 'r', traceId: 't', clientIp: 'c', method: 'GET', path: '/', status: 200, bytesIn: 0, bytesOut: 0,
+      time: 0, requestId: 'r', traceId: 't', spanId: null, clientIp: 'c', method: 'GET', path: '/', status: 200, bytesIn: 0, bytesOut: 0,
       durationMs: 0, upstreamMs: null, listener: 'l', route: null, cluster: null, endpoint: null, attempts: 1, flags: [],
     };
     for (const odd of [Number.NaN, Infinity, -1, 2 ** 60, 1.5, -0.25, 1e21]) {
@@ -76,7 +77,7 @@ describe('JSON access-log line', () => {
 
   it('writes common lines without touching bytes before its start', () => {
     const e: AccessLogEntry = {
-      time: Date.UTC(2026, 10, 26, 14, 3, 7, 5), requestId: 'r-1', traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      time: Date.UTC(2026, 10, 26, 14, 3, 7, 5), requestId: 'r-1', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7',
       clientIp: '127.0.0.1', method: 'GET', path: '/small?x=1', status: 200, bytesIn: 0, bytesOut: 20, durationMs: 0.034,
       upstreamMs: 12.5, listener: 'bench', route: 'small', cluster: 'alpha', endpoint: '127.0.0.1:8080', attempts: 1, flags: [],
     };
@@ -84,7 +85,7 @@ describe('JSON access-log line', () => {
     const end = encodeJsonLine(e, buf, 3);
     expect(buf.toString('latin1', 0, 3)).toBe('***');
     expect(buf.toString('utf8', 3, end)).toBe(
-      '{"time":"2026-11-26T14:03:07.005Z","requestId":"r-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","clientIp":"127.0.0.1",' +
+      '{"time":"2026-11-26T14:03:07.005Z","requestId":"r-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","clientIp":"127.0.0.1",' +
         '"method":"GET","path":"/small?x=1","status":200,"bytesIn":0,"bytesOut":20,"durationMs":0.034,"upstreamMs":12.5,' +
         '"listener":"bench","route":"small","cluster":"alpha","endpoint":"127.0.0.1:8080","attempts":1,"flags":[]}\n',
     );

@@ -115,6 +115,20 @@ const drainSchema = z.strictObject({
   timeout: duration().default(30 * MS.second).meta({ description: 'Then how long in-flight requests get to finish before tandem exits.' }),
 });
 
+const tracingSchema = z.strictObject({
+  otlp: z
+    .strictObject({
+      endpoint: z
+        .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+        .meta({ description: 'OTLP/HTTP traces URL of the collector (protobuf), e.g. http://127.0.0.1:4318/v1/traces.' }),
+      headers: z.record(headerName, headerValue).default({}).meta({ description: 'Headers sent with every export (an API key, a tenant).' }),
+      timeout: duration(1).default(10 * MS.second).meta({ description: 'Time an export may take; then it counts as failed and its spans as dropped.' }),
+    })
+    .meta({ description: 'Where spans are exported.' }),
+  serviceName: z.string().min(1).default('tandem').meta({ description: 'The service.name resource attribute of tandem\'s spans.' }),
+  sampling: z.number().min(0).max(1).default(1).meta({ description: 'Share of the traces tandem starts that are sampled (0 to 1); a valid incoming traceparent decides by its own flag.' }),
+});
+
 const limitsSchema = z.strictObject({
   maxHeaderBytes: size(1).default(60 * KIB).meta({ description: 'Largest request head; a larger one gets 431.' }),
   maxBodyBytes: size().default(0).meta({ description: 'Largest request body, 0 for unlimited; a larger one gets 413.' }),
@@ -483,6 +497,7 @@ export const configInputSchema = z
     admin: adminSchema.prefault({}).meta({ description: 'The admin API: /ready, /live, /metrics, /config, /clusters, /reload, /quitquitquit.' }),
     accessLog: accessLogSchema.prefault({}).meta({ description: 'One line per request.' }),
     drain: drainSchema.prefault({}).meta({ description: 'Graceful shutdown on SIGTERM, SIGINT or POST /quitquitquit.' }),
+    tracing: tracingSchema.optional().meta({ description: 'OpenTelemetry spans exported over OTLP/HTTP; off (and free) when absent.' }),
     listeners: z.array(listenerSchema).min(1).meta({ description: 'Where tandem accepts requests, each with its routes.' }),
     clusters: z.array(clusterSchema).default([]).meta({ description: 'Upstream services the routes send requests to.' }),
   })

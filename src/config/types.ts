@@ -11,6 +11,8 @@ export interface Config {
   admin: AdminConfig;
   accessLog: AccessLogConfig;
   drain: DrainConfig;
+  /** absent: tracing off */
+  tracing?: TracingConfig;
   listeners: ListenerConfig[];
   clusters: ClusterConfig[];
 }
@@ -28,6 +30,20 @@ export interface AccessLogConfig {
 
 export interface DrainConfig {
   delay: number;
+  timeout: number;
+}
+
+export interface TracingConfig {
+  otlp: OtlpConfig;
+  serviceName: string;
+  /** 0..1, for traces tandem starts */
+  sampling: number;
+}
+
+export interface OtlpConfig {
+  endpoint: string;
+  headers: Record<string, string>;
+  /** ms */
   timeout: number;
 }
 

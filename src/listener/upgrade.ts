@@ -71,6 +71,7 @@ class Tunnel extends RequestRecord implements StagedRequest {
     if (!this.client.writable) return this.gone();
     const { status, flag } = ERRORS[code];
     if (flag !== undefined) this.flag(flag);
+    this.errorCode = code;
     this.client.end(rawErrorResponse(code, this.requestId, extra));
     this.end(status);
   }

@@ -9,6 +9,8 @@ export interface AccessLogEntry {
   time: number;
   requestId: string;
   traceId: string;
+  /** the SERVER span's id; null when the request was not traced */
+  spanId: string | null;
   clientIp: string;
   method: string;
   path: string;
@@ -186,7 +188,7 @@ function quotable(s: string): string {
  * The text format, one line per request, `-` for a missing value (a
  * request Node refused before parsing its head has no method or path):
  *
- *   CLIENTIP - - [TIME] "METHOD PATH" STATUS BYTESOUT DURATIONms route=R cluster=C endpoint=E attempts=N flags=F rid=REQUESTID
+ *   CLIENTIP - - [TIME] "METHOD PATH" STATUS BYTESOUT DURATIONms route=R cluster=C endpoint=E attempts=N flags=F rid=REQUESTID span=SPANID
  *
  * TIME is ISO-8601 UTC (the request start), PATH the target as received with
  * quotes, backslashes and control characters escaped as in JSON, F the
@@ -197,7 +199,7 @@ export function formatText(e: AccessLogEntry): string {
     `${e.clientIp} - - [${isoTime(e.time)}] "${e.method || '-'} ${e.path === '' ? '-' : quotable(e.path)}" ` +
     `${e.status} ${e.bytesOut} ${e.durationMs}ms route=${e.route ?? '-'} cluster=${e.cluster ?? '-'} ` +
     `endpoint=${e.endpoint ?? '-'} attempts=${e.attempts} flags=${e.flags.length > 0 ? e.flags.join(',') : '-'} ` +
-    `rid=${e.requestId}\n`
+    `rid=${e.requestId} span=${e.spanId ?? '-'}\n`
   );
 }
 

@@ -19,7 +19,7 @@ const MAX_BYTES_PER_CHAR = 6;
 
 /** At least the bytes encodeJsonLine writes for `e`. */
 export function jsonLineBound(e: AccessLogEntry): number {
-  let chars = e.requestId.length + e.traceId.length + e.clientIp.length + e.method.length + e.path.length + e.listener.length;
+  let chars = e.requestId.length + e.traceId.length + (e.spanId === null ? 0 : e.spanId.length) + e.clientIp.length + e.method.length + e.path.length + e.listener.length;
   if (e.route !== null) chars += e.route.length;
   if (e.cluster !== null) chars += e.cluster.length;
   if (e.endpoint !== null) chars += e.endpoint.length;
@@ -40,7 +40,9 @@ export function encodeJsonLine(e: AccessLogEntry, o: Buffer, start: number): num
   p = str(o, p, e.requestId);
   p = lit(o, p, '","traceId":"');
   p = str(o, p, e.traceId);
-  p = lit(o, p, '","clientIp":"');
+  p = lit(o, p, '","spanId":');
+  p = nullable(o, p, e.spanId);
+  p = lit(o, p, ',"clientIp":"');
   p = str(o, p, e.clientIp);
   p = lit(o, p, '","method":"');
   p = str(o, p, e.method);

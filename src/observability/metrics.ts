@@ -1,4 +1,5 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { SpanCounters } from '../tracing/exporter.js';
 import { CellHistogram, CellValue, type Cell } from './cells.js';
 
 // A sidecar adds well under a millisecond and upstreams rarely exceed the
@@ -46,6 +47,8 @@ export class Metrics {
   private readonly outlierEjections: CellValue;
   private readonly endpointHealthyGauge: CellValue;
   private readonly reloads: CellValue;
+  private readonly spansExported: CellValue;
+  private readonly spansDropped: CellValue;
 
   constructor() {
     const r = (this.registry = new Registry());
@@ -61,6 +64,8 @@ export class Metrics {
     this.outlierEjections = new CellValue(r, 'counter', 'tandem_outlier_ejections_total', 'Endpoints ejected by outlier detection', ['cluster']);
     this.endpointHealthyGauge = new CellValue(r, 'gauge', 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint']);
     this.reloads = new CellValue(r, 'counter', 'tandem_config_reloads_total', 'Configuration reloads, by result', ['result']);
+    this.spansExported = new CellValue(r, 'counter', 'tandem_tracing_spans_exported_total', 'Spans the OTLP collector accepted', []);
+    this.spansDropped = new CellValue(r, 'counter', 'tandem_tracing_spans_dropped_total', 'Spans dropped: the queue was full, or their export failed', []);
     // Series present at zero from the start, so rate() and alerts see the first increment.
     this.reloads.cell('success');
     this.reloads.cell('failure');
@@ -119,6 +124,16 @@ export class Metrics {
 
   configReload(result: ReloadResult): void {
     this.reloads.cell(result).value++;
+  }
+
+  /** The span counters, their series at zero from the first time tracing is on. */
+  tracing(): SpanCounters {
+    const exported = this.spansExported.cell();
+    const dropped = this.spansDropped.cell();
+    return {
+      exported: (n) => void (exported.value += n),
+      dropped: (n) => void (dropped.value += n),
+    };
   }
 
   render(): Promise<string> {

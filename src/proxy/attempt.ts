@@ -49,6 +49,10 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   reusedConnection = false;
   /** the endpoint's latency estimate (peak_ewma) has this try's time to its answer's head */
   latencyObserved = false;
+  /** how the try failed, if it did (a response cut mid-body is a reset) */
+  failure: Failure | null = null;
+  /** the CLIENT span's id: null when the request is not traced */
+  spanId: string | null = null;
   private readonly maxBody: number;
 
   constructor(
@@ -156,6 +160,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
       // Mid-body failure: the client must see an aborted response, never a
       // clean end on a truncated body.
       this.settled = true;
+      this.failure = 'reset';
       if (this.cancelled === null) this.ex.flag('UR');
       this.ex.res.destroy();
       this.owner.attemptEnded(this, false);
@@ -172,6 +177,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
 
   private fail(failure: Failure, status: number): void {
     this.settled = true;
+    this.failure = failure;
     this.owner.attemptFailed(this, failure, status);
   }
 }

@@ -7,6 +7,7 @@ import type { Endpoint } from '../cluster/endpoint.js';
 import type { AccessLog } from '../observability/access-log.js';
 import type { RouteMetrics } from '../observability/metrics.js';
 import type { ClusterRuntime, CompiledListener, CompiledRoute } from '../snapshot-types.js';
+import type { TraceFields, Tracer } from '../tracing/tracer.js';
 import { ERRORS, errorBody, type ErrorCode } from './errors.js';
 import { requestIdFrom, traceFrom } from './request-id.js';
 
@@ -34,13 +35,20 @@ export const CLIENT_CLOSED = 499;
  * bytes before Node made a request object of it (`req` null: no method,
  * path or headers are known).
  */
-export class RequestRecord {
+export class RequestRecord implements TraceFields {
   readonly startedAt = Date.now();
   readonly startedHr = performance.now();
   readonly clientIp: string;
   readonly requestId: string;
-  readonly traceId: string;
-  readonly traceparent: string;
+  traceId: string;
+  traceparent: string;
+  /** the configuration load's tracer, kept for the request's life (a reload swaps the listener's) */
+  readonly tracer: Tracer | null;
+  /** the SERVER span's id: null when not traced */
+  spanId: string | null = null;
+  parentSpanId: string | null = null;
+  /** tandem's error code, when tandem answered with one */
+  errorCode: ErrorCode | null = null;
   route: CompiledRoute | null = null;
   metrics: RouteMetrics;
   cluster: ClusterRuntime | null = null;
@@ -61,9 +69,16 @@ export class RequestRecord {
     // identified before anything can fail, so every answer carries the id
     const headers = this.headers;
     this.requestId = requestIdFrom(headers['x-request-id']);
-    const trace = traceFrom(headers.traceparent);
-    this.traceparent = trace.traceparent;
-    this.traceId = trace.traceId;
+    const tracer = ctx.listener.tracer;
+    this.tracer = tracer;
+    if (tracer === null) {
+      const trace = traceFrom(headers.traceparent);
+      this.traceparent = trace.traceparent;
+      this.traceId = trace.traceId;
+    } else {
+      this.traceparent = this.traceId = '';
+      tracer.begin(this, headers.traceparent);
+    }
   }
 
   /** request headers, so a record serves as the load balancer's pick context */
@@ -79,8 +94,10 @@ export class RequestRecord {
   /** Metrics and the access-log line, with the status the client saw. */
   protected record(status: number): void {
     if (this.ctx.drain.draining) this.flag('DI');
-    const durationMs = performance.now() - this.startedHr;
+    const endHr = performance.now();
+    const durationMs = endHr - this.startedHr;
     this.metrics.request(status, durationMs / 1000);
+    if (this.spanId !== null) this.tracer!.server(this, status, endHr);
     const accessLog = this.ctx.accessLog;
     if (!accessLog.enabled) return;
     const route = this.route;
@@ -88,6 +105,7 @@ export class RequestRecord {
       time: this.startedAt,
       requestId: this.requestId,
       traceId: this.traceId,
+      spanId: this.spanId,
       clientIp: this.clientIp,
       method: this.req?.method ?? '',
       path: this.req?.url ?? '',
@@ -124,6 +142,7 @@ export class Exchange extends RequestRecord {
   /** Answers with tandem's own JSON error (CONTRACT §4). */
   fail(code: ErrorCode, flag?: Flag, close = false, extra?: Record<string, string>): void {
     if (flag) this.flag(flag);
+    this.errorCode = code;
     const res = this.res;
     if (res.headersSent || res.destroyed) {
       res.destroy();

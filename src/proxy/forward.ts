@@ -10,7 +10,9 @@ import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Deadline } from './deadlines.js';
 import type { Exchange } from './exchange.js';
+import { traceparentSlot } from './headers.js';
 import { IdleWatch } from './idle-watch.js';
+import { newSpanId } from './request-id.js';
 import { isIdempotent, mayResendBody, retriesOnStatus, retryAfterMs, type RetryPolicy } from './retry-policy.js';
 import { RetryState, type RetryOwner, type Verdict } from './retry-state.js';
 
@@ -34,6 +36,8 @@ export class Forward implements AttemptOwner, RetryOwner {
   private readonly policy: RetryPolicy;
   private readonly idempotent: boolean;
   private readonly method: string;
+  /** where each traced try writes its traceparent in `headers`; -1: untraced, or the route's ops own the header */
+  private readonly traceSlot: number;
 
   constructor(
     private readonly ex: Exchange,
@@ -46,6 +50,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     this.policy = route.retry;
     this.method = ex.req.method!;
     this.idempotent = isIdempotent(this.method);
+    this.traceSlot = ex.spanId === null ? -1 : traceparentSlot(headers, ex.traceparent);
   }
 
   start(): void {
@@ -194,6 +199,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     endpoint.begin();
     this.cluster.metrics.activeInc();
     const attempt = new Attempt(ex, this, endpoint);
+    if (ex.spanId !== null) this.traceTry(attempt);
     this.attempt = attempt;
     this.cluster.limits.pending++;
     const tries = this.route.tryDeadlines;
@@ -201,6 +207,13 @@ export class Forward implements AttemptOwner, RetryOwner {
     const options = { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body };
     if (fresh) endpoint.dispatchOnNewConnection(options, attempt);
     else endpoint.pool.dispatch(options, attempt);
+  }
+
+  /** A traced try is a CLIENT span, and the parent of what the upstream records. */
+  private traceTry(attempt: Attempt): void {
+    const spanId = newSpanId();
+    attempt.spanId = spanId;
+    if (this.traceSlot !== -1) this.headers[this.traceSlot] = `00-${this.ex.traceId}-${spanId}-01`;
   }
 
   /** The try got a connection, or ended without one: it no longer waits for one. */
@@ -229,6 +242,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     this.unqueue(attempt);
     c.metrics.activeDec();
     c.metrics.attempt(status, ms / 1000);
+    if (attempt.spanId !== null) this.ex.tracer!.client(this.ex, attempt, status);
     if (c.outlier !== null && failed !== null && !this.ex.done) c.outlier.report(attempt.endpoint, failed);
     if (this.attempt === attempt) this.attempt = null;
   }

@@ -144,6 +144,18 @@ export function buildUpstreamHeaders(raw: string[], opts: UpstreamHeaderOptions)
   return out;
 }
 
+/**
+ * The index of the value tandem's own traceparent took in `headers` (from
+ * buildUpstreamHeaders), so each try can put its own there; -1 when route
+ * ops replaced or removed it.
+ */
+export function traceparentSlot(headers: readonly string[], traceparent: string): number {
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (headers[i] === 'traceparent' && headers[i + 1] === traceparent) return i + 1;
+  }
+  return -1;
+}
+
 /** Response headers for `res.writeHead(status, headers)`, from the object undici's onResponseStart gives. */
 export function buildResponseHeaders(headers: IncomingHttpHeaders, requestId: string, ops?: CompiledHeaderOps): string[] {
   const drop = ops === undefined ? NO_NAMES : ops.drop;

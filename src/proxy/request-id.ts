@@ -6,8 +6,9 @@
 // and headers). Several values (Node joins repeated lines with ', ', which
 // fails the rule) are not sane either. Otherwise a new random UUID.
 //
-// traceparent: kept unchanged when valid, since tandem records no span of its
-// own. Valid is version 00 exactly `00-<32 hex>-<16 hex>-<2 hex>`, lowercase,
+// traceparent, without tracing: kept unchanged when valid, since tandem
+// records no span of its own (with tracing, src/tracing/tracer.ts decides).
+// Valid is version 00 exactly `00-<32 hex>-<16 hex>-<2 hex>`, lowercase,
 // trace id and parent id not all zeros; a higher version (not `ff`) is
 // accepted when its first 55 characters have that shape and, if longer, the
 // 56th is '-' (W3C Trace Context §4.3 / §3.2.4). Otherwise a new trace starts
@@ -26,7 +27,7 @@ export function traceFrom(value: string | string[] | undefined): { traceparent: 
   if (typeof value === 'string' && isValidTraceparent(value)) {
     return { traceparent: value, traceId: value.slice(3, 35) };
   }
-  const traceparent = newTraceparent();
+  const traceparent = newTraceparent(true);
   return { traceparent, traceId: traceparent.slice(3, 35) };
 }
 
@@ -44,7 +45,7 @@ function isSaneRequestId(v: string): boolean {
 
 const V00_LENGTH = 55;
 
-function isValidTraceparent(v: string): boolean {
+export function isValidTraceparent(v: string): boolean {
   const n = v.length;
   if (n < V00_LENGTH) return false;
   if (!isLowerHex(v, 0, 2) || v.startsWith('ff')) return false;
@@ -126,8 +127,22 @@ function newUuid(): string {
   return scratch.toString('latin1', 0, at);
 }
 
-/** `00-<trace id>-<parent id>-01` with fresh random ids. */
-function newTraceparent(): string {
+/** The sampled bit of a valid traceparent's flags. */
+export function sampledFlag(traceparent: string): boolean {
+  const c = traceparent.charCodeAt(54);
+  // the flags' low hex digit: '1', '3', ... '9', 'b', 'd', 'f' are odd
+  return c <= 0x39 ? (c & 1) === 1 : (c & 1) === 0;
+}
+
+/** 16 random lowercase hex characters, never all zeros. */
+export function newSpanId(): string {
+  const r = take(PARENT_ID_BYTES);
+  pool[r + PARENT_ID_BYTES - 1] = pool[r + PARENT_ID_BYTES - 1]! | 1;
+  return scratch.toString('latin1', 0, hex(r, PARENT_ID_BYTES, 0));
+}
+
+/** `00-<trace id>-<parent id>-<01|00>` with fresh random ids. */
+export function newTraceparent(sampled: boolean): string {
   const r = take(TRACE_ID_BYTES + PARENT_ID_BYTES);
   // An all-zero id is invalid; setting one bit of each rules it out at the
   // cost of a negligible share of randomness.
@@ -139,8 +154,8 @@ function newTraceparent(): string {
   let at = hex(r, TRACE_ID_BYTES, 3);
   scratch[at++] = 0x2d;
   at = hex(r + TRACE_ID_BYTES, PARENT_ID_BYTES, at);
-  scratch[at++] = 0x2d; // -01: sampled
+  scratch[at++] = 0x2d; // -01 sampled, -00 not
   scratch[at++] = 0x30;
-  scratch[at++] = 0x31;
+  scratch[at++] = sampled ? 0x31 : 0x30;
   return scratch.toString('latin1', 0, at);
 }
