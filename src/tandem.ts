@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAdmin, type AdminServer, type ReloadOutcome } from './admin/server.js';
+import { redactedConfig } from './config/redact.js';
 import type { Config } from './config/types.js';
 import { Listener } from './listener/listener.js';
 import { createAccessLog, type AccessLog } from './observability/access-log.js';
@@ -73,7 +74,7 @@ export class Tandem {
         configView: () => ({
           version: this.snapshot.version,
           loadedAt: this.snapshot.loadedAt.toISOString(),
-          config: this.snapshot.config,
+          config: redactedConfig(this.snapshot.config),
         }),
         clustersView: () => this.clustersView(),
         metrics: this.metrics,
