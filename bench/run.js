@@ -12,9 +12,9 @@ import { PEERS, PROXY_CPU } from './lib/peers.js';
 import { tasksetAvailable } from './lib/processes.js';
 import { peakRssBytes, cpuTicks } from './lib/proc-stats.js';
 import { headToHead } from './lib/head-to-head.js';
-import { closedLoop } from './lib/load.js';
+import { throughputLoop, wrkAvailable } from './lib/load.js';
 import { prepare, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
-import { summarize, machine, scenarioTable, ratios, headToHeadTable, markdown, writeResults } from './lib/report.js';
+import { summarize, machine, scenarioTable, ratios, ratioTable, headToHeadTable, markdown, writeResults } from './lib/report.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -59,6 +59,7 @@ async function benchmark() {
   const notes = [];
   if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
   if (ci) notes.push('nginx is left out of --ci runs');
+  if (!wrkAvailable()) notes.push('wrk not found: autocannon drove the throughput runs, and it saturates before the fastest proxies do');
 
   const ctx = await prepare();
   const running = await startPeers(wanted, ctx, notes);
@@ -67,7 +68,7 @@ async function benchmark() {
   // Warm-up: JIT, connection pools and the upstream's keep-alive sockets. Two seconds: tandem
   // optimizes on its main thread (--no-concurrent-recompilation): a short warm-up leaves more
   // of that compiling inside the first round.
-  for (const peer of running) await closedLoop({ url: `${peer.proxy.origin}/small`, connections: 50, durationS: 2 });
+  for (const peer of running) await throughputLoop({ generator: peer.generator, url: `${peer.proxy.origin}/small`, connections: 50, durationS: 2 });
 
   const raw = {};
   const results = {};
@@ -75,9 +76,9 @@ async function benchmark() {
     raw[scenario.name] = {};
     for (let round = 1; round <= rounds; round += 1) {
       for (const peer of inTurn(running, round)) {
-        if (peer.proxy.tracked.exited) continue;
+        if (peer.proxy.tracked.exited || (peer.closedOnly && scenario.kind !== 'closed')) continue;
         try {
-          const r = await measure(peer.proxy, scenario, ctx);
+          const r = await measure(peer.proxy, scenario, ctx, peer.generator);
           (raw[scenario.name][peer.name] ??= []).push({ round, ...r });
           console.log(`${scenario.name} round ${round} ${peer.name}: ${r.rps.toFixed(0)} req/s, ${r.cpuUsPerReq?.toFixed(1)} µs CPU/req, ${r.failures} failures`);
         } catch (err) {
@@ -110,7 +111,7 @@ async function benchmark() {
   console.log(`\n${info.date} node ${info.node} ${info.cpuModel}`);
   for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown)}`);
   const rel = ratios(scenarios, raw);
-  console.log('\nratios', JSON.stringify(rel, null, 2));
+  console.log(`\nratios: median of the per-round ratios (range)\n${ratioTable(scenarios, rel)}`);
   if (h2h.length) console.log(`\nhead to head (small GET, both on CPU ${PROXY_CPU} at once)\n${headToHeadTable(h2h)}`);
   for (const note of notes) console.log(`note: ${note}`);
 

@@ -76,6 +76,8 @@ export async function startNginx({ dir, upstreamPorts }) {
 
 export const PEERS = [
   { name: 'direct', label: 'upstream directly', start: startDirect },
+  // the same upstream under autocannon: where the two clients' ceilings differ, autocannon was the bottleneck
+  { name: 'direct-autocannon', label: 'upstream directly, autocannon', start: startDirect, generator: 'autocannon', closedOnly: true },
   { name: 'tandem', label: 'tandem', start: startTandem },
   { name: 'http-proxy', label: 'http-proxy (keep-alive agent)', start: startHttpProxy },
   { name: 'fastify-reply-from', label: 'fastify + @fastify/reply-from', start: startFastifyReplyFrom },
