@@ -118,12 +118,32 @@ export function ratioTable(scenarios, r) {
   return table(['ratio', ...scenarios.map((s) => s.label)], rows);
 }
 
+/** Start-up and RSS at rest (lib/startup.js), tandem beside the bare node:http server. */
+export function startupTable(st) {
+  const rows = [
+    ['tandem, one route (to /ready)', fmt(st.tandem.readyMs), mib(st.tandem.restRss)],
+    ['bare node:http (to /)', fmt(st.bare.readyMs), mib(st.bare.restRss)],
+    ['tandem/bare', withRange(st.readyRatio.median, st.readyRatio.range), withRange(st.rssRatio.median, st.rssRatio.range)],
+  ];
+  return table(['server', `exec to first 200, ms (p50 of ${st.starts})`, `RSS ${st.restMs / 1000} s after start, MiB (median of ${st.restStarts})`], rows);
+}
+
+/** Instructions per request (lib/instructions.js): medians over the repetitions, their range. */
+export function instructionsTable(ins) {
+  const range = (v) => `${Math.min(...v)}–${Math.max(...v)}`;
+  return table(['proxy', 'instructions per request', `range over ${ins.tandem.length} repetitions`], [
+    ['tandem (tandem.bench.yaml, shipped flags)', fmt(ins.tandemMedian), range(ins.tandem)],
+    ['bare undici (--no-concurrent-recompilation)', fmt(ins.bareMedian), range(ins.bare)],
+    ['tandem/bare undici', fmt(ins.ratio, 2), `${fmt(ins.ratioRange[0], 2)}–${fmt(ins.ratioRange[1], 2)}`],
+  ]);
+}
+
 export function headToHeadTable(rows) {
   return table(['peer', 'tandem req/s', 'peer req/s', 'tandem/peer req/s', 'tandem CPU µs/req', 'peer CPU µs/req', 'tandem/peer CPU per req', 'failures'],
     rows.map((h) => [h.label, fmt(h.tandemRps), fmt(h.peerRps), withRange(h.rpsRatio.median, h.rpsRatio.range), fmt(h.tandemCpuUsPerReq, 1), fmt(h.peerCpuUsPerReq, 1), withRange(h.cpuRatio.median, h.cpuRatio.range), String(h.failures)]));
 }
 
-export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], notes }) {
+export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], startup, instructions, notes }) {
   const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
   for (const scenario of scenarios) {
     parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
@@ -134,6 +154,12 @@ export function markdown({ title, info, settings, scenarios, results, raw, peers
     parts.push('### head to head: small GET, tandem and one peer on the proxy CPU at once', '',
       'Both loaded at the same time, so a slowdown of the machine hits both alike. Medians over the rounds; ratios are per round (range).', '',
       headToHeadTable(headToHead), '');
+  }
+  if (instructions) {
+    parts.push('### instructions per request (callgrind, small GET)', '', 'Counted, not timed: bench/instructions.sh.', '', instructionsTable(instructions), '');
+  }
+  if (startup) {
+    parts.push('### start-up and memory at rest', '', 'Each spawned on the proxy CPU and polled every 5 ms; ratios start by start (range).', '', startupTable(startup), '');
   }
   if (notes.length) parts.push(...notes.map((n) => `- ${n}`), '');
   return parts.join('\n');
