@@ -1,12 +1,14 @@
 // tandem's benchmark: the same upstream reached directly and through tandem,
-// http-proxy, a bare undici pass-through and nginx, interleaved round by
-// round (A B C D E, B C D E A, ...) and reduced to medians.
+// http-proxy, fastify's reply-from, a bare undici pass-through (with and
+// without tandem's flags) and nginx, interleaved round by round (A B C D E,
+// B C D E A, ...) and reduced to medians; then start-up and memory at rest,
+// and instructions per request counted by callgrind.
 //
-//   node bench/run.js            full run (about 10 minutes), writes bench/results/latest.{json,md}
-//   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy
+//   node bench/run.js            full run (about 15 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
-// Options: --duration S, --rounds N, --peers a,b,c
+// Options: --duration S, --rounds N, --peers a,b,c, --skip-startup, --skip-instructions
 import { parseArgs } from 'node:util';
 import { PEERS, PROXY_CPU } from './lib/peers.js';
 import { tasksetAvailable } from './lib/processes.js';

@@ -10,7 +10,7 @@ export function valgrindAvailable() {
   return spawnSync('valgrind', ['--version']).status === 0 && spawnSync('callgrind_control', ['-h']).error === undefined;
 }
 
-/** tandem's and bare undici's counts, their medians, and tandem's over bare's with the range the repetitions allow. */
+/** tandem's and bare undici's counts, their medians, tandem's median over bare's, and the range of the ratios repetition by repetition. */
 export async function instructionsPerRequest({ timeoutMs = 10 * 60_000 } = {}) {
   const child = spawn('bash', [script, 'both'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
@@ -30,6 +30,12 @@ export async function instructionsPerRequest({ timeoutMs = 10 * 60_000 } = {}) {
     tandemMedian: median(tandem),
     bareMedian: median(bare),
     ratio: median(tandem) / median(bare),
-    ratioRange: [Math.min(...tandem) / Math.max(...bare), Math.max(...tandem) / Math.min(...bare)],
+    // paired as the timed rounds are: the i-th repetitions of both saw the same position in the run
+    ratioRange: pairRange(tandem, bare),
   };
+}
+
+function pairRange(ours, theirs) {
+  const ratios = ours.slice(0, theirs.length).map((v, i) => v / theirs[i]);
+  return [Math.min(...ratios), Math.max(...ratios)];
 }
