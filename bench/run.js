@@ -4,7 +4,7 @@
 // B C D E A, ...) and reduced to medians; then start-up and memory at rest,
 // and instructions per request counted by callgrind.
 //
-//   node bench/run.js            full run (about 15 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js            full run (about 20 minutes), writes bench/results/latest.{json,md}
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
