@@ -1,39 +1,44 @@
 #!/usr/bin/env bash
 # Instructions per request, counted by valgrind (callgrind): unlike CPU time
-# on a shared VM, the count repeats from run to run, so small differences
+# on a shared VM, the count barely moves from run to run, so differences
 # (a feature on vs off, tandem vs the bare pass-through) can be compared.
-# The proxy runs under callgrind twice, for N1 and N2 requests; the
-# difference divided by N2 - N1 leaves out start-up and shutdown.
+# Each proxy starts once under callgrind, gets WARM small GETs (JIT, pools),
+# then REPS repetitions of N: the counters are zeroed before and dumped after
+# each, so start-up, warm-up and shutdown stay out of the count.
 #
-# Usage: bench/instructions.sh tandem CONFIG.yaml   (a bench/tandem.bench.yaml-like file)
+# Usage: bench/instructions.sh tandem [CONFIG.yaml]  (a bench/tandem.bench.yaml-like file)
 #        bench/instructions.sh bare
-# Env: N1 (default 1500), N2 (default 4500), PORT (listener, default 18100).
+#        bench/instructions.sh both [CONFIG.yaml]    tandem, then bare; the last line is JSON for bench/run.js
+# Env: WARM (default 3000), N (default 3000), REPS (default 3), PORT (listener, default 18100).
 # tandem runs with the Node flags of dist/cli.js's shebang, as shipped; among
 # them --no-concurrent-recompilation keeps the JIT on the main thread, where
-# valgrind runs it at the same point of every run. N1 must be past the
-# warm-up: with 500 requests, compilation still dominated the difference.
-# Counts still move by several percent between runs (bench/README.md).
-# Needs valgrind (apt-get install valgrind) and `npm run build`. Slow: a few
-# minutes per peer.
+# valgrind runs it at the same point of every run; the bare pass-through
+# gets that flag alone. Needs valgrind (apt-get install valgrind) and
+# `npm run build`. About a minute and a half per proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=$1
 config=${2:-bench/tandem.bench.yaml}
-n1=${N1:-1500}
-n2=${N2:-4500}
+warm=${WARM:-3000}
+n=${N:-3000}
+reps=${REPS:-3}
 port=${PORT:-18100}
 admin=$((port + 1))
 node=$PWD/node_modules/node/bin/node
 autocannon=$PWD/node_modules/.bin/autocannon
+# the proxy on CPU 0, the upstream and the client on CPU 1, as in bench/run.js; a
+# command prefix rather than a function, so that $! is valgrind's own pid
+cpu0=() cpu1=()
+if command -v taskset > /dev/null; then cpu0=(taskset -c 0) cpu1=(taskset -c 1); fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do { kill -9 "$p" && wait "$p"; } 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-"$node" bench/upstream.js 4 > "$work/ports.json" &
+"${cpu1[@]}" "$node" bench/upstream.js 4 > "$work/ports.json" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/ports.json" ] && break; sleep 0.1; done
 read -r -a ups < <("$node" -e "console.log(JSON.parse(require('fs').readFileSync('$work/ports.json','utf8')).ports.join(' '))")
@@ -48,26 +53,58 @@ sed -e "s/18081/${ups[0]}/; s/14318/$sink/; s/18082/${ups[1]}/; s/18083/${ups[2]
   -e "s#/tmp/tandem-bench/access.log#$work/access.log#; s/port: 19901/port: $admin/; s/port: 18000/port: $port/" \
   "$config" > "$work/tandem.yaml"
 
+# count PEER: prints the instructions per request of each repetition, space-separated
 count() {
-  local n=$1 pid
+  local peer=$1 pid ready rep file
   rm -f "$work"/cg.*
-  if [ "$mode" = bare ]; then
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" --no-concurrent-recompilation bench/peers/bare-undici.js "$port" "http://127.0.0.1:${ups[0]}" > /dev/null 2>&1 &
-    pid=$!
-    for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.5; done
+  if [ "$peer" = bare ]; then
+    "${cpu0[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" --no-concurrent-recompilation bench/peers/bare-undici.js "$port" "http://127.0.0.1:${ups[0]}" > "$work/$peer.log" 2>&1 &
+    ready="http://127.0.0.1:$port/small"
   else
     read -r -a flags < <(head -1 dist/cli.js | sed -e 's/^#!.*node//')
-    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" "${flags[@]}" dist/cli.js -c "$work/tandem.yaml" > /dev/null 2>&1 &
-    pid=$!
-    for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" && break; sleep 0.5; done
+    "${cpu0[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" "${flags[@]}" dist/cli.js -c "$work/tandem.yaml" > "$work/$peer.log" 2>&1 &
+    ready="http://127.0.0.1:$admin/ready"
   fi
+  pid=$!
   pids+=("$pid")
-  "$autocannon" -c 10 -a "$n" "http://127.0.0.1:$port/small" > /dev/null 2>&1
+  for _ in $(seq 300); do curl -sf -o /dev/null "$ready" && break; sleep 0.5; done
+  "${cpu1[@]}" "$autocannon" -c 10 -a "$warm" "http://127.0.0.1:$port/small" > /dev/null 2>&1
+  for rep in $(seq "$reps"); do
+    callgrind_control -z "$pid" > /dev/null 2>&1
+    "${cpu1[@]}" "$autocannon" -c 10 -a "$n" "http://127.0.0.1:$port/small" > /dev/null 2>&1
+    callgrind_control -d "$pid" > /dev/null 2>&1
+    file=$work/cg.$pid.$rep
+    for _ in $(seq 100); do grep -q '^summary:' "$file" 2>/dev/null && break; sleep 0.1; done
+    awk -v n="$n" '/^summary:/ { printf "%.0f ", $2 / n }' "$file"
+  done
+  echo
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
-  awk '/^(summary|totals):/ { s += $2 } END { printf "%.0f\n", s }' "$work"/cg.*
 }
 
-i1=$(count "$n1")
-i2=$(count "$n2")
-echo "$mode $config: $(( (i2 - i1) / (n2 - n1) )) instructions per request ($n1 requests: $i1, $n2: $i2)"
+# report PEER COUNTS...: median and spread, one line
+report() {
+  local peer=$1
+  shift
+  printf '%s\n' "$@" | sort -n | awk -v peer="$peer" -v n="$n" -v reps="$reps" '
+    { v[NR] = $1 }
+    END { m = v[int((NR + 1) / 2)]; printf "%s: %d instructions per request (median of %d repetitions of %d small GETs; %d to %d, spread %.1f%%)\n", peer, m, reps, n, v[1], v[NR], (v[NR] - v[1]) * 100 / m }'
+}
+
+case $mode in
+  tandem | bare)
+    read -r -a counts < <(count "$mode")
+    report "$mode $config" "${counts[@]}"
+    ;;
+  both)
+    read -r -a t < <(count tandem)
+    read -r -a b < <(count bare)
+    report "tandem $config" "${t[@]}"
+    report "bare undici" "${b[@]}"
+    echo "{\"tandem\":[$(IFS=,; echo "${t[*]}")],\"bare\":[$(IFS=,; echo "${b[*]}")]}"
+    ;;
+  *)
+    echo "usage: $0 tandem [CONFIG] | bare | both [CONFIG]" >&2
+    exit 2
+    ;;
+esac

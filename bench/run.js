@@ -1,20 +1,24 @@
 // tandem's benchmark: the same upstream reached directly and through tandem,
-// http-proxy, a bare undici pass-through and nginx, interleaved round by
-// round (A B C D E, B C D E A, ...) and reduced to medians.
+// http-proxy, fastify's reply-from, a bare undici pass-through (with and
+// without tandem's flags) and nginx, interleaved round by round (A B C D E,
+// B C D E A, ...) and reduced to medians; then start-up and memory at rest,
+// and instructions per request counted by callgrind.
 //
-//   node bench/run.js            full run (about 10 minutes), writes bench/results/latest.{json,md}
-//   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy
+//   node bench/run.js            full run (about 20 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
-// Options: --duration S, --rounds N, --peers a,b,c
+// Options: --duration S, --rounds N, --peers a,b,c, --skip-startup, --skip-instructions
 import { parseArgs } from 'node:util';
 import { PEERS, PROXY_CPU } from './lib/peers.js';
 import { tasksetAvailable } from './lib/processes.js';
 import { peakRssBytes, cpuTicks } from './lib/proc-stats.js';
 import { headToHead } from './lib/head-to-head.js';
-import { closedLoop } from './lib/load.js';
+import { throughputLoop, wrkAvailable } from './lib/load.js';
 import { prepare, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
-import { summarize, machine, scenarioTable, ratios, headToHeadTable, markdown, writeResults } from './lib/report.js';
+import { summarize, machine, scenarioTable, ratios, ratioTable, headToHeadTable, startupTable, instructionsTable, markdown, writeResults } from './lib/report.js';
+import { startupAndRest } from './lib/startup.js';
+import { instructionsPerRequest, valgrindAvailable } from './lib/instructions.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -24,6 +28,8 @@ const { values: opts } = parseArgs({
     duration: { type: 'string' },
     rounds: { type: 'string' },
     peers: { type: 'string' },
+    'skip-startup': { type: 'boolean', default: false },
+    'skip-instructions': { type: 'boolean', default: false },
   },
 });
 
@@ -59,6 +65,7 @@ async function benchmark() {
   const notes = [];
   if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
   if (ci) notes.push('nginx is left out of --ci runs');
+  if (!wrkAvailable()) notes.push('wrk not found: autocannon drove the throughput runs, and it saturates before the fastest proxies do');
 
   const ctx = await prepare();
   const running = await startPeers(wanted, ctx, notes);
@@ -67,7 +74,7 @@ async function benchmark() {
   // Warm-up: JIT, connection pools and the upstream's keep-alive sockets. Two seconds: tandem
   // optimizes on its main thread (--no-concurrent-recompilation): a short warm-up leaves more
   // of that compiling inside the first round.
-  for (const peer of running) await closedLoop({ url: `${peer.proxy.origin}/small`, connections: 50, durationS: 2 });
+  for (const peer of running) await throughputLoop({ generator: peer.generator, url: `${peer.proxy.origin}/small`, connections: 50, durationS: 2 });
 
   const raw = {};
   const results = {};
@@ -75,9 +82,9 @@ async function benchmark() {
     raw[scenario.name] = {};
     for (let round = 1; round <= rounds; round += 1) {
       for (const peer of inTurn(running, round)) {
-        if (peer.proxy.tracked.exited) continue;
+        if (peer.proxy.tracked.exited || (peer.closedOnly && scenario.kind !== 'closed')) continue;
         try {
-          const r = await measure(peer.proxy, scenario, ctx);
+          const r = await measure(peer.proxy, scenario, ctx, peer.generator);
           (raw[scenario.name][peer.name] ??= []).push({ round, ...r });
           console.log(`${scenario.name} round ${round} ${peer.name}: ${r.rps.toFixed(0)} req/s, ${r.cpuUsPerReq?.toFixed(1)} µs CPU/req, ${r.failures} failures`);
         } catch (err) {
@@ -104,32 +111,68 @@ async function benchmark() {
   notes.push(directNote);
   await teardown(ctx);
 
+  // After the load runs, with every proxy and upstream stopped: the two parts that need the CPU to themselves.
+  let startup = null;
+  if (!opts['skip-startup']) {
+    try {
+      startup = await startupAndRest();
+    } catch (err) {
+      notes.push(`start-up rows failed: ${err.message.slice(0, 300)}`);
+    }
+  }
+  let instructions = null;
+  if (!opts['skip-instructions'] && !valgrindAvailable()) notes.push('valgrind not found: no instructions-per-request rows (apt-get install valgrind)');
+  else if (!opts['skip-instructions']) {
+    try {
+      instructions = await instructionsPerRequest();
+    } catch (err) {
+      notes.push(`instructions per request failed: ${err.message.slice(0, 300)}`);
+    }
+  }
+
   const info = machine();
   const settings = `${rounds} interleaved rounds of ${durationS} s, medians; proxy on CPU 0, load and upstream on CPU 1`;
   const shown = PEERS.filter((p) => wanted.includes(p));
   console.log(`\n${info.date} node ${info.node} ${info.cpuModel}`);
   for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown)}`);
   const rel = ratios(scenarios, raw);
-  console.log('\nratios', JSON.stringify(rel, null, 2));
+  console.log(`\nratios: median of the per-round ratios (range)\n${ratioTable(scenarios, rel)}`);
+  if (instructions) console.log(`\ninstructions per request (callgrind, small GET)\n${instructionsTable(instructions)}`);
+  if (startup) console.log(`\nstart-up and memory at rest\n${startupTable(startup)}`);
   if (h2h.length) console.log(`\nhead to head (small GET, both on CPU ${PROXY_CPU} at once)\n${headToHeadTable(h2h)}`);
   for (const note of notes) console.log(`note: ${note}`);
 
   const title = ci ? 'tandem benchmark (--ci)' : 'tandem benchmark';
-  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, raw, notes };
-  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, notes }));
+  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, startup, instructions, raw, notes };
+  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, notes }));
 
-  if (ci) {
-    const tandem = results['small-get']?.tandem?.rps ?? 0;
-    const httpProxy = results['small-get']?.['http-proxy']?.rps ?? 0;
-    // round by round, as the ratios: the machine's speed may drift between rounds
-    const ratio = rel['small-get']?.throughputVsHttpProxy ?? 0;
-    console.log(`\nci gate (small GET): tandem ${tandem.toFixed(0)} req/s vs http-proxy ${httpProxy.toFixed(0)} req/s (medians); per-round ratio ${ratio.toFixed(2)}`);
-    if (!tandemRunning || ratio < 1) {
-      console.log('FAIL: tandem is slower than http-proxy');
-      process.exitCode = 1;
-    } else {
-      console.log('ok: tandem is at least as fast as http-proxy');
-    }
+  if (ci) ciGate(results, rel, instructions, tandemRunning);
+}
+
+// Gates for broken, not for targets missed: tandem slower than http-proxy (per-round
+// throughput ratio), or over twice bare undici's instructions per request (medians of the
+// repetitions; issue 13's target, 1.10x, is a goal, not a gate).
+const MAX_INSTRUCTION_RATIO = 2;
+
+function ciGate(results, rel, instructions, tandemRunning) {
+  const tandem = results['small-get']?.tandem?.rps ?? 0;
+  const httpProxy = results['small-get']?.['http-proxy']?.rps ?? 0;
+  // round by round, as the ratios: the machine's speed may drift between rounds
+  const ratio = rel['small-get']?.throughputVsHttpProxy ?? 0;
+  console.log(`\nci gate (small GET): tandem ${tandem.toFixed(0)} req/s vs http-proxy ${httpProxy.toFixed(0)} req/s (medians); per-round ratio ${ratio.toFixed(2)}`);
+  if (!tandemRunning || ratio < 1) {
+    console.log('FAIL: tandem is slower than http-proxy');
+    process.exitCode = 1;
+  } else {
+    console.log('ok: tandem is at least as fast as http-proxy');
+  }
+  if (!instructions) {
+    console.log('ci gate (instructions): not counted, see the notes');
+  } else if (instructions.ratio > MAX_INSTRUCTION_RATIO) {
+    console.log(`FAIL: tandem runs ${instructions.ratio.toFixed(2)}x bare undici's instructions per request (limit ${MAX_INSTRUCTION_RATIO}x)`);
+    process.exitCode = 1;
+  } else {
+    console.log(`ok: tandem runs ${instructions.ratio.toFixed(2)}x bare undici's instructions per request (limit ${MAX_INSTRUCTION_RATIO}x)`);
   }
 }
 

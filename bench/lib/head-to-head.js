@@ -1,5 +1,5 @@
 // Head to head: tandem and one peer loaded at the same time, both pinned to
-// the proxy CPU, each by its own autocannon. The scheduler shares that CPU
+// the proxy CPU, each by its own load client. The scheduler shares that CPU
 // between the two for the very same seconds, so a slowdown of the VM hits
 // both alike and cancels out of their ratios, which rounds run one after the
 // other cannot promise on a machine whose speed drifts (bench/README.md).

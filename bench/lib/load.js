@@ -1,11 +1,21 @@
-// The two load generators, each a child pinned to the load CPU so it does
-// not compete with the proxy under test.
+// The load generators, each a child pinned to the load CPU so it does not
+// compete with the proxy under test: wrk (C, one thread) for the throughput
+// and CPU-per-request runs, where the client must outrun the proxy;
+// autocannon for the closed-loop runs of the chaos bench; open-loop.js for
+// latency at a fixed rate.
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { runPinned } from './processes.js';
 import { LOAD_CPU } from './peers.js';
 
 const autocannonJs = fileURLToPath(new URL('../../node_modules/autocannon/autocannon.js', import.meta.url));
 const openLoopJs = fileURLToPath(new URL('../open-loop.js', import.meta.url));
+const wrkScript = fileURLToPath(new URL('../wrk-report.lua', import.meta.url));
+const hasWrk = spawnSync('wrk', ['-v']).error === undefined;
+
+export function wrkAvailable() {
+  return hasWrk;
+}
 
 /**
  * Closed loop: `connections` clients each send the next request when the
@@ -28,6 +38,29 @@ export async function closedLoop({ url, connections, durationS, method = 'GET', 
     rps: result['2xx'] / result.duration,
     p50Ms: result.latency.p50,
     p99Ms: result.latency.p99,
+  };
+}
+
+/**
+ * Closed loop as `closedLoop`, driven by wrk when it is installed (autocannon
+ * otherwise, or when `generator` says so). Latency in ms, as closedLoop's.
+ */
+export async function throughputLoop({ generator = hasWrk ? 'wrk' : 'autocannon', ...run }) {
+  if (generator === 'autocannon') return closedLoop(run);
+  const { url, connections, durationS, method = 'GET', bodyFile } = run;
+  const args = ['-t1', '-c', String(connections), '-d', `${durationS}s`, '-s', wrkScript, url];
+  if (method !== 'GET' || bodyFile) args.push('--', method, ...(bodyFile ? [bodyFile] : []));
+  const out = await runPinned(LOAD_CPU, 'wrk', args, (durationS + 30) * 1000);
+  const r = JSON.parse(out.trim().split('\n').pop());
+  const failures = r.connect + r.read + r.write + r.timeout + r.status;
+  return {
+    requests: r.requests,
+    failures,
+    successRate: r.requests ? (r.requests - r.status) / r.requests : 0,
+    // wrk's `status` counts answers outside 2xx/3xx; the upstream sends no 3xx
+    rps: (r.requests - r.status) / (r.durationUs / 1e6),
+    p50Ms: r.p50Us / 1000,
+    p99Ms: r.p99Us / 1000,
   };
 }
 

@@ -52,10 +52,16 @@ export async function startHttpProxy({ upstreamPorts }) {
   return started(tracked, port);
 }
 
-/** `nodeFlags`: none in the benchmark (V8's defaults, as a user would run it); the profile mode passes tandem's own. */
+/** `nodeFlags`: none for the plain row (V8's defaults, as a user would run it); tandem's own for the row beside it and the profile mode. */
 export async function startBareUndici({ upstreamPorts, nodeFlags = [] }) {
   const port = await freePort();
   const tracked = startPinned(PROXY_CPU, node, [...nodeFlags, here('../peers/bare-undici.js'), String(port), `http://127.0.0.1:${upstreamPorts[0]}`]);
+  return started(tracked, port);
+}
+
+export async function startFastifyReplyFrom({ upstreamPorts }) {
+  const port = await freePort();
+  const tracked = startPinned(PROXY_CPU, node, [here('../peers/fastify-reply-from.js'), String(port), `http://127.0.0.1:${upstreamPorts[0]}`]);
   return started(tracked, port);
 }
 
@@ -70,8 +76,13 @@ export async function startNginx({ dir, upstreamPorts }) {
 
 export const PEERS = [
   { name: 'direct', label: 'upstream directly', start: startDirect },
+  // the same upstream under autocannon: where the two clients' ceilings differ, autocannon was the bottleneck
+  { name: 'direct-autocannon', label: 'upstream directly, autocannon', start: startDirect, generator: 'autocannon', closedOnly: true },
   { name: 'tandem', label: 'tandem', start: startTandem },
   { name: 'http-proxy', label: 'http-proxy (keep-alive agent)', start: startHttpProxy },
+  { name: 'fastify-reply-from', label: 'fastify + @fastify/reply-from', start: startFastifyReplyFrom },
   { name: 'bare-undici', label: 'bare undici Pool.stream', start: startBareUndici },
+  // the same pass-through with tandem's V8 flags: the flags' share of the gap, in every run
+  { name: 'bare-undici-flags', label: "bare undici, tandem's flags", start: (ctx) => startBareUndici({ ...ctx, nodeFlags: shippedFlags() }) },
   { name: 'nginx', label: 'nginx (upstream keepalive)', start: startNginx },
 ];

@@ -53,7 +53,8 @@ function table(header, rows) {
   return lines.join('\n');
 }
 
-export function scenarioTable(scenario, results, peers) {
+export function scenarioTable(scenario, results, allPeers) {
+  const peers = allPeers.filter((p) => !p.closedOnly || scenario.kind === 'closed');
   if (scenario.kind === 'open') {
     return table(['proxy', 'req/s', 'p50 µs', 'p99 µs', 'p99.9 µs', 'CPU µs/req', 'failures'], openRows(scenario, results, peers));
   }
@@ -61,15 +62,15 @@ export function scenarioTable(scenario, results, peers) {
 }
 
 /**
- * tandem against a peer, round by round: each round's tandem figure over the
- * peer's figure of the same round (they ran back to back), then the median
- * and the range of those ratios. On a VM whose speed drifts between rounds,
- * a ratio of medians taken from different moments can mislead; a pair from
- * one round shares that round's conditions.
+ * Two peers round by round: each round's figure of `of` over `over`'s figure
+ * of the same round (they ran back to back), then the median and the range
+ * of those ratios. On a VM whose speed drifts between rounds, a ratio of
+ * medians taken from different moments can mislead; a pair from one round
+ * shares that round's conditions.
  */
-function paired(rawScenario, key, peer) {
-  const ours = rawScenario?.tandem ?? [];
-  const theirs = rawScenario?.[peer] ?? [];
+function paired(rawScenario, key, of, over) {
+  const ours = rawScenario?.[of] ?? [];
+  const theirs = rawScenario?.[over] ?? [];
   const values = [];
   for (const a of ours) {
     const b = theirs.find((r) => r.round === a.round);
@@ -85,41 +86,80 @@ export function spread(values) {
   return { median: median(finite), range: [Math.min(...finite), Math.max(...finite)] };
 }
 
+// The ratios every run reports, each [key, figure, numerator peer, denominator peer, heading].
+const RATIOS = [
+  ['throughputVsHttpProxy', 'rps', 'tandem', 'http-proxy', 'tandem/http-proxy req/s'],
+  ['throughputVsFastify', 'rps', 'tandem', 'fastify-reply-from', 'tandem/fastify req/s'],
+  ['cpuPerReqVsBareUndici', 'cpuUsPerReq', 'tandem', 'bare-undici', 'tandem/bare-undici CPU per req'],
+  ['cpuPerReqVsBareUndiciFlags', 'cpuUsPerReq', 'tandem', 'bare-undici-flags', "tandem/bare-undici-with-tandem's-flags CPU per req"],
+  ['flagsCpuPerReq', 'cpuUsPerReq', 'bare-undici-flags', 'bare-undici', "tandem's flags on bare undici: CPU per req with/without"],
+  ['directWrkVsAutocannon', 'rps', 'direct', 'direct-autocannon', 'upstream directly: wrk/autocannon req/s'],
+];
+
 export function ratios(scenarios, raw) {
   const out = {};
   for (const scenario of scenarios) {
-    const throughput = paired(raw[scenario.name], 'rps', 'http-proxy');
-    const cpu = paired(raw[scenario.name], 'cpuUsPerReq', 'bare-undici');
-    out[scenario.name] = {
-      throughputVsHttpProxy: throughput.median,
-      throughputVsHttpProxyRange: throughput.range,
-      cpuPerReqVsBareUndici: cpu.median,
-      cpuPerReqVsBareUndiciRange: cpu.range,
-    };
+    out[scenario.name] = {};
+    for (const [key, figure, of, over] of RATIOS) {
+      const r = paired(raw[scenario.name], figure, of, over);
+      out[scenario.name][key] = r.median;
+      out[scenario.name][`${key}Range`] = r.range;
+    }
   }
   return out;
 }
 
 const withRange = (value, range) => (value === null ? '—' : `${fmt(value, 2)} (${fmt(range[0], 2)}–${fmt(range[1], 2)})`);
 
+/** One row per ratio, one column per scenario; ratios a run could not take (a peer left out) are dropped. */
+export function ratioTable(scenarios, r) {
+  const rows = RATIOS.filter(([key]) => scenarios.some((s) => r[s.name][key] !== null))
+    .map(([key, , , , heading]) => [heading, ...scenarios.map((s) => withRange(r[s.name][key], r[s.name][`${key}Range`]))]);
+  return table(['ratio', ...scenarios.map((s) => s.label)], rows);
+}
+
+/** Start-up and RSS at rest (lib/startup.js), tandem beside the bare node:http server. */
+export function startupTable(st) {
+  const rows = [
+    ['tandem, one route (to /ready)', fmt(st.tandem.readyMs), mib(st.tandem.restRss)],
+    ['bare node:http (to /)', fmt(st.bare.readyMs), mib(st.bare.restRss)],
+    ['tandem/bare', withRange(st.readyRatio.median, st.readyRatio.range), withRange(st.rssRatio.median, st.rssRatio.range)],
+  ];
+  return table(['server', `exec to first 200, ms (p50 of ${st.starts})`, `RSS ${st.restMs / 1000} s after start, MiB (median of ${st.restStarts})`], rows);
+}
+
+/** Instructions per request (lib/instructions.js): medians over the repetitions, their range. */
+export function instructionsTable(ins) {
+  const range = (v) => `${Math.min(...v)}–${Math.max(...v)}`;
+  return table(['proxy', 'instructions per request', `range over ${ins.tandem.length} repetitions`], [
+    ['tandem (tandem.bench.yaml, shipped flags)', fmt(ins.tandemMedian), range(ins.tandem)],
+    ['bare undici (--no-concurrent-recompilation)', fmt(ins.bareMedian), range(ins.bare)],
+    ['tandem/bare undici', fmt(ins.ratio, 2), `${fmt(ins.ratioRange[0], 2)}–${fmt(ins.ratioRange[1], 2)} (repetition by repetition)`],
+  ]);
+}
+
 export function headToHeadTable(rows) {
   return table(['peer', 'tandem req/s', 'peer req/s', 'tandem/peer req/s', 'tandem CPU µs/req', 'peer CPU µs/req', 'tandem/peer CPU per req', 'failures'],
     rows.map((h) => [h.label, fmt(h.tandemRps), fmt(h.peerRps), withRange(h.rpsRatio.median, h.rpsRatio.range), fmt(h.tandemCpuUsPerReq, 1), fmt(h.peerCpuUsPerReq, 1), withRange(h.cpuRatio.median, h.cpuRatio.range), String(h.failures)]));
 }
 
-export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], notes }) {
+export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], startup, instructions, notes }) {
   const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
   for (const scenario of scenarios) {
     parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
   }
   const r = ratios(scenarios, raw);
-  parts.push('### tandem relative to its peers', '', 'Median of the per-round ratios (range over the rounds).', '',
-    table(['scenario', 'tandem/http-proxy req/s', 'tandem/bare-undici CPU per req'],
-      scenarios.map((s) => [s.label, withRange(r[s.name].throughputVsHttpProxy, r[s.name].throughputVsHttpProxyRange), withRange(r[s.name].cpuPerReqVsBareUndici, r[s.name].cpuPerReqVsBareUndiciRange)])), '');
+  parts.push('### ratios', '', 'Median of the per-round ratios (range over the rounds).', '', ratioTable(scenarios, r), '');
   if (headToHead.length) {
     parts.push('### head to head: small GET, tandem and one peer on the proxy CPU at once', '',
       'Both loaded at the same time, so a slowdown of the machine hits both alike. Medians over the rounds; ratios are per round (range).', '',
       headToHeadTable(headToHead), '');
+  }
+  if (instructions) {
+    parts.push('### instructions per request (callgrind, small GET)', '', 'Counted, not timed: bench/instructions.sh.', '', instructionsTable(instructions), '');
+  }
+  if (startup) {
+    parts.push('### start-up and memory at rest', '', 'Each spawned on the proxy CPU and polled every 5 ms; ratios start by start (range).', '', startupTable(startup), '');
   }
   if (notes.length) parts.push(...notes.map((n) => `- ${n}`), '');
   return parts.join('\n');

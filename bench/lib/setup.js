@@ -8,7 +8,7 @@ import { startPinned, stopAll } from './processes.js';
 import { LOAD_CPU } from './peers.js';
 import { waitFor200 } from './net.js';
 import { cpuMicros } from './proc-stats.js';
-import { closedLoop, openLoop } from './load.js';
+import { throughputLoop, openLoop } from './load.js';
 
 const upstreamJs = fileURLToPath(new URL('../upstream.js', import.meta.url));
 
@@ -52,13 +52,13 @@ export async function teardown(ctx) {
   if (ctx?.dir) rmSync(ctx.dir, { recursive: true, force: true });
 }
 
-/** One run of `scenario` against a running proxy, with its CPU cost per request. */
-export async function measure(proxy, scenario, ctx) {
+/** One run of `scenario` against a running proxy, with its CPU cost per request; `generator` overrides the closed-loop client (lib/load.js). */
+export async function measure(proxy, scenario, ctx, generator) {
   const url = `${proxy.origin}${scenario.path}`;
   const before = cpuMicros(proxy.pid);
   const result = scenario.kind === 'open'
     ? await openLoop({ url, rate: scenario.rate, durationS: scenario.durationS })
-    : await closedLoop({ url, connections: scenario.connections, durationS: scenario.durationS, method: scenario.method, bodyFile: scenario.body ? ctx.bodyFile : undefined });
+    : await throughputLoop({ generator, url, connections: scenario.connections, durationS: scenario.durationS, method: scenario.method, bodyFile: scenario.body ? ctx.bodyFile : undefined });
   const cpu = cpuMicros(proxy.pid) - before;
   return { ...result, cpuUsPerReq: result.requests ? cpu / result.requests : null };
 }
