@@ -2,6 +2,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAccessLog, formatText, type AccessLogEntry } from '../src/observability/access-log.js';
 import { log as processLog } from '../src/observability/log.js';
@@ -176,6 +178,23 @@ describe('json access log', () => {
     } finally {
       reported.mockRestore();
     }
+  });
+});
+
+describe('an access log that cannot open its file', () => {
+  it('lets the process exit cleanly (pino flushes non-blocking destinations at exit)', async () => {
+    const blocker = join(dir, 'not-a-dir');
+    await writeFile(blocker, '');
+    const module = pathToFileURL(join(fileURLToPath(new URL('..', import.meta.url)), 'dist/observability/access-log.js')).href;
+    const script = `
+      const { createAccessLog } = await import(${JSON.stringify(module)});
+      const log = createAccessLog({ format: 'json', path: ${JSON.stringify(join(blocker, 'sub', 'access.log'))} });
+      await log.flush();
+      await log.close();
+    `;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(run.stderr).not.toContain('sonic boom is not ready');
+    expect(run.status).toBe(0);
   });
 });
 

@@ -173,9 +173,15 @@ class Sink {
     this.failed = true;
     this.open = false;
     this.used = 0;
+    // pino flushes a non-blocking destination synchronously at process exit,
+    // which throws from the exit handler for one that never opened. Nothing
+    // is left to flush: make it a no-op, as pino itself does after EPIPE.
+    this.boom.flushSync = noop;
     this.settle();
   }
 }
+
+function noop(): void {}
 
 // Characters that would let a request target break out of its quotes or line.
 const UNSAFE_IN_QUOTES = /["\\\u0000-\u001f\u007f]/;
