@@ -560,3 +560,43 @@ describe("WebSocket upgrades and the cluster's circuit breakers", () => {
     await after.text();
   });
 });
+
+describe('WebSocket upgrades and the rules forwarded tries follow', () => {
+  it("a 503 no_healthy_upstream to an upgrade gives the error-rate breaker no verdict, as for any request", async () => {
+    const up = cleanup.add(await startWsUpstream());
+    const health = 'healthCheck: { path: /healthz, interval: 50ms, timeout: 40ms, unhealthyThreshold: 1, healthyThreshold: 1 }';
+    // the ws upstream answers /healthz 400: the endpoint goes unhealthy at once
+    const t = cleanup.add(await startTandem(configFor(up.port, '', `${health}\n    circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2 }`)));
+    expect(await eventually(async () => (await metricValue(t.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app' })) === 0, 3000)).toBe(true);
+    for (let i = 0; i < 3; i++) {
+      const res = await refusedUpgrade(t.port);
+      expect(res.status).toBe(503);
+      expect(header(res, 'x-tandem-error')).toBe('no_healthy_upstream');
+    }
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(0);
+  });
+
+  it('a failed upgrade counts for outlier detection: the dead endpoint is ejected and later upgrades reach the live one', async () => {
+    const up = cleanup.add(await startWsUpstream());
+    const dead = await deadPort();
+    const t = cleanup.add(await startTandem(`
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    routes:
+      - { name: ws, match: { prefix: /ws }, cluster: app }
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:${dead}, 127.0.0.1:${up.port}]
+    connectTimeout: 300ms
+    outlierDetection: { consecutive5xx: 1, baseEjectionTime: 30s }
+`));
+    // round robin: the first upgrade meets the dead endpoint (upgrades are not retried)
+    const first = await refusedUpgrade(t.port);
+    expect(first.status).toBe(502);
+    expect(await metricValue(t.adminUrl, 'tandem_outlier_ejections_total', { cluster: 'app' })).toBe(1);
+    for (let i = 0; i < 4; i++) (await openTunnel(t.port)).destroy();
+    expect(up.seen).toHaveLength(4);
+  });
+});

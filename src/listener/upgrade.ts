@@ -8,13 +8,15 @@ import { http } from '../node-http.js';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { enterCluster, leaveCluster } from '../cluster/admission.js';
+import { breakerVerdict, enterCluster, leaveCluster } from '../cluster/admission.js';
+import type { Endpoint } from '../cluster/endpoint.js';
+import { UpstreamTry } from '../cluster/upstream-try.js';
 import type { Deadline } from '../proxy/deadlines.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import { CLIENT_CLOSED, RequestRecord, type ListenerContext } from '../proxy/exchange.js';
 import { runStages, upstreamHeaders, type StagedRequest } from '../proxy/handle.js';
 import { buildResponseHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
-import type { CompiledRoute } from '../snapshot-types.js';
+import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 
 export function tunnelUpgrade(ctx: ListenerContext, req: IncomingMessage, client: Duplex, head: Buffer, tunnels: Set<Duplex>): void {
   runStages(new Tunnel(ctx, req, client, head, tunnels), openTunnel);
@@ -34,6 +36,8 @@ class Tunnel extends RequestRecord implements StagedRequest {
   done = false;
   /** the upstream half while the upgrade waits for its answer */
   private dispatch: UpgradeDispatch | null = null;
+  /** the same, kept to the end for the cluster's accounting of the try */
+  private upgrade: UpgradeDispatch | null = null;
   private timer: Deadline<UpgradeDispatch> | null = null;
   /** the upstream's socket once the tunnel is open */
   private upstream: Duplex | null = null;
@@ -41,9 +45,6 @@ class Tunnel extends RequestRecord implements StagedRequest {
   private admitted = false;
   /** the client left before the tunnel opened */
   private left = false;
-  /** counted in the cluster's requests waiting for a connection */
-  private queued = false;
-  private attemptStartedHr = 0;
 
   constructor(
     ctx: ListenerContext,
@@ -88,17 +89,12 @@ class Tunnel extends RequestRecord implements StagedRequest {
     if (endpoint === undefined) return this.refuse('no_healthy_upstream');
     this.endpoint = endpoint;
     this.attempts = 1;
-    endpoint.begin();
-    cluster.metrics.activeInc();
-    this.attemptStartedHr = performance.now();
-    const dispatch = new UpgradeDispatch(this, route.responseOps);
+    const dispatch = new UpgradeDispatch(this, cluster, endpoint, route.responseOps);
     this.dispatch = dispatch;
+    this.upgrade = dispatch;
     // The route timeout bounds the wait for the upstream's answer (and the
     // relay of a refusal), not the life of the tunnel.
     if (route.routeDeadlines !== null) this.timer = route.routeDeadlines.add(onUpgradeTimeout, dispatch);
-    // waiting for a connection, as a forwarded try does (maxPendingRequests)
-    cluster.limits.pending++;
-    this.queued = true;
     const req = this.req;
     endpoint.pool.dispatch(
       { path: upstreamPath, method: req.method ?? 'GET', headers: upstreamHeaders(this, route, ops), upgrade: String(req.headers.upgrade ?? 'websocket') },
@@ -106,16 +102,8 @@ class Tunnel extends RequestRecord implements StagedRequest {
     );
   }
 
-  /** The upgrade request got a connection, or ended without one: it no longer waits for one. */
-  unqueue(): void {
-    if (!this.queued) return;
-    this.queued = false;
-    this.cluster!.limits.pending--;
-  }
-
   /** The upstream answered, failed, or was stopped. */
   answered(answer: UpstreamAnswer): void {
-    this.unqueue();
     this.dispatch = null;
     this.timer?.cancel();
     this.timer = null;
@@ -186,27 +174,17 @@ class Tunnel extends RequestRecord implements StagedRequest {
   private end(status: number): void {
     if (this.done) return;
     this.done = true;
-    const cluster = this.cluster;
-    if (this.endpoint !== null && cluster !== null) {
-      const ms = performance.now() - this.attemptStartedHr;
+    const upgrade = this.upgrade;
+    if (upgrade !== null) {
+      // for outlier detection as a forwarded try: a 5xx, a failure to reach
+      // or hear from the endpoint, or a refusal cut mid-relay counts against it
+      const failed = status === CLIENT_CLOSED ? null : status >= 500 || this.flags?.includes('UR') === true;
+      const ms = upgrade.finishTry(status, failed);
       this.upstreamMs = Math.round(ms * 1000) / 1000;
-      this.endpoint.end();
-      cluster.metrics.activeDec();
-      cluster.metrics.attempt(status, ms / 1000);
     }
-    if (this.admitted) leaveCluster(cluster!, this.verdict(status));
+    // an established tunnel gave the breaker its verdict on its 101
+    if (this.admitted) leaveCluster(this.cluster!, status === 101 ? undefined : breakerVerdict(status, this.flags));
     this.record(status);
-  }
-
-  /**
-   * For the error-rate breaker, as for a forwarded request: a 5xx or a
-   * refusal cut mid-relay is a failure, a client gone before any answer says
-   * nothing; an established tunnel gave its verdict on its 101.
-   */
-  private verdict(status: number): boolean | null | undefined {
-    if (status === 101) return undefined;
-    if (status === CLIENT_CLOSED) return null;
-    return status < 500 && !this.flags?.includes('UR');
   }
 }
 
@@ -230,7 +208,7 @@ const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route timeout
  * client asked for a tunnel and gets the reason it was refused, where
  * undici's own upgrade() would only say "bad upgrade".
  */
-class UpgradeDispatch implements Dispatcher.DispatchHandler {
+class UpgradeDispatch extends UpstreamTry implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | null = null;
   private stopped: Error | null = null;
   /** the status of a refusal being relayed, 0 before one */
@@ -239,8 +217,12 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
 
   constructor(
     private readonly tunnel: Tunnel,
+    cluster: ClusterRuntime,
+    endpoint: Endpoint,
     private readonly responseOps: CompiledHeaderOps | undefined,
-  ) {}
+  ) {
+    super(cluster, endpoint);
+  }
 
   stop(reason: Error): void {
     if (this.settled) return;
@@ -249,13 +231,14 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.tunnel.unqueue();
+    this.unqueue();
     // still queued when stopped: abort as soon as it starts
     if (this.stopped !== null) controller.abort(this.stopped);
     else this.controller = controller;
   }
 
   onRequestUpgrade(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    this.answered();
     if (status === 101) return this.settle({ socket, headers });
     socket.destroy();
     this.settle({ socket: null, error: 'upstream_reset' });
@@ -263,6 +246,7 @@ class UpgradeDispatch implements Dispatcher.DispatchHandler {
 
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.relaying = status;
+    this.answered();
     const pairs = buildResponseHeaders(headers, this.tunnel.requestId, this.responseOps);
     let head = `HTTP/1.1 ${status} ${statusMessage || http.STATUS_CODES[status] || ''}\r\n`;
     for (let i = 0; i < pairs.length; i += 2) head += `${pairs[i]}: ${pairs[i + 1]}\r\n`;

@@ -5,6 +5,7 @@
 import type { Dispatcher } from 'undici';
 import { errors } from '../undici.js';
 import type { Endpoint } from '../cluster/endpoint.js';
+import { UpstreamTry } from '../cluster/upstream-try.js';
 import type { ReuseAware } from '../cluster/reuse-tracking-client.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
@@ -18,8 +19,6 @@ export interface AttemptOwner {
   readonly idle: IdleWatch | null;
   /** the body is sent from a copy, whose bytes were counted once when it was read */
   readonly bodyBuffered: boolean;
-  /** a connection was assigned: the try no longer waits for one */
-  attemptStarted(attempt: Attempt): void;
   /** may this response status be retried (and is there a try left)? then it is discarded */
   retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean;
   /** the whole request body went upstream */
@@ -34,21 +33,16 @@ export interface AttemptOwner {
 
 type Controller = Dispatcher.DispatchController;
 
-export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
+export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, ReuseAware {
   private controller: Controller | null = null;
   private cancelled: Error | null = null;
   private settled = false;
   /** response head written to the client: from here on failures abort the client */
   committed = false;
-  /** counted in the cluster's tries waiting for a connection (the owner's to clear) */
-  queued = true;
-  readonly startedHr = performance.now();
   /** the upstream answered, with bytes its parser refused: not a stale keep-alive connection */
   answeredMalformed = false;
   /** set by the pool's client at dispatch (ReuseAware) */
   reusedConnection = false;
-  /** the endpoint's latency estimate (peak_ewma) has this try's time to its answer's head */
-  latencyObserved = false;
   /** how the try failed, if it did (a response cut mid-body is a reset) */
   failure: Failure | null = null;
   /** the CLIENT span's id: null when the request is not traced */
@@ -58,8 +52,9 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   constructor(
     private readonly ex: Exchange,
     private readonly owner: AttemptOwner,
-    readonly endpoint: Endpoint,
+    endpoint: Endpoint,
   ) {
+    super(ex.cluster!, endpoint);
     this.maxBody = ex.ctx.listener.config.limits.maxBodyBytes || Infinity;
   }
 
@@ -71,7 +66,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
   }
 
   onRequestStart(controller: Controller): void {
-    this.owner.attemptStarted(this);
+    this.unqueue();
     // A request still queued for a connection cannot be aborted through
     // undici's public API: it is aborted here, as soon as it starts.
     if (this.cancelled !== null) controller.abort(this.cancelled);
@@ -116,13 +111,7 @@ export class Attempt implements Dispatcher.DispatchHandler, ReuseAware {
     }
     // An interim answer (102, 103): the final one follows on the same request.
     if (status < 200) return;
-    // peak_ewma weighs the time to the answer's head, as Linkerd does: a
-    // long stream says nothing about how slow its endpoint is.
-    const latency = this.endpoint.latency;
-    if (latency !== null) {
-      latency.observe(performance.now() - this.startedHr);
-      this.latencyObserved = true;
-    }
+    this.answered();
     if (this.owner.retriesStatus(status, headers['retry-after'])) {
       this.fail('status', status);
       controller.abort(new Error('retrying'));

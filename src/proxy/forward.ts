@@ -5,11 +5,11 @@
 // when the client goes away.
 
 import type { IncomingMessage } from 'node:http';
-import { enterCluster, leaveCluster } from '../cluster/admission.js';
+import { breakerVerdict, enterCluster, leaveCluster } from '../cluster/admission.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import type { Deadline } from './deadlines.js';
-import type { Exchange } from './exchange.js';
+import { CLIENT_CLOSED, type Exchange } from './exchange.js';
 import { traceparentSlot } from './headers.js';
 import { IdleWatch } from './idle-watch.js';
 import { newSpanId } from './request-id.js';
@@ -107,24 +107,10 @@ export class Forward implements AttemptOwner, RetryOwner {
     leaveCluster(this.cluster, this.verdict());
   }
 
-  /**
-   * For the error-rate breaker: a 5xx (the upstream's or tandem's own) or a
-   * response cut mid-body is a failure. No verdict from a client that left
-   * before any answer, nor from a request no endpoint was there to take
-   * (503 no_healthy_upstream): that says nothing of the upstream's error
-   * rate, and counting it would keep the breaker open after the endpoints
-   * came back (docs/resilience.md).
-   */
+  /** The breaker's verdict on the request's answer, or on the client that left before one. */
   private verdict(): boolean | null {
     const res = this.ex.res;
-    if (!res.headersSent) return null;
-    const flags = this.ex.flags;
-    if (res.statusCode >= 500) return flags !== null && flags.includes('UH') ? null : false;
-    return flags === null || !(flags.includes('UR') || flags.includes('UT'));
-  }
-
-  attemptStarted(attempt: Attempt): void {
-    this.unqueue(attempt);
+    return breakerVerdict(res.headersSent ? res.statusCode : CLIENT_CLOSED, this.ex.flags);
   }
 
   requestSent(): void {
@@ -196,12 +182,9 @@ export class Forward implements AttemptOwner, RetryOwner {
     }
     ex.endpoint = endpoint;
     ex.attempts++;
-    endpoint.begin();
-    this.cluster.metrics.activeInc();
     const attempt = new Attempt(ex, this, endpoint);
     if (ex.spanId !== null) this.traceTry(attempt);
     this.attempt = attempt;
-    this.cluster.limits.pending++;
     const tries = this.route.tryDeadlines;
     if (tries !== null) this.tryTimer = tries.add(onTryTimeout, attempt);
     const options = { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body };
@@ -216,13 +199,6 @@ export class Forward implements AttemptOwner, RetryOwner {
     if (this.traceSlot !== -1) this.headers[this.traceSlot] = `00-${this.ex.traceId}-${spanId}-01`;
   }
 
-  /** The try got a connection, or ended without one: it no longer waits for one. */
-  private unqueue(attempt: Attempt): void {
-    if (!attempt.queued) return;
-    attempt.queued = false;
-    this.cluster.limits.pending--;
-  }
-
   /**
    * The bookkeeping of a finished try. `failed` is the endpoint's verdict
    * for outlier detection: null when the try says nothing about it (the
@@ -233,17 +209,9 @@ export class Forward implements AttemptOwner, RetryOwner {
       this.tryTimer.cancel();
       this.tryTimer = null;
     }
-    const c = this.cluster;
-    const ms = performance.now() - attempt.startedHr;
+    const ms = attempt.finishTry(status, this.ex.done ? null : failed);
     this.ex.upstreamMs = Math.round(ms * 1000) / 1000;
-    attempt.endpoint.end();
-    // a try without an answer counts for peak_ewma by the time it took to fail
-    if (!attempt.latencyObserved) attempt.endpoint.latency?.observe(ms);
-    this.unqueue(attempt);
-    c.metrics.activeDec();
-    c.metrics.attempt(status, ms / 1000);
     if (attempt.spanId !== null) this.ex.tracer!.client(this.ex, attempt, status);
-    if (c.outlier !== null && failed !== null && !this.ex.done) c.outlier.report(attempt.endpoint, failed);
     if (this.attempt === attempt) this.attempt = null;
   }
 
