@@ -53,6 +53,8 @@ export interface CompiledRoute {
   readonly tryDeadlines: DeadlineQueue | null;
   /** ms without a byte either way before the exchange is cut; 0 = off */
   readonly idleTimeout: number;
+  /** the deadlines of an upgrade's wait for its answer (route or idle timeout, the shorter); null when neither is set */
+  readonly upgradeDeadlines: DeadlineQueue | null;
   readonly requestOps: CompiledHeaderOps | undefined;
   readonly responseOps: CompiledHeaderOps | undefined;
   /** null when the route is not limited: the request path then skips the stage */

@@ -12,7 +12,7 @@ import { OutlierDetector } from './cluster/outlier.js';
 import type { ClusterConfig, Config, EndpointConfig, HealthCheckConfig, ListenerConfig, RouteConfig } from './config/types.js';
 import { log } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
-import { deadlinesOf } from './proxy/deadlines.js';
+import { deadlinesOf, type DeadlineQueue } from './proxy/deadlines.js';
 import { compileHeaderOps } from './proxy/headers.js';
 import { compileJwtAuth } from './proxy/jwt-auth.js';
 import { compileRateLimit, type RateLimiter } from './proxy/rate-limit.js';
@@ -160,6 +160,7 @@ function compileRoute(
     retry,
     tryDeadlines: perTry > 0 && (r.timeout === 0 || perTry < r.timeout) ? deadlinesOf(perTry) : null,
     idleTimeout: r.idleTimeout,
+    upgradeDeadlines: upgradeAnswerDeadlines(r.timeout, r.idleTimeout),
     requestOps,
     responseOps: compileHeaderOps(r.responseHeaders),
     rateLimit: unchangedRateLimit(previous, r) ?? (r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit)),
@@ -174,6 +175,15 @@ function unchangedRateLimit(previous: CompiledListener | undefined, r: RouteConf
   const i = previous.config.routes.findIndex((p) => p.name === r.name);
   if (i < 0 || !isDeepStrictEqual(previous.config.routes[i]!.rateLimit, r.rateLimit)) return undefined;
   return previous.routes[i]!.rateLimit ?? undefined;
+}
+
+/**
+ * An upgrade waits for its answer without a byte either way, so both the
+ * route timeout and the idle timeout bound that wait: the shorter of those set.
+ */
+function upgradeAnswerDeadlines(timeout: number, idleTimeout: number): DeadlineQueue | null {
+  const ms = timeout === 0 ? idleTimeout : idleTimeout === 0 ? timeout : Math.min(timeout, idleTimeout);
+  return ms > 0 ? deadlinesOf(ms) : null;
 }
 
 function compileClusterChoice(r: RouteConfig, clusters: Map<string, ClusterRuntime>): (() => ClusterRuntime) | null {

@@ -576,6 +576,18 @@ describe('WebSocket upgrades and the rules forwarded tries follow', () => {
     expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(0);
   });
 
+  it('an upgrade left unanswered meets the idle timeout when the route has no timeout: 504 upstream_timeout, UT', async () => {
+    const up = cleanup.add(await startRawUpstream(() => undefined));
+    const t = cleanup.add(await startTandem(configFor(up.port, 'timeout: 0\n        idleTimeout: 250ms')));
+    const started = Date.now();
+    const res = await refusedUpgrade(t.port);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(230);
+    expect(res.status).toBe(504);
+    expect(header(res, 'x-tandem-error')).toBe('upstream_timeout');
+    const [line] = await waitForAccessLog(t, 1);
+    expect(line).toMatchObject({ status: 504, flags: ['UT'] });
+  });
+
   it('a failed upgrade counts for outlier detection: the dead endpoint is ejected and later upgrades reach the live one', async () => {
     const up = cleanup.add(await startWsUpstream());
     const dead = await deadPort();

@@ -92,9 +92,9 @@ class Tunnel extends RequestRecord implements StagedRequest {
     const dispatch = new UpgradeDispatch(this, cluster, endpoint, route.responseOps);
     this.dispatch = dispatch;
     this.upgrade = dispatch;
-    // The route timeout bounds the wait for the upstream's answer (and the
-    // relay of a refusal), not the life of the tunnel.
-    if (route.routeDeadlines !== null) this.timer = route.routeDeadlines.add(onUpgradeTimeout, dispatch);
+    // The route and idle timeouts bound the wait for the upstream's answer
+    // (and the relay of a refusal), not the life of the tunnel.
+    if (route.upgradeDeadlines !== null) this.timer = route.upgradeDeadlines.add(onUpgradeTimeout, dispatch);
     const req = this.req;
     endpoint.pool.dispatch(
       { path: upstreamPath, method: req.method ?? 'GET', headers: upstreamHeaders(this, route, ops), upgrade: String(req.headers.upgrade ?? 'websocket') },
@@ -199,7 +199,7 @@ type UpstreamAnswer =
   | { socket: null; error: null; status: number };
 
 const CLIENT_GONE = new Error('client closed the connection');
-const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route timeout');
+const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route or idle timeout');
 
 /**
  * The upstream half of an upgrade, as an undici dispatch handler. A 101
