@@ -62,6 +62,18 @@ async function drained(t: RunningTandem, r: OtlpReceiver): Promise<ReceivedSpan[
 const INCOMING_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const INCOMING_PARENT = '00f067aa0ba902b7';
 
+/** A BatchExporter to `r` on its own (no tandem), counting what it exports and drops, and a span to queue on it. */
+function exporterTo(r: OtlpReceiver): { exporter: BatchExporter; counts: { exported: number; dropped: number }; span: ServerSpan } {
+  const counts = { exported: 0, dropped: 0 };
+  const exporter = new BatchExporter({ endpoint: r.url, headers: {}, timeout: 2000 }, 'tandem', {
+    exported: (n) => void (counts.exported += n),
+    dropped: (n) => void (counts.dropped += n),
+  });
+  cleanups.push(() => exporter.close());
+  const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+  return { exporter, counts, span };
+}
+
 describe('spans', () => {
   it('nests a SERVER span under the caller and a CLIENT span under it, whose id the upstream receives', async () => {
     const r = await receiver();
@@ -351,19 +363,12 @@ describe('export', () => {
 
   it('bounds the queue at 2048 spans, counting the overflow, and sends it in batches of 512', async () => {
     const r = await receiver();
-    let exported = 0;
-    let dropped = 0;
-    const exporter = new BatchExporter({ endpoint: r.url, headers: {}, timeout: 2000 }, 'tandem', {
-      exported: (n) => void (exported += n),
-      dropped: (n) => void (dropped += n),
-    });
-    cleanups.push(() => exporter.close());
-    const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+    const { exporter, counts, span } = exporterTo(r);
     for (let i = 0; i < QUEUE_LIMIT + 100; i++) exporter.add(span);
     expect(exporter.queued).toBe(QUEUE_LIMIT);
-    expect(dropped).toBe(100);
+    expect(counts.dropped).toBe(100);
     await exporter.flush(5000);
-    expect(exported).toBe(QUEUE_LIMIT);
+    expect(counts.exported).toBe(QUEUE_LIMIT);
     expect(r.requests.map((q) => q.spans)).toEqual([512, 512, 512, 512]);
     expect(r.spans).toHaveLength(QUEUE_LIMIT);
   });
@@ -371,22 +376,15 @@ describe('export', () => {
   it('counts a batch the collector refuses as dropped and backs off before the next', async () => {
     const r = await receiver();
     r.status = 503;
-    let exported = 0;
-    let dropped = 0;
-    const exporter = new BatchExporter({ endpoint: r.url, headers: {}, timeout: 2000 }, 'tandem', {
-      exported: (n) => void (exported += n),
-      dropped: (n) => void (dropped += n),
-    });
-    cleanups.push(() => exporter.close());
-    const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+    const { exporter, counts, span } = exporterTo(r);
     for (let i = 0; i < 512; i++) exporter.add(span);
-    expect(await eventually(() => dropped === 512, 2000)).toBe(true);
+    expect(await eventually(() => counts.dropped === 512, 2000)).toBe(true);
     r.status = 200;
     for (let i = 0; i < 512; i++) exporter.add(span);
     // a full batch waits out the backoff (1 s) instead of going at once
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(r.requests).toHaveLength(1);
-    expect(await eventually(() => exported === 512, 2000)).toBe(true);
+    expect(await eventually(() => counts.exported === 512, 2000)).toBe(true);
     expect(r.requests).toHaveLength(2);
   });
 });
