@@ -6,9 +6,8 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile, loadConfigText } from '../src/config/load.js';
+import { loadConfigText } from '../src/config/load.js';
 import { formatConfigError } from '../src/config/errors.js';
-import { Tandem } from '../src/tandem.js';
 import { BatchExporter, QUEUE_LIMIT } from '../src/tracing/exporter.js';
 import { ServerSpan } from '../src/tracing/spans.js';
 import {
@@ -18,6 +17,7 @@ import {
   rawClient,
   statusOf,
   simpleConfig,
+  startFromFile,
   startTandem,
   startUpstream,
   tempDir,
@@ -397,11 +397,7 @@ describe('reload', () => {
     const file = join(tempDir(), 'tandem.yaml');
     const base = `accessLog: { format: off }\n${simpleConfig([up.port])}`;
     writeFileSync(file, base);
-    const loaded = await loadConfigFile(file);
-    if (!loaded.ok) throw new Error(loaded.errors.map(formatConfigError).join('\n'));
-    const tandem = new Tandem(loaded.config);
-    cleanups.push(() => tandem.close());
-    await tandem.start({ adminPort: 0, configFile: file });
+    const tandem = await startFromFile(file, (t) => cleanups.push(() => t.close()));
     const url = `http://127.0.0.1:${tandem.listeners[0]!.port}/x`;
     const get = async (): Promise<void> => void (await (await fetch(url)).text());
 
