@@ -12,10 +12,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { loadConfigFile } from '../src/config/load.js';
 import { Metrics } from '../src/observability/metrics.js';
-import { Tandem } from '../src/tandem.js';
-import { eventually, metricValue, startUpstream, tempDir, useCleanup } from './support/harness.js';
+import { eventually, listenerYaml, metricValue, startFromFile, startUpstream, tempDir, useCleanup } from './support/harness.js';
 import { api, findBinary, instantQuery, startPrometheus, type PrometheusServer } from './support/prometheus.js';
 
 const repoFile = (path: string): string => fileURLToPath(new URL(`../${path}`, import.meta.url));
@@ -198,22 +196,13 @@ describe.skipIf(PROMETHEUS === undefined)(`a real Prometheus ${PROMETHEUS === un
 
     const dir = tempDir('tandem-prometheus-test-');
     const file = join(dir, 'tandem.yaml');
-    const config = `accessLog: { format: off }
-admin: { address: 127.0.0.1, port: 0 }
-drain: { delay: 0s, timeout: 1s }
-listeners:
-  - name: inbound
-    address: 127.0.0.1
-    port: 0
-    routes:
-      - { name: ok, match: { prefix: /ok }, cluster: app }
+    const routes = `      - { name: ok, match: { prefix: /ok }, cluster: app }
       - name: flaky
         match: { prefix: /flaky }
         cluster: flaky
         retries: { attempts: 1, retryOn: [5xx], backoff: { base: 1ms, max: 1ms } }
-      - { name: down, match: { prefix: /down }, cluster: down }
-clusters:
-  - name: app
+      - { name: down, match: { prefix: /down }, cluster: down }`;
+    const clusters = `  - name: app
     endpoints: [127.0.0.1:${good.port}]
     healthCheck: { path: /healthz, interval: 100ms }
   - name: flaky
@@ -222,13 +211,10 @@ clusters:
     circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 1m }
   - name: down
     endpoints: [127.0.0.1:${sick.port}]
-    healthCheck: { path: /healthz, interval: 100ms, unhealthyThreshold: 1 }
-`;
+    healthCheck: { path: /healthz, interval: 100ms, unhealthyThreshold: 1 }`;
+    const config = listenerYaml('{ format: off }', routes, clusters);
     writeFileSync(file, config);
-    const loaded = await loadConfigFile(file);
-    if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
-    const tandem = cleanup.add(new Tandem(loaded.config));
-    await tandem.start({ adminPort: 0, configFile: file });
+    const tandem = await startFromFile(file, (t) => cleanup.add(t));
     // POST /reload below is the one reload: the watcher must not race it
     tandem['reloader']!.unwatch();
     const url = `http://127.0.0.1:${tandem.listeners[0]!.port}`;

@@ -61,6 +61,14 @@ function expectOutFor(endpoint: Endpoint, ms: number): void {
   expect(endpoint.available).toBe(true);
 }
 
+/** With consecutive5xx 1: each failure ejects the endpoint for the next of `durations` (ms), checked with expectOutFor. */
+function expectEjectionsLasting(detector: OutlierDetector, endpoint: Endpoint, durations: number[]): void {
+  for (const ms of durations) {
+    detector.report(endpoint, true);
+    expectOutFor(endpoint, ms);
+  }
+}
+
 describe('OutlierDetector: counting failures', () => {
   it('ejects after exactly consecutive5xx failures, not one fewer', () => {
     const [endpoint] = endpoints(2) as [Endpoint, Endpoint];
@@ -183,36 +191,24 @@ describe('OutlierDetector: ejection time', () => {
     const [endpoint] = endpoints(1) as [Endpoint];
     const base = 30_000;
     const { detector } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
-    for (let n = 1; n <= 4; n++) {
-      detector.report(endpoint, true);
-      expectOutFor(endpoint, n * base);
-    }
+    expectEjectionsLasting(detector, endpoint, [base, 2 * base, 3 * base, 4 * base]);
   });
 
   it('stops growing at 300 s (or base, if longer)', () => {
     const [endpoint] = endpoints(1) as [Endpoint];
     const base = 70_000;
     const { detector } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
-    for (const ms of [base, 2 * base, 3 * base, 4 * base, 300_000, 300_000]) {
-      detector.report(endpoint, true);
-      expectOutFor(endpoint, ms);
-    }
+    expectEjectionsLasting(detector, endpoint, [base, 2 * base, 3 * base, 4 * base, 300_000, 300_000]);
     const [long] = endpoints(1) as [Endpoint];
     const longer = detect({ consecutive5xx: 1, baseEjectionTime: 400_000 }, [long]);
-    for (let n = 0; n < 2; n++) {
-      longer.detector.report(long, true);
-      expectOutFor(long, 400_000);
-    }
+    expectEjectionsLasting(longer.detector, long, [400_000, 400_000]);
   });
 
   it('time in rotation decays the multiplier: each whole base in rotation takes one off', () => {
     const [endpoint] = endpoints(1) as [Endpoint];
     const base = 30_000;
     const { detector } = detect({ consecutive5xx: 1, baseEjectionTime: base }, created);
-    for (let n = 1; n <= 3; n++) {
-      detector.report(endpoint, true);
-      expectOutFor(endpoint, n * base);
-    }
+    expectEjectionsLasting(detector, endpoint, [base, 2 * base, 3 * base]);
     // just under two bases in rotation take one off: 3 - 1 + 1
     vi.advanceTimersByTime(2 * base - 1);
     detector.report(endpoint, true);

@@ -8,13 +8,23 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile, loadConfigText } from '../src/config/load.js';
+import { loadConfigText } from '../src/config/load.js';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
 import { Tandem } from '../src/tandem.js';
 import { restartNeeded } from '../src/reload.js';
 import type { Config } from '../src/config/types.js';
 import type { ClusterRuntime } from '../src/snapshot-types.js';
-import { eventually, metricValue, spawnTandem, startUpstream, tempDir, type TandemProcess, type Upstream } from './support/harness.js';
+import {
+  eventually,
+  listenerYaml,
+  metricValue,
+  spawnTandem,
+  startFromFile,
+  startUpstream,
+  tempDir,
+  type TandemProcess,
+  type Upstream,
+} from './support/harness.js';
 
 let tandems: Tandem[] = [];
 let ups: Upstream[] = [];
@@ -29,21 +39,9 @@ afterEach(async () => {
 });
 
 
-/** One listener on port 0; `routes` and `clusters` are YAML list items at their indentation. */
-function yaml(dir: string, routes: string, clusters: string): string {
-  return `accessLog: { format: json, path: ${join(dir, 'access.log')} }
-admin: { address: 127.0.0.1, port: 0 }
-drain: { delay: 0s, timeout: 1s }
-listeners:
-  - name: inbound
-    address: 127.0.0.1
-    port: 0
-    routes:
-${routes}
-clusters:
-${clusters}
-`;
-}
+/** One listener on port 0 logging JSON to `dir`; `routes` and `clusters` are YAML list items at their indentation. */
+const yaml = (dir: string, routes: string, clusters: string): string =>
+  listenerYaml(`{ format: json, path: ${join(dir, 'access.log')} }`, routes, clusters);
 
 const route = (name: string, prefix: string, cluster: string): string =>
   `      - { name: ${name}, match: { prefix: ${prefix} }, cluster: ${cluster} }`;
@@ -60,11 +58,7 @@ interface Running {
 
 /** tandem in this process, configured from `file` and watching it */
 async function startFrom(file: string): Promise<Running> {
-  const loaded = await loadConfigFile(file);
-  if (!loaded.ok) throw new Error(JSON.stringify(loaded.errors));
-  const tandem = new Tandem(loaded.config);
-  tandems.push(tandem);
-  await tandem.start({ adminPort: 0, configFile: file });
+  const tandem = await startFromFile(file, (t) => tandems.push(t));
   return { tandem, url: `http://127.0.0.1:${tandem.listeners[0]!.port}`, admin: `http://127.0.0.1:${tandem.adminPort}` };
 }
 

@@ -38,6 +38,24 @@ async function get(path = '/'): Promise<{ status: number; headers: Record<string
   return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
 }
 
+/** An upstream whose /healthz answers 200 while `health.ok`, 503 otherwise; any other path 200. */
+async function checkedUpstream(ok: boolean): Promise<{ app: Upstream; health: { ok: boolean } }> {
+  const health = { ok };
+  const app = await upstream((req, res) => {
+    if (req.url === '/healthz') res.writeHead(health.ok ? 200 : 503);
+    res.end('x');
+  });
+  return { app, health };
+}
+
+/** Probes every 50 ms; `unhealthyThreshold` failed ones take the endpoint out, one good one brings it back. */
+const healthCheck = (unhealthyThreshold: number): string =>
+  `healthCheck: { path: /healthz, interval: 50ms, timeout: 40ms, unhealthyThreshold: ${unhealthyThreshold}, healthyThreshold: 1 }`;
+
+/** True once the health checks have taken cluster app's endpoint out of rotation (within 3 s). */
+const checkedOut = (): Promise<boolean> =>
+  eventually(async () => (await metricValue(t!.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app' })) === 0, 3000);
+
 describe('concurrency limits', () => {
   it('maxRequests: a request over the limit gets 503 overflow at once and never reaches the upstream', async () => {
     const held: (() => void)[] = [];
@@ -181,25 +199,18 @@ describe('error-rate breaker', () => {
   });
 
   it("tandem's own 503 no_healthy_upstream gives no verdict: the breaker stays closed and serves as soon as an endpoint is back", async () => {
-    let appHealthy = false;
-    const app = await upstream((req, res) => {
-      if (req.url === '/healthz') res.writeHead(appHealthy ? 200 : 503);
-      res.end('x');
-    });
+    const { app, health } = await checkedUpstream(false);
     t = cleanup.add(await startTandem(
       simpleConfig(
         [app.port],
         '',
-        'healthCheck: { path: /healthz, interval: 50ms, timeout: 40ms, unhealthyThreshold: 1, healthyThreshold: 1 }\n' +
-          'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 30s }',
+        `${healthCheck(1)}\ncircuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 30s }`,
       ),
     ));
-    expect(
-      await eventually(async () => (await metricValue(t!.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app' })) === 0, 3000),
-    ).toBe(true);
+    expect(await checkedOut()).toBe(true);
     for (let i = 0; i < 6; i++) await expectTandemError(await request(`${t.url}/work`), 503, 'no_healthy_upstream');
     expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(0);
-    appHealthy = true;
+    health.ok = true;
     expect(await eventually(async () => (await get('/work')).status === 200, 3000)).toBe(true);
     expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'open' })).toBe(0);
   });
@@ -250,23 +261,15 @@ describe('outlier detection', () => {
 
 describe('health checks', () => {
   it('an endpoint failing its checks leaves the rotation; with none left: 503 no_healthy_upstream', async () => {
-    let appHealthy = true;
-    const app = await upstream((req, res) => {
-      if (req.url === '/healthz') res.writeHead(appHealthy ? 200 : 503);
-      res.end('x');
-    });
-    t = cleanup.add(await startTandem(
-      simpleConfig([app.port], '', 'healthCheck: { path: /healthz, interval: 50ms, timeout: 40ms, unhealthyThreshold: 2, healthyThreshold: 1 }'),
-    ));
+    const { app, health } = await checkedUpstream(true);
+    t = cleanup.add(await startTandem(simpleConfig([app.port], '', healthCheck(2))));
     expect((await get('/work')).status).toBe(200);
-    appHealthy = false;
-    expect(
-      await eventually(async () => (await metricValue(t!.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app' })) === 0, 3000),
-    ).toBe(true);
+    health.ok = false;
+    expect(await checkedOut()).toBe(true);
     const res = await request(`${t.url}/work`);
     await expectTandemError(res, 503, 'no_healthy_upstream');
     expect((await waitForAccessLog(t, 2)).at(-1)).toMatchObject({ flags: ['UH'] });
-    appHealthy = true;
+    health.ok = true;
     expect(await eventually(async () => (await get('/work')).status === 200, 3000)).toBe(true);
     expect(app.seen.filter((s) => s.url === '/healthz').every((s) => s.headers['user-agent'] === 'tandem-health-check')).toBe(true);
   });

@@ -6,9 +6,8 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfigFile, loadConfigText } from '../src/config/load.js';
+import { loadConfigText } from '../src/config/load.js';
 import { formatConfigError } from '../src/config/errors.js';
-import { Tandem } from '../src/tandem.js';
 import { BatchExporter, QUEUE_LIMIT } from '../src/tracing/exporter.js';
 import { ServerSpan } from '../src/tracing/spans.js';
 import {
@@ -18,6 +17,7 @@ import {
   rawClient,
   statusOf,
   simpleConfig,
+  startFromFile,
   startTandem,
   startUpstream,
   tempDir,
@@ -61,6 +61,18 @@ async function drained(t: RunningTandem, r: OtlpReceiver): Promise<ReceivedSpan[
 
 const INCOMING_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const INCOMING_PARENT = '00f067aa0ba902b7';
+
+/** A BatchExporter to `r` on its own (no tandem), counting what it exports and drops, and a span to queue on it. */
+function exporterTo(r: OtlpReceiver): { exporter: BatchExporter; counts: { exported: number; dropped: number }; span: ServerSpan } {
+  const counts = { exported: 0, dropped: 0 };
+  const exporter = new BatchExporter({ endpoint: r.url, headers: {}, timeout: 2000 }, 'tandem', {
+    exported: (n) => void (counts.exported += n),
+    dropped: (n) => void (counts.dropped += n),
+  });
+  cleanups.push(() => exporter.close());
+  const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+  return { exporter, counts, span };
+}
 
 describe('spans', () => {
   it('nests a SERVER span under the caller and a CLIENT span under it, whose id the upstream receives', async () => {
@@ -351,19 +363,12 @@ describe('export', () => {
 
   it('bounds the queue at 2048 spans, counting the overflow, and sends it in batches of 512', async () => {
     const r = await receiver();
-    let exported = 0;
-    let dropped = 0;
-    const exporter = new BatchExporter({ endpoint: r.url, headers: {}, timeout: 2000 }, 'tandem', {
-      exported: (n) => void (exported += n),
-      dropped: (n) => void (dropped += n),
-    });
-    cleanups.push(() => exporter.close());
-    const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+    const { exporter, counts, span } = exporterTo(r);
     for (let i = 0; i < QUEUE_LIMIT + 100; i++) exporter.add(span);
     expect(exporter.queued).toBe(QUEUE_LIMIT);
-    expect(dropped).toBe(100);
+    expect(counts.dropped).toBe(100);
     await exporter.flush(5000);
-    expect(exported).toBe(QUEUE_LIMIT);
+    expect(counts.exported).toBe(QUEUE_LIMIT);
     expect(r.requests.map((q) => q.spans)).toEqual([512, 512, 512, 512]);
     expect(r.spans).toHaveLength(QUEUE_LIMIT);
   });
@@ -371,22 +376,15 @@ describe('export', () => {
   it('counts a batch the collector refuses as dropped and backs off before the next', async () => {
     const r = await receiver();
     r.status = 503;
-    let exported = 0;
-    let dropped = 0;
-    const exporter = new BatchExporter({ endpoint: r.url, headers: {}, timeout: 2000 }, 'tandem', {
-      exported: (n) => void (exported += n),
-      dropped: (n) => void (dropped += n),
-    });
-    cleanups.push(() => exporter.close());
-    const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+    const { exporter, counts, span } = exporterTo(r);
     for (let i = 0; i < 512; i++) exporter.add(span);
-    expect(await eventually(() => dropped === 512, 2000)).toBe(true);
+    expect(await eventually(() => counts.dropped === 512, 2000)).toBe(true);
     r.status = 200;
     for (let i = 0; i < 512; i++) exporter.add(span);
     // a full batch waits out the backoff (1 s) instead of going at once
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(r.requests).toHaveLength(1);
-    expect(await eventually(() => exported === 512, 2000)).toBe(true);
+    expect(await eventually(() => counts.exported === 512, 2000)).toBe(true);
     expect(r.requests).toHaveLength(2);
   });
 });
@@ -399,11 +397,7 @@ describe('reload', () => {
     const file = join(tempDir(), 'tandem.yaml');
     const base = `accessLog: { format: off }\n${simpleConfig([up.port])}`;
     writeFileSync(file, base);
-    const loaded = await loadConfigFile(file);
-    if (!loaded.ok) throw new Error(loaded.errors.map(formatConfigError).join('\n'));
-    const tandem = new Tandem(loaded.config);
-    cleanups.push(() => tandem.close());
-    await tandem.start({ adminPort: 0, configFile: file });
+    const tandem = await startFromFile(file, (t) => cleanups.push(() => t.close()));
     const url = `http://127.0.0.1:${tandem.listeners[0]!.port}/x`;
     const get = async (): Promise<void> => void (await (await fetch(url)).text());
 

@@ -9,7 +9,7 @@ import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfigText } from '../../src/config/load.js';
+import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import { formatConfigError } from '../../src/config/errors.js';
 import { Tandem } from '../../src/tandem.js';
 
@@ -183,6 +183,41 @@ export async function startTandem(yaml: string): Promise<RunningTandem> {
         .map((l) => JSON.parse(l) as Record<string, unknown>);
     },
   };
+}
+
+/**
+ * YAML for one listener `inbound` on 127.0.0.1 port 0, the admin on port 0
+ * and no drain delay: the frame of a config written to a file. `accessLog` is
+ * the block's value; `routes` and `clusters` are YAML list items at their
+ * indentation (6 and 2 spaces).
+ */
+export function listenerYaml(accessLog: string, routes: string, clusters: string): string {
+  return `accessLog: ${accessLog}
+admin: { address: 127.0.0.1, port: 0 }
+drain: { delay: 0s, timeout: 1s }
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    routes:
+${routes}
+clusters:
+${clusters}
+`;
+}
+
+/**
+ * Starts tandem in this process from `file`, watching it for reloads.
+ * `track` gets it before it starts, so the test's cleanup closes it even
+ * when the start fails.
+ */
+export async function startFromFile(file: string, track: (t: Tandem) => unknown): Promise<Tandem> {
+  const loaded = await loadConfigFile(file);
+  if (!loaded.ok) throw new Error(loaded.errors.map(formatConfigError).join('\n'));
+  const tandem = new Tandem(loaded.config);
+  track(tandem);
+  await tandem.start({ adminPort: 0, configFile: file });
+  return tandem;
 }
 
 /** YAML for one listener on port 0 routing everything to one cluster. */
