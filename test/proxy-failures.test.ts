@@ -180,6 +180,26 @@ describe('reset before the response head', () => {
     expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
   });
 
+  it('gives no free retry once an interim answer arrived: the reused connection was not stale', async () => {
+    let requests = 0;
+    const raw = cleanup.add(
+      await startRawUpstream((socket) => {
+        let served = 0;
+        socket.on('data', (chunk: Buffer) => {
+          if (!chunk.toString('latin1').includes('\r\n\r\n')) return;
+          requests++;
+          if (served++ === 0) return void socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+          socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n');
+          setTimeout(() => socket.destroy(), 20);
+        });
+      }),
+    );
+    const t = cleanup.add(await startTandem(simpleConfig([raw.port], 'retries: { attempts: 0 }')));
+    expect(await (await request(`${t.url}/first`)).body.text()).toBe('ok');
+    await expectTandemError(await request(`${t.url}/second`), 502, 'upstream_reset');
+    expect(requests).toBe(2);
+  });
+
   it('does not give a POST reset on a reused connection the free retry', async () => {
     const up = await restartedUpstream();
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));

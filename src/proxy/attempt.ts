@@ -39,8 +39,12 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
   private settled = false;
   /** response head written to the client: from here on failures abort the client */
   committed = false;
-  /** the upstream answered, with bytes its parser refused: not a stale keep-alive connection */
-  answeredMalformed = false;
+  /**
+   * The upstream sent response bytes (an interim answer, or bytes its parser
+   * refused): the connection was not a stale keep-alive one, so a failure
+   * gets no free retry.
+   */
+  responded = false;
   /** set by the pool's client at dispatch (ReuseAware) */
   reusedConnection = false;
   /** how the try failed, if it did (a response cut mid-body is a reset) */
@@ -104,13 +108,16 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
     this.owner.idle?.touch();
     // undici passes any three digits on; Node would refuse to send them.
     if (status < 100 || status > 599) {
-      this.answeredMalformed = true;
+      this.responded = true;
       this.fail('reset', 502);
       controller.abort(BAD_STATUS);
       return;
     }
     // An interim answer (102, 103): the final one follows on the same request.
-    if (status < 200) return;
+    if (status < 200) {
+      this.responded = true;
+      return;
+    }
     this.answered();
     if (this.owner.retriesStatus(status, headers['retry-after'])) {
       this.fail('status', status);
@@ -144,7 +151,7 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
 
   onResponseError(_controller: Controller, err: Error): void {
     if (this.settled) return;
-    this.answeredMalformed = err instanceof errors.HTTPParserError || err instanceof errors.ResponseContentLengthMismatchError;
+    if (err instanceof errors.HTTPParserError || err instanceof errors.ResponseContentLengthMismatchError) this.responded = true;
     if (this.committed) {
       // Mid-body failure: the client must see an aborted response, never a
       // clean end on a truncated body.

@@ -133,7 +133,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     this.endTry(attempt, status, failure !== 'status' || status >= 500);
     if (this.ex.done) return;
     // A discarded status was granted its retry when it arrived (retriesStatus).
-    const next = failure === 'status' ? 'retry' : this.decide(failure, status, attempt.reusedConnection && !attempt.answeredMalformed, null);
+    const next = failure === 'status' ? 'retry' : this.decide(failure, status, attempt.reusedConnection && !attempt.responded, null);
     if (next === 'free') this.send(true);
     else if (next === 'retry') this.retry!.wait();
     else this.giveUp(failure);
