@@ -203,6 +203,22 @@ describe('spans', () => {
     expect(spans[0]!.attributes['error.type']).toBe('no_route');
     expect(spans[0]!.attributes['tandem.route']).toBeUndefined();
   });
+
+  it("names a request refused before its head was parsed HTTP, its method attribute _OTHER", async () => {
+    const r = await receiver();
+    const up = await upstream();
+    const t = await tandemWith(tracing(r.url) + simpleConfig([up.port]));
+    const c = await rawClient(t.port);
+    c.write('NOT HTTP AT ALL\r\n\r\n');
+    expect(statusOf(await c.waitFor((text) => text.includes('\r\n\r\n')))).toBe(400);
+    c.destroy();
+    await waitForAccessLog(t);
+    const spans = await drained(t, r);
+    expect(spans).toHaveLength(1);
+    expect(spans[0]!.name).toBe('HTTP');
+    expect(spans[0]!.attributes['http.request.method']).toBe('_OTHER');
+    expect(spans[0]!.attributes['tandem.response_flags']).toEqual(['DPE']);
+  });
 });
 
 describe('tunnels', () => {

@@ -128,9 +128,11 @@ export class ServerSpan implements QueuedSpan, SpanTimes {
   ) {}
 
   encode(w: ProtoWriter): void {
+    // a request refused before its head was parsed has no method: OpenTelemetry
+    // names such a span HTTP and gives the attribute its _OTHER value
     const method = this.method || 'HTTP';
     head(w, this, this.parentId, this.route === null ? method : `${method} ${this.route}`, KIND_SERVER);
-    attribute(w, 'http.request.method', method);
+    attribute(w, 'http.request.method', this.method || '_OTHER');
     const query = this.target.indexOf('?');
     attribute(w, 'url.path', query === -1 ? this.target : this.target.slice(0, query));
     attribute(w, 'url.scheme', this.scheme);
