@@ -1,8 +1,9 @@
 // The retry rules of CONTRACT §4, compiled once per route so a decision
 // per failed try is a few field reads.
 
-import type { RetryConfig } from '../config/types.js';
+import type { GrpcRetryOn, RetryConfig } from '../config/types.js';
 import type { Failure } from './attempt.js';
+import { GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_INTERNAL, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE } from './grpc.js';
 
 export interface RetryPolicy {
   /** retries after the first try */
@@ -20,11 +21,23 @@ export interface RetryPolicy {
   readonly bufferLimit: number;
   /** true when some response status can be retried: only then is a status looked at */
   readonly onStatus: boolean;
+  /** the grpc-status values of a trailers-only answer to a gRPC request that are retried, whatever the method */
+  readonly grpcStatuses: ReadonlySet<number>;
 }
+
+const GRPC_RETRY_ON: Readonly<Record<GrpcRetryOn, number>> = {
+  cancelled: GRPC_CANCELLED,
+  'deadline-exceeded': GRPC_DEADLINE_EXCEEDED,
+  'resource-exhausted': GRPC_RESOURCE_EXHAUSTED,
+  internal: GRPC_INTERNAL,
+  unavailable: GRPC_UNAVAILABLE,
+};
 
 export function compileRetryPolicy(cfg: RetryConfig): RetryPolicy {
   const on = new Set(cfg.retryOn);
   const codes = on.has('retriable-status-codes') ? new Set(cfg.retriableStatusCodes) : new Set<number>();
+  const grpcStatuses = new Set<number>();
+  for (const condition of cfg.retryOn) if (Object.hasOwn(GRPC_RETRY_ON, condition)) grpcStatuses.add(GRPC_RETRY_ON[condition as GrpcRetryOn]);
   return {
     attempts: cfg.attempts,
     perTryTimeout: cfg.perTryTimeout,
@@ -38,6 +51,7 @@ export function compileRetryPolicy(cfg: RetryConfig): RetryPolicy {
     backoffMax: cfg.backoff.max,
     bufferLimit: cfg.bufferLimit,
     onStatus: on.has('5xx') || on.has('gateway-error') || codes.size > 0,
+    grpcStatuses,
   };
 }
 
