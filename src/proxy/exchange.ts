@@ -4,7 +4,7 @@
 
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Endpoint } from '../cluster/endpoint.js';
-import type { AccessLog } from '../observability/access-log.js';
+import type { AccessLog, HttpProtocol } from '../observability/access-log.js';
 import type { RouteMetrics } from '../observability/metrics.js';
 import type { ClusterRuntime, CompiledListener, CompiledRoute } from '../snapshot-types.js';
 import type { TraceFields, Tracer } from '../tracing/tracer.js';
@@ -58,6 +58,8 @@ export class RequestRecord implements TraceFields {
   bytesIn = 0;
   bytesOut = 0;
   upstreamMs: number | null = null;
+  /** the grpc-status the client got, for the access log; null when none was sent */
+  grpcStatus: number | null = null;
 
   constructor(
     readonly ctx: ListenerContext,
@@ -109,7 +111,9 @@ export class RequestRecord implements TraceFields {
       clientIp: this.clientIp,
       method: this.req?.method ?? '',
       path: this.req?.url ?? '',
+      protocol: httpProtocol(this.req?.httpVersion),
       status,
+      grpcStatus: this.grpcStatus,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
       durationMs: Math.round(durationMs * 1000) / 1000,
@@ -183,6 +187,11 @@ export class Exchange extends RequestRecord {
     }
     this.record(status);
   }
+}
+
+/** Node's `httpVersion` as the access log writes it; a request refused before parsing came over HTTP/1.x. */
+function httpProtocol(version: string | undefined): HttpProtocol {
+  return version === '1.0' ? 'HTTP/1.0' : version === '2.0' ? 'HTTP/2' : 'HTTP/1.1';
 }
 
 /** The peer's address; an IPv4 client of a dual-stack (`::`) listener without its `::ffff:` mapping. */
