@@ -1,10 +1,9 @@
 import { pino } from 'pino';
 import type { AccessLogConfig } from '../config/types.js';
+import type { HttpProtocol } from '../proxy/inbound.js';
 import { encodeJsonLine, jsonLineBound } from './json-line.js';
 import { log } from './log.js';
 import { isoTime } from './log-time.js';
-
-export type HttpProtocol = 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
 
 /** One finished request (CONTRACT §9). `time` is the request start, epoch ms. */
 export interface AccessLogEntry {
