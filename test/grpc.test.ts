@@ -9,6 +9,7 @@ import {
   formatGrpcTimeout,
   grpcErrorHeaders,
   grpcRequestTimeout,
+  grpcStatusCounted,
   grpcStatusFromHttp,
   grpcStatusName,
   grpcStatusOfError,
@@ -17,7 +18,10 @@ import {
   parseGrpcStatus,
   parseGrpcTimeout,
 } from '../src/proxy/grpc.js';
-import { compileRetryPolicy } from '../src/proxy/retry-policy.js';
+import { breakerVerdict } from '../src/cluster/admission.js';
+import { BodyCopy } from '../src/proxy/body-copy.js';
+import { headerSlot } from '../src/proxy/headers.js';
+import { allowsRetry, compileRetryPolicy, mayResendBody } from '../src/proxy/retry-policy.js';
 
 describe('isGrpc', () => {
   it('is true for every content type starting with application/grpc', () => {
@@ -81,14 +85,14 @@ describe("tandem's errors to gRPC requests", () => {
   });
 
   it('are trailers-only headers: gRPC content type, status, message, error code and request id', () => {
-    expect(grpcErrorHeaders('no_healthy_upstream', ERRORS.no_healthy_upstream.message, 'rid-1')).toEqual({
-      'content-type': 'application/grpc',
-      'grpc-status': '14',
-      'grpc-message': 'no healthy upstream endpoint',
-      'x-tandem-error': 'no_healthy_upstream',
-      'x-request-id': 'rid-1',
-    });
-    expect(grpcErrorHeaders('no_route', 'no route matched the request', 'r')['grpc-status']).toBe('12');
+    expect(grpcErrorHeaders('no_healthy_upstream', ERRORS.no_healthy_upstream.message, 'rid-1')).toEqual([
+      'content-type', 'application/grpc',
+      'grpc-status', '14',
+      'grpc-message', 'no healthy upstream endpoint',
+      'x-tandem-error', 'no_healthy_upstream',
+      'x-request-id', 'rid-1',
+    ]);
+    expect(grpcErrorHeaders('no_route', '100% not found', 'r').slice(2, 6)).toEqual(['grpc-status', '12', 'grpc-message', '100%25 not found']);
   });
 
   it('percent-encode grpc-message as the gRPC wire format asks', () => {
@@ -118,8 +122,13 @@ describe('answers without grpc-status', () => {
     for (const status of [200, 201, 302, 405, 500, 501]) expect(grpcStatusFromHttp(status)).toBe(2);
   });
 
-  it('a client that left counts as CANCELLED', () => {
-    expect(grpcStatusName(grpcStatusFromHttp(499))).toBe('CANCELLED');
+  it('count under the grpc-status sent, else CANCELLED for a client that left, else by the HTTP status', () => {
+    expect(grpcStatusCounted(5, 200, false)).toBe(5);
+    expect(grpcStatusCounted(0, 200, true)).toBe(0);
+    expect(grpcStatusCounted(null, 499, true)).toBe(1);
+    expect(grpcStatusCounted(null, 200, true)).toBe(1);
+    expect(grpcStatusCounted(null, 503, false)).toBe(14);
+    expect(grpcStatusCounted(null, 200, false)).toBe(2);
   });
 });
 
@@ -127,6 +136,19 @@ describe('failure classification for the breaker and outlier detection', () => {
   it('UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE and DATA_LOSS fail, like a 5xx', () => {
     const failing = Array.from({ length: 20 }, (_, i) => i).filter(isGrpcFailure);
     expect(failing).toEqual([2, 4, 13, 14, 15]);
+  });
+});
+
+describe('the breaker verdict of a gRPC answer', () => {
+  it('a failure status fails the request whatever the HTTP status; others succeed; no healthy upstream says nothing', () => {
+    for (const code of [2, 4, 13, 14, 15]) expect(breakerVerdict(200, null, code)).toBe(false);
+    for (const code of [0, 1, 3, 5, 7, 8, 12, 16]) expect(breakerVerdict(200, null, code)).toBe(true);
+    expect(breakerVerdict(200, ['UH'], 14)).toBeNull();
+    expect(breakerVerdict(499, ['DC'], null)).toBeNull();
+    // a 5xx stays a failure, a cut answer too, with or without a status
+    expect(breakerVerdict(503, null, 0)).toBe(false);
+    expect(breakerVerdict(200, ['UR'], null)).toBe(false);
+    expect(breakerVerdict(200, null, null)).toBe(true);
   });
 });
 
@@ -251,6 +273,24 @@ describe('gRPC retryOn conditions', () => {
     expect(p.onStatus).toBe(true);
   });
 
+  it('allow a retry for any method, only for the statuses named', () => {
+    const p = compileRetryPolicy(route('        retries: { retryOn: [unavailable, cancelled] }').retries);
+    expect(allowsRetry(p, 'grpc-status', 14, false)).toBe(true);
+    expect(allowsRetry(p, 'grpc-status', 1, false)).toBe(true);
+    expect(allowsRetry(p, 'grpc-status', 4, true)).toBe(false);
+    expect(allowsRetry(p, 'grpc-status', 0, true)).toBe(false);
+    // HTTP conditions keep the idempotent rule
+    expect(allowsRetry(p, 'reset', 502, false)).toBe(false);
+  });
+
+  it("make a gRPC request's body worth keeping, not a plain POST's", () => {
+    const p = compileRetryPolicy(route('        retries: { retryOn: [unavailable] }').retries);
+    expect(mayResendBody(p, false, true)).toBe(true);
+    expect(mayResendBody(p, false, false)).toBe(false);
+    expect(mayResendBody(compileRetryPolicy(route('        retries: { retryOn: [reset] }').retries), false, true)).toBe(false);
+    expect(mayResendBody(compileRetryPolicy(route('        retries: { retryOn: [unavailable], bufferLimit: 0 }').retries), false, true)).toBe(false);
+  });
+
   it('are none by default, with or without a retries block', () => {
     expect(compileRetryPolicy(route().retries).grpcStatuses.size).toBe(0);
     expect(compileRetryPolicy(route('        retries: {}').retries).grpcStatuses.size).toBe(0);
@@ -260,5 +300,35 @@ describe('gRPC retryOn conditions', () => {
     expect(routeErrors('        retries: { retryOn: [unavailable, aborted] }')).toEqual([
       'f.yaml:6:43: listeners.0.routes.0.retries.retryOn.1: must be one of connect-failure | reset | 5xx | gateway-error | retriable-status-codes | cancelled | deadline-exceeded | resource-exhausted | internal | unavailable, got "aborted"',
     ]);
+  });
+});
+
+describe('the copy of a streamed body', () => {
+  it('is the whole body when it stayed within the limit', () => {
+    const copy = new BodyCopy(10);
+    copy.keep(Buffer.from('abc'));
+    copy.keep(Buffer.from(''));
+    copy.keep(Buffer.from('defghij'));
+    expect(copy.whole()!.toString()).toBe('abcdefghij');
+    expect(new BodyCopy(10).whole()!.length).toBe(0);
+  });
+
+  it('is nothing once the body outgrew the limit, however it goes on', () => {
+    const copy = new BodyCopy(4);
+    copy.keep(Buffer.from('abc'));
+    copy.keep(Buffer.from('de'));
+    copy.keep(Buffer.from('f'));
+    expect(copy.whole()).toBeNull();
+  });
+});
+
+describe('headerSlot', () => {
+  it('finds the value of a header in any case that still holds the value given', () => {
+    const headers = ['host', 'h', 'Grpc-Timeout', '5S', 'traceparent', 'tp', 'grpc-timeout', '1S'];
+    expect(headerSlot(headers, 'grpc-timeout', '5S')).toBe(3);
+    expect(headerSlot(headers, 'grpc-timeout', '1S')).toBe(7);
+    expect(headerSlot(headers, 'traceparent', 'tp')).toBe(5);
+    expect(headerSlot(headers, 'grpc-timeout', '2S')).toBe(-1);
+    expect(headerSlot(headers, 'x-other', 'h')).toBe(-1);
   });
 });

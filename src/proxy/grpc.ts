@@ -64,15 +64,21 @@ export function parseGrpcStatus(value: string | string[] | undefined): number | 
 }
 
 /**
+ * The status a gRPC request counts under (tandem_grpc_requests_total): the
+ * `grpc-status` sent to the client; without one, CANCELLED for a client that
+ * left, else what a gRPC client derives from the HTTP status.
+ */
+export function grpcStatusCounted(sent: number | null, status: number, clientLeft: boolean): number {
+  if (sent !== null) return sent;
+  return clientLeft ? GRPC_CANCELLED : grpcStatusFromHttp(status);
+}
+
+/**
  * The status a gRPC client derives from an answer that carried no
- * `grpc-status` (grpc/doc/http-grpc-status-mapping.md), so such answers are
- * counted as the client saw them; 499, a client that left, is a cancelled
- * call.
+ * `grpc-status` (grpc/doc/http-grpc-status-mapping.md).
  */
 export function grpcStatusFromHttp(status: number): number {
   switch (status) {
-    case 499:
-      return GRPC_CANCELLED;
     case 400:
       return GRPC_INTERNAL;
     case 401:
@@ -111,18 +117,19 @@ export function grpcStatusOfError(code: ErrorCode): number {
 }
 
 /**
- * The headers of a trailers-only answer to a gRPC request (status 200): a
+ * The headers of a trailers-only answer to a gRPC request (status 200), as
+ * flat name/value pairs: a
  * gRPC client reads the call's status from them, where it would ignore a
  * JSON body. `grpc-message` is percent-encoded as the gRPC wire format asks.
  */
-export function grpcErrorHeaders(code: ErrorCode, message: string, requestId: string): Record<string, string> {
-  return {
-    'content-type': 'application/grpc',
-    'grpc-status': String(grpcStatusOfError(code)),
-    'grpc-message': encodeGrpcMessage(message),
-    'x-tandem-error': code,
-    'x-request-id': requestId,
-  };
+export function grpcErrorHeaders(code: ErrorCode, message: string, requestId: string): string[] {
+  return [
+    'content-type', 'application/grpc',
+    'grpc-status', String(grpcStatusOfError(code)),
+    'grpc-message', encodeGrpcMessage(message),
+    'x-tandem-error', code,
+    'x-request-id', requestId,
+  ];
 }
 
 // Printable ASCII passes as is, except '%' itself (grpc/doc/PROTOCOL-HTTP2.md).
@@ -139,10 +146,10 @@ export function encodeGrpcMessage(message: string): string {
 
 /**
  * For the error-rate breaker and outlier detection: statuses that say the
- * server (or the way to it) failed, like a 5xx. The others are the caller's
+ * server (or the way to it) failed, like a 5xx (null: no status seen). The others are the caller's
  * business (NOT_FOUND, INVALID_ARGUMENT...) or its own choice (CANCELLED).
  */
-export function isGrpcFailure(code: number): boolean {
+export function isGrpcFailure(code: number | null): boolean {
   return code === GRPC_UNKNOWN || code === GRPC_DEADLINE_EXCEEDED || code === GRPC_INTERNAL || code === GRPC_UNAVAILABLE || code === 15;
 }
 

@@ -71,12 +71,20 @@ export function retriesOnStatus(p: RetryPolicy, status: number): boolean {
 }
 
 /**
+ * What a retry is asked for: a failed try, or a gRPC request's trailers-only
+ * answer whose `grpc-status` is the `status`.
+ */
+export type RetryCause = Failure | 'grpc-status';
+
+/**
  * Does the policy allow another try after this failure (ignoring the count)?
  * Only a connect failure is safe for any method: nothing reached the
- * application. A per-try timeout counts as a 504.
+ * application. A per-try timeout counts as a 504. A gRPC condition holds for
+ * any method: gRPC calls are all POSTs, and the route opted in by naming it.
  */
-export function allowsRetry(p: RetryPolicy, failure: Failure, status: number, idempotent: boolean): boolean {
+export function allowsRetry(p: RetryPolicy, failure: RetryCause, status: number, idempotent: boolean): boolean {
   if (failure === 'connect-failure') return p.connectFailure;
+  if (failure === 'grpc-status') return p.grpcStatuses.has(status);
   if (!idempotent && !p.nonIdempotent) return false;
   switch (failure) {
     case 'reset':
@@ -91,11 +99,12 @@ export function allowsRetry(p: RetryPolicy, failure: Failure, status: number, id
 /**
  * Could a try that sent the request body be followed by another? Only then is
  * the body worth keeping. Idempotent methods always could: the free retry
- * after a reset (CONTRACT §3).
+ * after a reset (CONTRACT §3); so could a gRPC request on a route with gRPC
+ * conditions.
  */
-export function mayResendBody(p: RetryPolicy, idempotent: boolean): boolean {
+export function mayResendBody(p: RetryPolicy, idempotent: boolean, grpc: boolean): boolean {
   if (p.bufferLimit === 0) return false;
-  if (idempotent) return true;
+  if (idempotent || (grpc && p.grpcStatuses.size > 0)) return true;
   return p.nonIdempotent && p.attempts > 0 && (p.reset || p.onStatus);
 }
 
