@@ -13,9 +13,13 @@ export interface ReuseAware {
 
 /**
  * The Client an endpoint's pool makes. The pool hands a request only to a
- * client that is free (one request at a time per connection), and a free
- * client with an open connection writes the request on it at once: open at
- * dispatch means reused. One field read per request, no allocation.
+ * client that is free (one request at a time per HTTP/1.1 connection, up to
+ * the endpoint's stream limit per HTTP/2 one), and a free client with an
+ * open connection writes the request on it at once: open at dispatch means
+ * reused. On HTTP/2 that is a session that already carried streams: the
+ * requests that opened it were written the moment it connected, before any
+ * later dispatch, and a session that got GOAWAY no longer counts as open.
+ * One field read per request, no allocation.
  */
 export class ReuseTrackingClient extends Client {
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
