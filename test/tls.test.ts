@@ -2,7 +2,6 @@
 // origination to clusters, with certificates made by the openssl CLI.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -11,39 +10,24 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { loadConfigText } from '../src/config/load.js';
 import { buildUpstreamHeaders, compileHeaderOps } from '../src/proxy/headers.js';
+import { makeCert } from './support/certs.js';
 import { eventually, simpleConfig, startTandem, startUpstream, tempDir, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
 let dir = '';
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-/** A P-256 key and a certificate for it, signed by `ca` (self-signed when absent). */
-function makeCert(name: string, subject: string, opts: { ca?: string; san?: string; isCa?: boolean } = {}): void {
-  const ext = [
-    opts.isCa ? 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign' : 'basicConstraints=CA:FALSE',
-    opts.san === undefined ? '' : `subjectAltName=${opts.san}`,
-  ].join('\n');
-  writeFileSync(join(dir, `${name}.ext`), ext);
-  openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
-  const signer = opts.ca === undefined ? ['-signkey', `${name}.key`] : ['-CA', `${opts.ca}.crt`, '-CAkey', `${opts.ca}.key`, '-CAcreateserial'];
-  openssl('x509', '-req', '-in', `${name}.csr`, ...signer, '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.crt`);
-}
 
 const file = (name: string): string => join(dir, name);
 const pem = (name: string): Buffer => readFileSync(file(name));
 
 beforeAll(() => {
   dir = tempDir('tandem-tls-');
-  makeCert('ca', '/CN=Test CA', { isCa: true });
-  makeCert('other-ca', '/CN=Other CA', { isCa: true });
-  makeCert('server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
-  makeCert('server2', '/CN=server-2', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
-  makeCert('named', '/CN=app.internal', { ca: 'ca', san: 'DNS:app.internal' });
-  makeCert('client', '/O=Acme/CN=client', { ca: 'ca' });
-  makeCert('stranger', '/CN=stranger', { ca: 'other-ca' });
+  makeCert(dir, 'ca', '/CN=Test CA', { isCa: true });
+  makeCert(dir, 'other-ca', '/CN=Other CA', { isCa: true });
+  makeCert(dir, 'server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
+  makeCert(dir, 'server2', '/CN=server-2', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
+  makeCert(dir, 'named', '/CN=app.internal', { ca: 'ca', san: 'DNS:app.internal' });
+  makeCert(dir, 'client', '/O=Acme/CN=client', { ca: 'ca' });
+  makeCert(dir, 'stranger', '/CN=stranger', { ca: 'other-ca' });
 });
 
 function listenerConfig(upstreamPort: number, tlsBlock: string): string {

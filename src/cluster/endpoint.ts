@@ -99,7 +99,7 @@ export class Endpoint {
    * connection. The connection is one over `pool.connections` while it lasts.
    */
   dispatchOnNewConnection(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    const client = new Client(this.origin, this.clientOptions);
+    const client = new ReuseTrackingClient(this.origin, this.clientOptions);
     this.oneOff.add(client);
     client.dispatch(options, handler);
     client.close(() => this.oneOff.delete(client));
