@@ -252,3 +252,198 @@ describe('h2 upstream over TLS', () => {
     expect(up.seen.length).toBe(0);
   });
 });
+
+describe('h2c upstream failures and retries', () => {
+  it('retries a 503 and answers with the next try', async () => {
+    let calls = 0;
+    const up = await h2c((stream) => {
+      calls++;
+      stream.respond({ ':status': calls < 3 ? 503 : 200 });
+      stream.end(`try ${calls}`);
+    });
+    const t = await tandemTo([up.port], 'h2c', 'retries: { retryOn: [5xx], attempts: 2, backoff: { base: 1ms, max: 2ms } }');
+    const res = await request(`${t.url}/r`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('try 3');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 3, flags: [] });
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '503' })).toBe(2);
+    expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(2);
+    expect(up.sessions()).toBe(1);
+  });
+
+  it('retries a connect failure on the other endpoint, and answers 502 UF when every endpoint is dead', async () => {
+    const dead = await deadPort();
+    const up = await h2c();
+    const t = await tandemTo([dead, up.port], 'h2c', '', 'loadBalancing: round_robin');
+    for (let i = 0; i < 2; i++) {
+      const res = await request(`${t.url}/c${i}`);
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+    }
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.map((l) => l.attempts).sort()).toEqual([1, 2]);
+    expect(lines.every((l) => l.endpoint === `127.0.0.1:${up.port}`)).toBe(true);
+
+    const t2 = await tandemTo([dead], 'h2c');
+    await expectTandemError(await request(`${t2.url}/x`), 502, 'upstream_connect_failure');
+    const [line] = await waitForAccessLog(t2);
+    expect(line).toMatchObject({ status: 502, attempts: 2, flags: ['URX', 'UF'] });
+  });
+
+  it('cancels a try over its per-try timeout with RST_STREAM and retries on the same connection', async () => {
+    const resets: boolean[] = [];
+    let calls = 0;
+    const up = await h2c((stream) => {
+      if (++calls === 1) {
+        stream.on('close', () => resets.push(stream.aborted));
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      stream.end('second');
+    });
+    const t = await tandemTo([up.port], 'h2c', 'retries: { perTryTimeout: 100ms, retryOn: [gateway-error], attempts: 1 }');
+    const started = Date.now();
+    const res = await request(`${t.url}/slow`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('second');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    expect(await eventually(() => resets.length === 1)).toBe(true);
+    // reset unanswered (undici resets with NO_ERROR, which node:http2 reports as aborted too)
+    expect(resets).toEqual([true]);
+    expect(up.sessions()).toBe(1);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, attempts: 2 });
+  });
+
+  it('answers 504 when the only try times out', async () => {
+    const up = await h2c(() => undefined);
+    const t = await tandemTo([up.port], 'h2c', 'timeout: 150ms');
+    await expectTandemError(await request(`${t.url}/hang`), 504, 'upstream_timeout');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 504, flags: ['UT'] });
+    expect(await eventually(() => up.streams.open === 0)).toBe(true);
+  });
+
+  it('answers 502 upstream_reset when the upstream resets the stream before answering', async () => {
+    const up = await h2c((stream) => stream.close(NGHTTP2_INTERNAL_ERROR));
+    const t = await tandemTo([up.port], 'h2c');
+    await expectTandemError(await request(`${t.url}/rst`), 502, 'upstream_reset');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
+    // only that stream was reset: the connection carries the next request
+    const up2Calls = up.seen.length;
+    expect(up2Calls).toBe(1);
+    expect(up.sessions()).toBe(1);
+  });
+
+  it('cuts the client connection when the upstream resets the stream mid-body', async () => {
+    const up = await h2c((stream) => {
+      stream.respond({ ':status': 200, 'content-length': '1000' });
+      stream.write('0123456789');
+      setTimeout(() => stream.close(NGHTTP2_INTERNAL_ERROR), 30);
+    });
+    const t = await tandemTo([up.port], 'h2c');
+    const res = await request(`${t.url}/partial`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBe('1000');
+    await expect(res.body.text()).rejects.toThrow();
+    const raw = await rawRequest(t.port, 'GET /partial HTTP/1.1\r\nHost: a\r\n\r\n', 3000);
+    expect(raw.closed).toBe(true);
+    expect(statusOf(raw.text)).toBe(200);
+    expect(raw.text.slice(raw.text.indexOf('\r\n\r\n') + 4)).toBe('0123456789');
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.map((l) => [l.status, l.bytesOut, l.flags])).toEqual([
+      [200, 10, ['UR']],
+      [200, 10, ['UR']],
+    ]);
+  });
+
+  it('retries a stream the endpoint refuses (REFUSED_STREAM) as a connect failure', async () => {
+    let refused = 0;
+    const refusing = await h2c((stream) => {
+      refused++;
+      stream.close(NGHTTP2_REFUSED_STREAM);
+    });
+    const good = await h2c();
+    const t = await tandemTo([refusing.port, good.port], 'h2c', 'retries: { retryOn: [connect-failure], attempts: 1 }', 'loadBalancing: round_robin');
+    for (let i = 0; i < 2; i++) {
+      const res = await request(`${t.url}/g${i}`);
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+    }
+    expect(good.seen.map((s) => s.headers[':path'])).toEqual(['/g0', '/g1']);
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.map((l) => l.attempts).sort()).toEqual([1, 2]);
+    // undici sends a refused request once more by itself before it gives up
+    expect(refused).toBe(2);
+
+    // a POST whose body went out with the refused stream cannot be sent again: 502, never a hang
+    const t2 = await tandemTo([refusing.port], 'h2c');
+    await expectTandemError(await request(`${t2.url}/p`, { method: 'POST', body: 'payload' }), 502, 'upstream_connect_failure');
+    const [line] = await waitForAccessLog(t2);
+    expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UF'] });
+  });
+
+  it('counts a chunked request body to an h2 upstream against maxBodyBytes: 413', async () => {
+    const up = await h2c();
+    const t = cleanup.add(
+      await startTandem(
+        simpleConfig([up.port], '', 'protocol: h2c').replace('    port: 0\n', '    port: 0\n    limits: { maxBodyBytes: 100KiB }\n'),
+      ),
+    );
+    const res = await request(`${t.url}/big`, { method: 'POST', body: streamed(randomBytes(1024 * 1024)) }).catch((err: Error) => err);
+    if (!(res instanceof Error)) expect(res.statusCode).toBe(413);
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 413 });
+    expect(line!.bytesIn as number).toBeGreaterThan(100 * 1024);
+    expect(up.seen.length).toBe(0);
+  });
+
+  it('gives a GET the free retry when its reused connection dies under it', async () => {
+    let calls = 0;
+    const up = await h2c((stream) => {
+      if (++calls === 2) return void stream.session!.socket.destroy();
+      stream.respond({ ':status': 200 });
+      stream.end(`call ${calls}`);
+    });
+    const t = await tandemTo([up.port], 'h2c', 'retries: { attempts: 0 }');
+    const first = await request(`${t.url}/a`);
+    expect(await first.body.text()).toBe('call 1');
+    const second = await request(`${t.url}/b`);
+    expect(second.statusCode).toBe(200);
+    expect(await second.body.text()).toBe('call 3');
+    expect(up.sessions()).toBe(2);
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines[1]).toMatchObject({ status: 200, attempts: 2, flags: [] });
+  });
+
+  it('gives no free retry when the connection opened for the request dies', async () => {
+    const up = await h2c((stream) => void stream.session!.socket.destroy());
+    const t = await tandemTo([up.port], 'h2c', 'retries: { attempts: 0 }');
+    await expectTandemError(await request(`${t.url}/a`), 502, 'upstream_reset');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 502, attempts: 1, flags: ['UR'] });
+    expect(up.seen.length).toBe(1);
+  });
+
+  it('fails the requests in flight to an endpoint that dies, then treats it as dead', async () => {
+    const up = await h2c(() => undefined);
+    const t = await tandemTo([up.port], 'h2c', 'retries: { attempts: 0 }');
+    const pending = [request(`${t.url}/1`), request(`${t.url}/2`)];
+    expect(await eventually(() => up.streams.open === 2)).toBe(true);
+    await up.close();
+    const [first, second] = await Promise.all(pending);
+    // the first opened the connection; the second, on a connection already
+    // open, gets the free retry, which cannot connect any more
+    await expectTandemError(first!, 502, 'upstream_reset');
+    await expectTandemError(second!, 502, 'upstream_connect_failure');
+    await expectTandemError(await request(`${t.url}/3`), 502, 'upstream_connect_failure');
+    const lines = await waitForAccessLog(t, 3);
+    expect(lines.map((l) => [l.path, l.attempts, l.flags])).toEqual([
+      ['/1', 1, ['UR']],
+      ['/2', 2, ['UF']],
+      ['/3', 1, ['UF']],
+    ]);
+  });
+});

@@ -13,7 +13,7 @@ export interface H2Seen {
   streamId: number;
 }
 
-/** Called once the request body was read to its end; `seen` is the request's record. */
+/** Called once the request body was read to its end (not for a stream the client reset); `seen` is the request's record. */
 export type H2Handler = (stream: ServerHttp2Stream, seen: H2Seen) => void;
 
 export interface H2Upstream {
@@ -65,11 +65,16 @@ export async function startH2Upstream(handler: H2Handler = h2Ok, opts: H2Upstrea
     stream.on('error', () => undefined);
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('end', () => {
-      const record: H2Seen = { headers, body: Buffer.concat(chunks), session, streamId: stream.id! };
-      seen.push(record);
-      handler(stream, record);
-    });
+    // node:http2 ends the request body of a stream the client reset too,
+    // telling it apart only by the 'aborted' that follows
+    stream.on('end', () =>
+      setImmediate(() => {
+        if (stream.aborted) return;
+        const record: H2Seen = { headers, body: Buffer.concat(chunks), session, streamId: stream.id! };
+        seen.push(record);
+        handler(stream, record);
+      }),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
