@@ -447,3 +447,110 @@ describe('h2c upstream failures and retries', () => {
     ]);
   });
 });
+
+describe('GOAWAY from an h2c upstream', () => {
+  const answer = (stream: ServerHttp2Stream, text = 'ok'): void => {
+    stream.respond({ ':status': 200 });
+    stream.end(text);
+  };
+
+  it('opens a new connection for the request after a GOAWAY between requests', async () => {
+    const up = await h2c((stream, seen) => {
+      const session = stream.session!;
+      answer(stream, `session ${seen.session}`);
+      stream.on('close', () => session.goaway(NGHTTP2_NO_ERROR));
+    });
+    const t = await tandemTo([up.port], 'h2c');
+    const first = await request(`${t.url}/1`);
+    expect(await first.body.text()).toBe('session 1');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = await request(`${t.url}/2`);
+    expect(await second.body.text()).toBe('session 2');
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.map((l) => [l.status, l.attempts])).toEqual([
+      [200, 1],
+      [200, 1],
+    ]);
+  });
+
+  it('loses no request to GOAWAYs racing the next requests', async () => {
+    const up = await h2c((stream, seen) => {
+      answer(stream, `session ${seen.session}`);
+      // every connection goes away after its first answer
+      stream.session!.goaway(NGHTTP2_NO_ERROR);
+    });
+    const t = await tandemTo([up.port], 'h2c', 'retries: { attempts: 0 }');
+    for (let round = 0; round < 10; round++) {
+      const answers = await Promise.all([1, 2, 3].map((i) => request(`${t.url}/r${round}-${i}`)));
+      for (const res of answers) {
+        expect(res.statusCode).toBe(200);
+        await res.body.dump();
+      }
+    }
+    const lines = await waitForAccessLog(t, 30);
+    expect(lines.filter((l) => l.status === 200).length).toBe(30);
+    expect(up.sessions()).toBeGreaterThan(1);
+  });
+
+  it('lets the streams a GOAWAY covers finish on their connection', async () => {
+    const held: ServerHttp2Stream[] = [];
+    const up = await h2c((stream, seen) => {
+      if (seen.session > 1) return answer(stream, 'later');
+      held.push(stream);
+      if (held.length < 3) return;
+      stream.session!.goaway(NGHTTP2_NO_ERROR);
+      for (const s of held) setTimeout(() => answer(s, `stream ${s.id}`), 50);
+    });
+    const t = await tandemTo([up.port], 'h2c');
+    const answers = await Promise.all([1, 2, 3].map((i) => request(`${t.url}/f${i}`)));
+    const bodies = await Promise.all(answers.map((res) => res.body.text()));
+    expect(answers.map((res) => res.statusCode)).toEqual([200, 200, 200]);
+    expect(bodies.sort()).toEqual(['stream 1', 'stream 3', 'stream 5']);
+    const next = await request(`${t.url}/next`);
+    expect(await next.body.text()).toBe('later');
+    expect(up.sessions()).toBe(2);
+  });
+
+  it('sends again a GET above the last-stream-id, which the upstream never processed', async () => {
+    const held: ServerHttp2Stream[] = [];
+    const up = await h2c((stream, seen) => {
+      if (seen.session > 1) return answer(stream, `session ${seen.session}`);
+      held.push(stream);
+      if (held.length < 2) return;
+      const [low] = held.sort((a, b) => a.id! - b.id!);
+      stream.session!.goaway(NGHTTP2_NO_ERROR, low!.id);
+      answer(low!, 'session 1');
+    });
+    const t = await tandemTo([up.port], 'h2c', 'retries: { attempts: 0 }');
+    const answers = await Promise.all([request(`${t.url}/a`), request(`${t.url}/b`)]);
+    const bodies = await Promise.all(answers.map((res) => res.body.text()));
+    expect(answers.map((res) => res.statusCode)).toEqual([200, 200]);
+    expect(bodies.sort()).toEqual(['session 1', 'session 2']);
+    expect(up.sessions()).toBe(2);
+  });
+
+  it('answers 502 upstream_connect_failure for a POST above the last-stream-id whose streamed body cannot be sent again', async () => {
+    const held: ServerHttp2Stream[] = [];
+    const up = await h2c((stream) => {
+      held.push(stream);
+      if (held.length < 2) return;
+      const [low] = held.sort((a, b) => a.id! - b.id!);
+      stream.session!.goaway(NGHTTP2_NO_ERROR, low!.id);
+      answer(low!);
+    });
+    const t = await tandemTo([up.port], 'h2c');
+    const get = request(`${t.url}/first`);
+    expect(await eventually(() => held.length === 1)).toBe(true);
+    const post = request(`${t.url}/post`, { method: 'POST', body: streamed(randomBytes(1000)) });
+    const [getRes, postRes] = await Promise.all([get, post]);
+    expect(getRes.statusCode).toBe(200);
+    await getRes.body.dump();
+    await expectTandemError(postRes, 502, 'upstream_connect_failure');
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.find((l) => l.path === '/post')).toMatchObject({ status: 502, attempts: 1, flags: ['UF'] });
+  });
+});
+
+describe('trailers from an h2 upstream', () => {
+  it.todo('forwards the trailers undici passes to onResponseEnd to the client (chunked trailers on HTTP/1.1)');
+});
