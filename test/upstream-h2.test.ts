@@ -219,7 +219,7 @@ describe('h2c upstream', () => {
 
 describe('h2 upstream over TLS', () => {
   it('negotiates h2 by ALPN and carries requests and bodies', async () => {
-    let alpn: string | false | undefined;
+    let alpn: string | false | null = null;
     const up = await h2c(
       (stream, seen) => {
         alpn = (stream.session!.socket as import('node:tls').TLSSocket).alpnProtocol;
