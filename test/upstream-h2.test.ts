@@ -6,6 +6,8 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import http2, { type ServerHttp2Stream } from 'node:http2';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -241,6 +243,21 @@ describe('h2 upstream over TLS', () => {
     expect(up.sessions()).toBe(1);
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ method: 'PUT', status: 200, bytesIn: body.length, bytesOut: body.length });
+  });
+
+  it('speaks HTTP/1.1 to an endpoint whose ALPN picks http/1.1', async () => {
+    const server = https.createServer({ key: pem('server.key'), cert: pem('server.crt') }, (req, res) => {
+      let bytes = 0;
+      req.on('data', (c: Buffer) => (bytes += c.length));
+      req.on('end', () => res.end(`HTTP/${req.httpVersion} ${bytes}`));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.add({ close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
+    const t = await tandemTo([(server.address() as AddressInfo).port], 'h2');
+    const res = await request(`${t.url}/h1`, { method: 'POST', body: streamed(randomBytes(200_000)) });
+    expect(await res.body.text()).toBe('HTTP/1.1 200000');
+    const [line] = await waitForAccessLog(t);
+    expect(line).toMatchObject({ status: 200, bytesIn: 200_000 });
   });
 
   it('refuses an endpoint whose certificate the cluster CA did not sign: 502 upstream_connect_failure', async () => {
@@ -548,6 +565,38 @@ describe('GOAWAY from an h2c upstream', () => {
     await expectTandemError(postRes, 502, 'upstream_connect_failure');
     const lines = await waitForAccessLog(t, 2);
     expect(lines.find((l) => l.path === '/post')).toMatchObject({ status: 502, attempts: 1, flags: ['UF'] });
+  });
+});
+
+describe('other traffic to an h2c cluster', () => {
+  it('probes the endpoints with an HTTP health check over h2c', async () => {
+    let healthy = true;
+    const up = await h2c((stream, seen) => {
+      stream.respond({ ':status': seen.headers[':path'] === '/healthz' && !healthy ? 503 : 200 });
+      stream.end();
+    });
+    const t = await tandemTo([up.port], 'h2c', '', 'healthCheck: { path: /healthz, interval: 30ms, unhealthyThreshold: 1, healthyThreshold: 1 }');
+    const gauge = (): Promise<number | undefined> => metricValue(t.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app', endpoint: `127.0.0.1:${up.port}` });
+    expect(await eventually(() => up.seen.length >= 2)).toBe(true);
+    expect(await gauge()).toBe(1);
+    healthy = false;
+    expect(await eventually(async () => (await gauge()) === 0)).toBe(true);
+    // probes share one connection of their own
+    expect(up.sessions()).toBe(1);
+  });
+
+  it('answers a WebSocket upgrade that the h2c endpoint cannot take with 502, and serves on', async () => {
+    const up = await h2c();
+    const t = await tandemTo([up.port], 'h2c');
+    const raw = await rawRequest(
+      t.port,
+      'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      1000,
+    );
+    expect(statusOf(raw.text)).toBe(502);
+    const res = await request(`${t.url}/after`);
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
   });
 });
 

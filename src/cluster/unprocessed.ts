@@ -6,7 +6,7 @@
 
 import { constants } from 'node:http2';
 
-/** undici's error for the streams a GOAWAY left out (getGoAwayError in its client-h2.js) */
+/** undici's error for the streams a GOAWAY left out (getGoAwayError in its client-h2.js; test/upstream-h2.test.ts fails if it changes) */
 const GOAWAY_MESSAGE = 'HTTP/2: "GOAWAY" frame received';
 
 /** Did the upstream say it never processed the request this error ended? */
