@@ -107,14 +107,16 @@ describe('gRPC health checks', () => {
     expect(new Set(server.asked)).toEqual(new Set(['app.Greeter']));
   });
 
-  it('asks about the whole server with service ""', async () => {
-    const server = await startHealthServer();
-    const endpoint = check(server.port, { grpc: { service: '' } });
+  it.each(['h2c', 'h2'] as const)('asks about the whole server with service "" over %s', async (protocol) => {
+    const server = await startHealthServer(protocol === 'h2');
+    const endpoint = check(server.port, { grpc: { service: '' } }, protocol);
     expect(await eventually(() => server.asked.length >= 2)).toBe(true);
     expect(endpoint.healthy).toBe(true);
     expect(new Set(server.asked)).toEqual(new Set(['']));
     server.statuses.set('', 'NOT_SERVING');
     expect(await eventually(() => !endpoint.healthy)).toBe(true);
+    server.statuses.set('', 'SERVING');
+    expect(await eventually(() => endpoint.healthy)).toBe(true);
   });
 
   it('marks unhealthy a service the server does not know (grpc-status NOT_FOUND)', async () => {
@@ -122,17 +124,6 @@ describe('gRPC health checks', () => {
     const endpoint = check(server.port, { grpc: { service: 'nobody' } });
     expect(await eventually(() => !endpoint.healthy)).toBe(true);
     expect(server.asked[0]).toBe('nobody');
-  });
-
-  it('follows a server over TLS h2', async () => {
-    const server = await startHealthServer(true);
-    const endpoint = check(server.port, { grpc: { service: '' } }, 'h2');
-    expect(await eventually(() => server.asked.length >= 2)).toBe(true);
-    expect(endpoint.healthy).toBe(true);
-    server.statuses.set('', 'NOT_SERVING');
-    expect(await eventually(() => !endpoint.healthy)).toBe(true);
-    server.statuses.set('', 'SERVING');
-    expect(await eventually(() => endpoint.healthy)).toBe(true);
   });
 
   it('marks a dead endpoint unhealthy', async () => {
