@@ -9,14 +9,10 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenerLimits } from '../config/types.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
-import { RequestRecord, type Exchange, type ListenerContext } from '../proxy/exchange.js';
-import { handleRequest, rejectRequest, type ExchangeCarrier } from '../proxy/handle.js';
+import { RequestRecord, type ListenerContext } from '../proxy/exchange.js';
+import { Http1Inbound, ProxyResponse, refuseHttp1, serveHttp1 } from './http1.js';
 import { serverTlsOptions, watchTlsFiles } from './tls.js';
 import { tunnelUpgrade } from './upgrade.js';
-
-class ProxyResponse extends http.ServerResponse implements ExchangeCarrier {
-  exchange: Exchange | null = null;
-}
 
 // Node checks header and request timeouts on this interval; its default
 // (30 s) would let a 10 s headersTimeout fire at up to 40 s.
@@ -42,7 +38,7 @@ export class Listener {
       requireHostHeader: false,
       joinDuplicateHeaders: false,
     };
-    const onRequest = (req: IncomingMessage, res: ServerResponse): void => handleRequest(ctx, req, res as ProxyResponse);
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => serveHttp1(ctx, req, res as ProxyResponse);
     if (tls === undefined) {
       this.server = http.createServer(options, onRequest);
     } else {
@@ -56,7 +52,7 @@ export class Listener {
     this.server.on('connect', (req: IncomingMessage, socket: Socket) => new RawAnswer(ctx, req, socket).send(socket, 'method_not_allowed'));
     // Node answers an unknown expectation with a bare 417 unless asked.
     this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-      rejectRequest(ctx, req, res as ProxyResponse, 'expectation_failed'),
+      refuseHttp1(ctx, req, res as ProxyResponse, 'expectation_failed'),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       tunnelUpgrade(ctx, req, socket, head, this.tunnels),
@@ -120,7 +116,7 @@ const CLIENT_ERRORS: Record<string, ErrorCode> = {
  */
 class RawAnswer extends RequestRecord {
   constructor(ctx: ListenerContext, req: IncomingMessage | null, socket: Socket) {
-    super(ctx, req, socket);
+    super(ctx, req === null ? null : new Http1Inbound(req), socket);
     if (req === null) this.flag('DPE');
   }
 
