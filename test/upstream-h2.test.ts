@@ -601,5 +601,18 @@ describe('other traffic to an h2c cluster', () => {
 });
 
 describe('trailers from an h2 upstream', () => {
-  it.todo('forwards the trailers undici passes to onResponseEnd to the client (chunked trailers on HTTP/1.1)');
+  it('reach an HTTP/1.1 client as chunked trailers', async () => {
+    const up = await h2c((stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'x-sum': ['a', 'b'] }));
+      stream.end('body');
+    });
+    const t = await tandemTo([up.port], 'h2c');
+    const raw = await rawRequest(t.port, 'GET /t HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n');
+    expect(statusOf(raw.text)).toBe(200);
+    expect(raw.text).toMatch(/\r\ntransfer-encoding: chunked\r\n/i);
+    // node:http2 joins a repeated field into one value, and undici passes it on so
+    expect(raw.text.endsWith('\r\n4\r\nbody\r\n0\r\ngrpc-status: 0\r\nx-sum: a, b\r\n\r\n')).toBe(true);
+    expect(up.seen[0]!.headers.te).toBe('trailers');
+  });
 });
