@@ -6,17 +6,16 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { request } from 'undici';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Endpoint } from '../src/cluster/endpoint.js';
 import { healthCheckRequest, servingStatus } from '../src/cluster/grpc-health.js';
 import { HealthChecker } from '../src/cluster/health.js';
 import type { ClusterProtocol, HealthCheckConfig } from '../src/config/types.js';
-import { makeCert } from './support/certs.js';
+import { certDir, type CertDir } from './support/certs.js';
 import { startH2Upstream } from './support/h2-upstream.js';
-import { deadPort, eventually, expectTandemError, metricValue, simpleConfig, startTandem, tempDir, useCleanup } from './support/harness.js';
+import { deadPort, eventually, expectTandemError, metricValue, simpleConfig, startTandem, useCleanup } from './support/harness.js';
 
 const cleanup = useCleanup();
 
@@ -42,18 +41,18 @@ interface HealthServer {
   close(): Promise<void>;
 }
 
-let dir = '';
+let dir: CertDir;
 let healthService: grpc.ServiceDefinition;
 
 beforeAll(() => {
-  dir = tempDir('tandem-grpc-health-');
-  writeFileSync(join(dir, 'health.proto'), HEALTH_PROTO);
-  const pkg = grpc.loadPackageDefinition(loadSync(join(dir, 'health.proto'), { enums: String, defaults: true })) as unknown as {
+  dir = certDir('tandem-grpc-health-');
+  writeFileSync(dir.file('health.proto'), HEALTH_PROTO);
+  const pkg = grpc.loadPackageDefinition(loadSync(dir.file('health.proto'), { enums: String, defaults: true })) as unknown as {
     grpc: { health: { v1: { Health: { service: grpc.ServiceDefinition } } } };
   };
   healthService = pkg.grpc.health.v1.Health.service;
-  makeCert(dir, 'ca', '/CN=Test CA', { isCa: true });
-  makeCert(dir, 'server', '/CN=server', { ca: 'ca', san: 'IP:127.0.0.1' });
+  dir.make('ca', '/CN=Test CA', { isCa: true });
+  dir.make('server', '/CN=server', { ca: 'ca', san: 'IP:127.0.0.1' });
 });
 
 async function startHealthServer(tls = false): Promise<HealthServer> {
@@ -69,7 +68,7 @@ async function startHealthServer(tls = false): Promise<HealthServer> {
     },
   });
   const credentials = tls
-    ? grpc.ServerCredentials.createSsl(null, [{ private_key: readFileSync(join(dir, 'server.key')), cert_chain: readFileSync(join(dir, 'server.crt')) }])
+    ? grpc.ServerCredentials.createSsl(null, [{ private_key: dir.pem('server.key'), cert_chain: dir.pem('server.crt') }])
     : grpc.ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', credentials, (err, bound) => (err === null ? resolve(bound) : reject(err))),
@@ -81,7 +80,7 @@ const FAST = { interval: 30, timeout: 500, healthyThreshold: 1, unhealthyThresho
 
 /** One endpoint of a cluster of `protocol` on `port`, probed by a started checker. */
 function check(port: number, cfg: Partial<HealthCheckConfig>, protocol: ClusterProtocol = 'h2c'): Endpoint {
-  const tls = protocol === 'h2' ? { caFile: join(dir, 'ca.crt') } : undefined;
+  const tls = protocol === 'h2' ? { caFile: dir.file('ca.crt') } : undefined;
   const endpoint = new Endpoint(
     { address: '127.0.0.1', port, weight: 1 },
     { connectTimeout: 500, pool: { connections: 1, keepAliveTimeout: 4000 }, protocol, ...(tls === undefined ? {} : { tls }) },

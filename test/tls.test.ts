@@ -3,31 +3,30 @@
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createHash, X509Certificate } from 'node:crypto';
-import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, renameSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { loadConfigText } from '../src/config/load.js';
 import { buildUpstreamHeaders, compileHeaderOps } from '../src/proxy/headers.js';
-import { makeCert } from './support/certs.js';
+import { certDir, type CertDir } from './support/certs.js';
 import { eventually, simpleConfig, startTandem, startUpstream, tempDir, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
-let dir = '';
-
-const file = (name: string): string => join(dir, name);
-const pem = (name: string): Buffer => readFileSync(file(name));
+let certs: CertDir;
+const file = (name: string): string => certs.file(name);
+const pem = (name: string): Buffer => certs.pem(name);
 
 beforeAll(() => {
-  dir = tempDir('tandem-tls-');
-  makeCert(dir, 'ca', '/CN=Test CA', { isCa: true });
-  makeCert(dir, 'other-ca', '/CN=Other CA', { isCa: true });
-  makeCert(dir, 'server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
-  makeCert(dir, 'server2', '/CN=server-2', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
-  makeCert(dir, 'named', '/CN=app.internal', { ca: 'ca', san: 'DNS:app.internal' });
-  makeCert(dir, 'client', '/O=Acme/CN=client', { ca: 'ca' });
-  makeCert(dir, 'stranger', '/CN=stranger', { ca: 'other-ca' });
+  certs = certDir();
+  certs.make('ca', '/CN=Test CA', { isCa: true });
+  certs.make('other-ca', '/CN=Other CA', { isCa: true });
+  certs.make('server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
+  certs.make('server2', '/CN=server-2', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
+  certs.make('named', '/CN=app.internal', { ca: 'ca', san: 'DNS:app.internal' });
+  certs.make('client', '/O=Acme/CN=client', { ca: 'ca' });
+  certs.make('stranger', '/CN=stranger', { ca: 'other-ca' });
 });
 
 function listenerConfig(upstreamPort: number, tlsBlock: string): string {
@@ -134,20 +133,20 @@ describe('TLS termination', () => {
   });
 
   it('serves rotated certificate files to new connections while an open keep-alive connection goes on', async () => {
-    const certDir = tempDir('tandem-tls-rotate-');
-    copyFileSync(file('server1.crt'), join(certDir, 'tls.crt'));
-    copyFileSync(file('server1.key'), join(certDir, 'tls.key'));
-    const { t } = await startSecure(`{ certFile: ${join(certDir, 'tls.crt')}, keyFile: ${join(certDir, 'tls.key')} }`);
+    const rotating = tempDir('tandem-tls-rotate-');
+    copyFileSync(file('server1.crt'), join(rotating, 'tls.crt'));
+    copyFileSync(file('server1.key'), join(rotating, 'tls.key'));
+    const { t } = await startSecure(`{ certFile: ${join(rotating, 'tls.crt')}, keyFile: ${join(rotating, 'tls.key')} }`);
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     cleanup.add({ close: () => agent.destroy() });
     const first = await get(t.port, { agent });
     expect(first.peerSubject).toBe('CN=server-1');
 
     // Write beside, then rename: a reader never sees half a file.
-    copyFileSync(file('server2.key'), join(certDir, 'tls.key.new'));
-    copyFileSync(file('server2.crt'), join(certDir, 'tls.crt.new'));
-    renameSync(join(certDir, 'tls.key.new'), join(certDir, 'tls.key'));
-    renameSync(join(certDir, 'tls.crt.new'), join(certDir, 'tls.crt'));
+    copyFileSync(file('server2.key'), join(rotating, 'tls.key.new'));
+    copyFileSync(file('server2.crt'), join(rotating, 'tls.crt.new'));
+    renameSync(join(rotating, 'tls.key.new'), join(rotating, 'tls.key'));
+    renameSync(join(rotating, 'tls.crt.new'), join(rotating, 'tls.crt'));
     expect(await eventually(async () => (await get(t.port)).peerSubject === 'CN=server-2', 3000)).toBe(true);
 
     const again = await get(t.port, { agent });
@@ -156,12 +155,12 @@ describe('TLS termination', () => {
   });
 
   it('keeps the old certificate when the new files do not make a pair', async () => {
-    const certDir = tempDir('tandem-tls-rotate-');
-    copyFileSync(file('server1.crt'), join(certDir, 'tls.crt'));
-    copyFileSync(file('server1.key'), join(certDir, 'tls.key'));
-    const { t } = await startSecure(`{ certFile: ${join(certDir, 'tls.crt')}, keyFile: ${join(certDir, 'tls.key')} }`);
+    const rotating = tempDir('tandem-tls-rotate-');
+    copyFileSync(file('server1.crt'), join(rotating, 'tls.crt'));
+    copyFileSync(file('server1.key'), join(rotating, 'tls.key'));
+    const { t } = await startSecure(`{ certFile: ${join(rotating, 'tls.crt')}, keyFile: ${join(rotating, 'tls.key')} }`);
     // server2's certificate with server1's key: the re-read must fail.
-    copyFileSync(file('server2.crt'), join(certDir, 'tls.crt'));
+    copyFileSync(file('server2.crt'), join(rotating, 'tls.crt'));
     // Give the watcher time to try (its debounce is 50 ms), then check nothing changed.
     await new Promise((r) => setTimeout(r, 300));
     const res = await get(t.port);

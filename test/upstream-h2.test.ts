@@ -8,12 +8,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import http2, { type ServerHttp2Stream } from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { makeCert } from './support/certs.js';
+import { certDir, type CertDir } from './support/certs.js';
 import { startH2Upstream, type H2Handler, type H2Upstream, type H2UpstreamOptions } from './support/h2-upstream.js';
 import {
   deadPort,
@@ -24,23 +22,22 @@ import {
   simpleConfig,
   startTandem,
   statusOf,
-  tempDir,
   useCleanup,
   waitForAccessLog,
   type RunningTandem,
 } from './support/harness.js';
 
 const cleanup = useCleanup();
-const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
-let certs = '';
+let certs: CertDir;
 beforeAll(() => {
-  certs = tempDir('tandem-h2-');
-  makeCert(certs, 'ca', '/CN=Test CA', { isCa: true });
-  makeCert(certs, 'server', '/CN=server', { ca: 'ca', san: 'IP:127.0.0.1' });
+  certs = certDir('tandem-h2-');
+  certs.make('ca', '/CN=Test CA', { isCa: true });
+  certs.make('server', '/CN=server', { ca: 'ca', san: 'IP:127.0.0.1' });
 });
 
-const pem = (name: string): Buffer => readFileSync(join(certs, name));
+const pem = (name: string): Buffer => certs.pem(name);
 
 async function h2c(handler?: H2Handler, opts?: H2UpstreamOptions): Promise<H2Upstream> {
   return cleanup.add(await startH2Upstream(handler, opts));
@@ -48,7 +45,7 @@ async function h2c(handler?: H2Handler, opts?: H2UpstreamOptions): Promise<H2Ups
 
 /** tandem with one cluster `app` of `protocol` over `ports`; `route` and `cluster` are extra YAML lines. */
 async function tandemTo(ports: number[], protocol: 'h2c' | 'h2', route = '', cluster = ''): Promise<RunningTandem> {
-  const tls = protocol === 'h2' ? `\ntls: { caFile: ${join(certs, 'ca.crt')} }` : '';
+  const tls = protocol === 'h2' ? `\ntls: { caFile: ${certs.file('ca.crt')} }` : '';
   return cleanup.add(await startTandem(simpleConfig(ports, route, `protocol: ${protocol}${tls}\n${cluster}`)));
 }
 
@@ -261,9 +258,9 @@ describe('h2 upstream over TLS', () => {
   });
 
   it('refuses an endpoint whose certificate the cluster CA did not sign: 502 upstream_connect_failure', async () => {
-    const other = tempDir('tandem-h2-other-');
-    makeCert(other, 'self', '/CN=self', { san: 'IP:127.0.0.1' });
-    const up = await h2c(undefined, { tls: { key: readFileSync(join(other, 'self.key')), cert: readFileSync(join(other, 'self.crt')) } });
+    const other = certDir('tandem-h2-other-');
+    other.make('self', '/CN=self', { san: 'IP:127.0.0.1' });
+    const up = await h2c(undefined, { tls: { key: other.pem('self.key'), cert: other.pem('self.crt') } });
     const t = await tandemTo([up.port], 'h2');
     await expectTandemError(await request(`${t.url}/x`), 502, 'upstream_connect_failure');
     expect(up.seen.length).toBe(0);

@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { http } from '../node-http.js';
-import type { Downstream, Trailers } from '../proxy/downstream.js';
+import { presentTrailers, type Downstream, type Trailers } from '../proxy/downstream.js';
 import type { ErrorCode } from '../proxy/errors.js';
 import { Exchange, type ListenerContext } from '../proxy/exchange.js';
 import { handle } from '../proxy/handle.js';
@@ -108,25 +108,13 @@ class Http1Answer implements Downstream {
   }
 
   end(body?: Buffer | string, trailers?: Trailers | null): void {
-    if (trailers != null) {
-      // Node sends trailers only on a chunked answer; one framed by its length has no room for them.
-      const fields = definedOnly(trailers);
-      if (fields !== null) this.res.addTrailers(fields);
-    }
+    // Node sends trailers only on a chunked answer; one framed by its length has no room for them.
+    const fields = presentTrailers(trailers);
+    if (fields !== null) this.res.addTrailers(fields);
     this.res.end(body);
   }
 
   abort(): void {
     this.res.destroy();
   }
-}
-
-/** The trailers that carry a value; null when none does. */
-function definedOnly(trailers: Trailers): Record<string, string | string[]> | null {
-  let out: Record<string, string | string[]> | null = null;
-  for (const name in trailers) {
-    const v = trailers[name];
-    if (v !== undefined) (out ??= {})[name] = v;
-  }
-  return out;
 }

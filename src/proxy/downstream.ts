@@ -25,3 +25,13 @@ export interface Downstream {
   /** Cuts the answer: the client must see it incomplete, never a clean end. */
   abort(): void;
 }
+
+/** The trailers that carry a value; null when none does. */
+export function presentTrailers(trailers: Trailers | null | undefined): Record<string, string | string[]> | null {
+  let out: Record<string, string | string[]> | null = null;
+  for (const name in trailers) {
+    const v = trailers[name];
+    if (v !== undefined) (out ??= {})[name] = v;
+  }
+  return out;
+}
