@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { certDir, type CertDir } from './support/certs.js';
+import { h2Once } from './support/http2.js';
 import { startH2Upstream, type H2Handler, type H2Upstream, type H2UpstreamOptions } from './support/h2-upstream.js';
 import {
   deadPort,
@@ -611,5 +612,19 @@ describe('trailers from an h2 upstream', () => {
     // node:http2 joins a repeated field into one value, and undici passes it on so
     expect(raw.text.endsWith('\r\n4\r\nbody\r\n0\r\ngrpc-status: 0\r\nx-sum: a, b\r\n\r\n')).toBe(true);
     expect(up.seen[0]!.headers.te).toBe('trailers');
+  });
+
+  it('reach an HTTP/2 client as trailing HEADERS, HTTP/2 on both sides', async () => {
+    const up = await h2c((stream, seen) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(`${seen.headers[':method']} ${seen.headers[':authority']} ${seen.body.toString()}`);
+    });
+    const t = await tandemTo([up.port], 'h2c');
+    const answer = await h2Once(`http://127.0.0.1:${t.port}`, { method: 'POST', path: '/svc/Call', headers: { te: 'trailers' }, body: 'hi' });
+    expect(answer.status).toBe(200);
+    expect(answer.body.toString()).toBe(`POST 127.0.0.1:${t.port} hi`);
+    expect(answer.trailers).toMatchObject({ 'grpc-status': '0' });
+    expect(up.seen[0]!.headers[':path']).toBe('/svc/Call');
   });
 });
