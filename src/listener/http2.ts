@@ -83,6 +83,8 @@ class Http2Answer implements Downstream {
   status = 0;
   private trailers: Trailers | null = null;
   private ended = false;
+  /** a trailers-only head not sent yet */
+  private held: Record<string, string | string[] | number> | null = null;
 
   /** `wantsTrailers`: the client said it takes trailers (TE: trailers, as every gRPC client does) */
   constructor(
@@ -101,14 +103,21 @@ class Http2Answer implements Downstream {
 
   start(status: number, headers: string[]): void {
     this.status = status;
-    const stream = this.stream;
-    if (stream.destroyed) return;
+    if (this.stream.destroyed) return;
     const fields: Record<string, string | string[] | number> = { ':status': status };
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!.toLowerCase();
       const prev = fields[name];
       fields[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [String(prev), headers[i + 1]!];
     }
+    // A head with grpc-status is a gRPC trailers-only answer, which a client
+    // reads only from a HEADERS frame that ends the stream: it waits for end().
+    if (fields['grpc-status'] !== undefined) this.held = fields;
+    else this.respond(fields);
+  }
+
+  private respond(fields: Record<string, string | string[] | number>): void {
+    const stream = this.stream;
     if (this.wantsTrailers) {
       stream.respond(fields, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers(presentTrailers(this.trailers) ?? {}));
@@ -117,7 +126,16 @@ class Http2Answer implements Downstream {
     }
   }
 
+  /** Sends a held head, ending the stream with it when nothing follows. */
+  private release(last: boolean): void {
+    const fields = this.held!;
+    this.held = null;
+    if (last) this.stream.respond(fields, { endStream: true });
+    else this.respond(fields);
+  }
+
   write(chunk: Buffer): boolean {
+    if (this.held !== null && !this.stream.destroyed) this.release(false);
     return this.stream.write(chunk);
   }
 
@@ -129,6 +147,11 @@ class Http2Answer implements Downstream {
     if (this.stream.destroyed) return;
     this.ended = true;
     this.trailers = trailers ?? null;
+    if (this.held !== null) {
+      const last = (body === undefined || body.length === 0) && presentTrailers(trailers) === null;
+      this.release(last);
+      if (last) return;
+    }
     this.stream.end(body);
   }
 
