@@ -3,7 +3,7 @@
 // never ends, a flood of SETTINGS or PING). It writes frames as told and
 // reads every frame the server sends back; HPACK is as small as that needs:
 // header lists go out as literals (never indexed, no Huffman), and of an
-// answer only `:status` is decoded.
+// answer only a leading `:status` is decoded.
 
 import net from 'node:net';
 // node:timers' own functions: waits keep real time when a test fakes the global clock
@@ -106,20 +106,50 @@ export function getRequest(path = '/', extra: ReadonlyArray<readonly [string, st
 const STATIC_STATUS: Record<number, number> = { 8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500 };
 
 /**
- * The `:status` of a response header block when its first field gives it
- * from the static table, or as a literal with a plain (not Huffman) value;
- * undefined otherwise.
+ * Digits in HPACK's Huffman code (RFC 7541 appendix B): 0-2 in five bits
+ * (0-2), 3-9 in six (25-31); the padding is ones, shorter than a code.
  */
-export function statusOfBlock(block: Buffer): number | undefined {
+function huffmanDigits(bytes: Buffer): string {
+  let bits = 0;
+  let count = 0;
+  let out = '';
+  for (const byte of bytes) {
+    bits = (bits << 8) | byte;
+    count += 8;
+    for (;;) {
+      if (count >= 5 && bits >>> (count - 5) < 3) {
+        out += String(bits >>> (count - 5));
+        count -= 5;
+      } else if (count >= 6) {
+        out += String((bits >>> (count - 6)) - 22);
+        count -= 6;
+      } else break;
+      bits &= (1 << count) - 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * The `:status` of a response header block when its first field gives it:
+ * from the static table, or as a literal whose name is from the table;
+ * undefined otherwise. The client allows the server no dynamic table, so
+ * a status is never a reference into one.
+ */
+export function statusOfBlock(whole: Buffer): number | undefined {
+  // skip dynamic table size updates (001xxxxx): the server's answer to our table size of 0
+  let start = 0;
+  while (((whole[start] ?? 0) & 0xe0) === 0x20) start++;
+  const block = whole.subarray(start);
   const first = block[0];
   if (first === undefined) return undefined;
   if (first & 0x80) return STATIC_STATUS[first & 0x7f];
-  // literal with incremental indexing (01xxxxxx) or not (0000xxxx / 0001xxxx), name from the table
+  // literal with incremental indexing (01xxxxxx) or without (0000xxxx, 0001xxxx), name from the table
   const nameIndex = first & 0x40 ? first & 0x3f : first & 0x0f;
   if (STATIC_STATUS[nameIndex] === undefined) return undefined;
   const lengthByte = block[1] ?? 0;
-  if (lengthByte & 0x80) return undefined;
-  return Number(block.subarray(2, 2 + lengthByte).toString('latin1'));
+  const value = block.subarray(2, 2 + (lengthByte & 0x7f));
+  return Number(lengthByte & 0x80 ? huffmanDigits(value) : value.toString('latin1'));
 }
 
 function u32(value: number): Buffer {
@@ -147,6 +177,8 @@ export class RawH2Client {
   private readonly waiters = new Set<() => void>();
 
   private constructor(private readonly socket: net.Socket) {
+    // each frame goes out when written, never held back for the previous one's ACK
+    socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.read(chunk));
     socket.on('error', () => undefined);
     socket.on('close', () => {
@@ -155,7 +187,7 @@ export class RawH2Client {
     });
   }
 
-  /** Connects to 127.0.0.1:`port` and writes the preface and an empty SETTINGS frame. */
+  /** Connects to 127.0.0.1:`port` and writes the preface and a SETTINGS frame that allows the server no HPACK dynamic table. */
   static connect(port: number, opts: RawH2Options = {}): Promise<RawH2Client> {
     return new Promise((resolve, reject) => {
       const socket = opts.tls
@@ -169,7 +201,8 @@ export class RawH2Client {
         clearTimeout(timer);
         socket.off('error', reject);
         const client = new RawH2Client(socket);
-        client.write(PREFACE, frame(FRAME.SETTINGS, 0, 0));
+        client.write(PREFACE);
+        client.settings([[SETTING.HEADER_TABLE_SIZE, 0]]);
         resolve(client);
       });
       socket.once('error', (err) => {
