@@ -1,91 +1,99 @@
-// HTTP/2 abuse (docs/security.md): the offending connection ends with
-// GOAWAY, its streams go with it, and a well-behaved client of the same
-// server is answered before, during and after. The abuse is sent as raw
-// frames: no client library misbehaves on purpose.
+// HTTP/2 abuse (docs/security.md) against a running tandem on h2c: the
+// offending connection ends with GOAWAY, its streams go with it, and a
+// well-behaved client on another connection is answered before, during and
+// after. The abuse is sent as raw frames: no client library misbehaves on
+// purpose.
 
-import http2 from 'node:http2';
+import http2, { type ClientHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it, vi } from 'vitest';
-import type { ListenerLimits } from '../src/config/types.js';
-import { ABUSE_LIMITS, H2AbuseError, guardSession, http2ServerOptions, type Abuse, type AbuseLimits } from '../src/listener/h2-guard.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ABUSE_LIMITS, guardSession, type Abuse } from '../src/listener/h2-guard.js';
+import { log } from '../src/observability/log.js';
 import { useFakeTime } from './support/fake-time.js';
-import { useCleanup } from './support/harness.js';
-import { ERROR, FRAME, RawH2Client, SETTING, frame, getRequest, headerBlock } from './support/h2-frames.js';
+import { eventually, startTandem, startUpstream, useCleanup } from './support/harness.js';
+import { ERROR, FLAG, FRAME, RawH2Client, SETTING, frame, getRequest, headerBlock } from './support/h2-frames.js';
+import { h2Connect, h2Request } from './support/http2.js';
 
 const cleanup = useCleanup();
 
-const LIMITS: ListenerLimits = {
-  maxHeaderBytes: 8192,
-  maxBodyBytes: 0,
-  maxHeaders: 20,
-  headersTimeout: 10_000,
-  requestTimeout: 60_000,
-  idleTimeout: 60_000,
-  headersWithUnderscores: 'allow',
-};
+const MAX_HEADER_BYTES = 8192;
+const MAX_HEADERS = 20;
 
-interface GuardedServer {
-  port: number;
-  abuses: Abuse[];
-  /** streams answered so far */
-  answered: number;
-  /** streams open on the server right now, and the most at once */
-  open: number;
-  mostOpen: number;
-  /** answers every `/hold` stream held so far */
-  release(): void;
-}
-
-// As an upstream would, the server takes a moment to answer: a stream the
+// The upstream takes a moment to answer, as a real one does: a stream the
 // client resets within it was reset before its answer began.
 const ANSWER_AFTER_MS = 50;
 
+interface Proxied {
+  port: number;
+  /** requests the upstream has open right now, and the most at once */
+  open: number;
+  mostOpen: number;
+  /** requests to /hold waiting for release() */
+  held(): number;
+  release(): void;
+}
+
 /**
- * A node:http2 server with tandem's options and guard. `/hold` answers when
- * released; anything else once its body ended and ANSWER_AFTER_MS passed.
+ * tandem on h2c in front of an HTTP/1.1 upstream; `/hold` waits for
+ * release(), `/now` is answered at once, anything else after ANSWER_AFTER_MS.
  */
-async function guardedServer(abuse: AbuseLimits = ABUSE_LIMITS, concurrent = 100): Promise<GuardedServer> {
-  const held: http2.ServerHttp2Stream[] = [];
-  const state: GuardedServer = {
+async function startProxied(maxConcurrentStreams = 100): Promise<Proxied> {
+  const held: Array<() => void> = [];
+  const state: Proxied = {
     port: 0,
-    abuses: [],
-    answered: 0,
     open: 0,
     mostOpen: 0,
+    held: () => held.length,
     release: () => {
-      for (const s of held.splice(0)) answer(s);
+      for (const answer of held.splice(0)) answer();
     },
   };
-  const answer = (stream: http2.ServerHttp2Stream): void => {
-    if (stream.destroyed) return;
-    stream.respond({ ':status': 200 });
-    stream.end('ok');
-    state.answered++;
-  };
-  const server = http2.createServer(http2ServerOptions(LIMITS, concurrent));
-  server.on('session', (session) => guardSession(session, abuse));
-  server.on('sessionError', (err) => {
-    if (err instanceof H2AbuseError) state.abuses.push(err.abuse);
-  });
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => undefined);
-    state.open++;
-    state.mostOpen = Math.max(state.mostOpen, state.open);
-    stream.once('close', () => state.open--);
-    if (headers[':path'] === '/hold') held.push(stream);
-    else stream.resume().once('end', () => setTimeout(() => answer(stream), ANSWER_AFTER_MS));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  state.port = (server.address() as AddressInfo).port;
-  cleanup.add({
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of held) s.destroy();
-      }),
-  });
+  const upstream = cleanup.add(
+    await startUpstream((req, res) => {
+      state.open++;
+      state.mostOpen = Math.max(state.mostOpen, state.open);
+      res.once('close', () => state.open--);
+      const answer = (): void => void res.end('ok');
+      if (req.url === '/hold') held.push(answer);
+      else if (req.url === '/now') answer();
+      else setTimeout(answer, ANSWER_AFTER_MS);
+    }),
+  );
+  const t = cleanup.add(
+    await startTandem(`
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    protocols: [http1, h2c]
+    http2: { maxConcurrentStreams: ${maxConcurrentStreams} }
+    limits: { maxHeaderBytes: ${MAX_HEADER_BYTES}, maxHeaders: ${MAX_HEADERS} }
+    routes:
+      - match: { prefix: / }
+        cluster: app
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:${upstream.port}]
+`),
+  );
+  state.port = t.port;
   return state;
 }
+
+/** The abuse tandem logs, in order: the fields of each such line, once there is one (tandem logs once the connection is gone). */
+function loggedAbuse(): () => Promise<Array<{ abuse: Abuse }>> {
+  const warn = vi.spyOn(log, 'warn');
+  const lines = (): Array<{ abuse: Abuse }> =>
+    warn.mock.calls.flatMap(([fields]) => (typeof fields === 'object' && fields !== null && 'abuse' in fields ? [fields as { abuse: Abuse }] : []));
+  return async () => {
+    await eventually(() => lines().length > 0);
+    return lines();
+  };
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 async function raw(port: number): Promise<RawH2Client> {
   const c = await RawH2Client.connect(port);
@@ -94,26 +102,15 @@ async function raw(port: number): Promise<RawH2Client> {
   return c;
 }
 
-/** A well-behaved client: node's own, on its own connection. */
-async function politeClient(port: number): Promise<{ get(path?: string): Promise<number> }> {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
-  session.on('error', () => undefined);
+/** A well-behaved client, node's own, on its own connection; it learns the limits before it asks. */
+async function politeClient(port: number): Promise<{ session: ClientHttp2Session; get(path?: string): Promise<number> }> {
+  const session = h2Connect(`http://127.0.0.1:${port}`);
   cleanup.add({ close: () => void session.destroy() });
-  // a polite client learns the server's limits before it sends requests
   await new Promise((resolve) => session.once('remoteSettings', resolve));
-  return {
-    get: (path = '/') =>
-      new Promise((resolve, reject) => {
-        const req = session.request({ ':path': path });
-        req.on('response', (h) => resolve(Number(h[':status'])));
-        req.on('error', reject);
-        req.resume();
-        req.end();
-      }),
-  };
+  return { session, get: async (path = '/') => (await h2Request(session, { path })).status };
 }
 
-/** Opens `count` streams from `firstId` on, resetting each right away, `perWrite` pairs to a write with a turn of the event loop between. */
+/** Opens `count` streams from `firstId` on, resetting each right away, `perWrite` pairs to a turn of the event loop. */
 async function openAndReset(c: RawH2Client, firstId: number, count: number, perWrite = 10): Promise<number> {
   let id = firstId;
   for (let i = 0; i < count; i++) {
@@ -126,52 +123,116 @@ async function openAndReset(c: RawH2Client, firstId: number, count: number, perW
 }
 
 describe('rapid reset', () => {
-  it('ends the connection with GOAWAY ENHANCE_YOUR_CALM past 100 resets, while another client is served', async () => {
-    const srv = await guardedServer();
-    const polite = await politeClient(srv.port);
+  it('past 100 streams reset before their answer: GOAWAY ENHANCE_YOUR_CALM, while another client is served', async () => {
+    const t = await startProxied();
+    const abuse = loggedAbuse();
+    const polite = await politeClient(t.port);
     expect(await polite.get()).toBe(200);
-    const c = await raw(srv.port);
+    const c = await raw(t.port);
     const during = polite.get();
     await openAndReset(c, 1, 300);
-    const goaway = await c.goaway();
-    expect(goaway?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
+    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
     expect(await c.untilClosed()).toBe(true);
-    expect(srv.abuses).toEqual(['rapid_reset']);
+    expect(await abuse()).toEqual([{ listener: 'inbound', client: '127.0.0.1', abuse: 'rapid_reset' }]);
     expect(await during).toBe(200);
     expect(await polite.get()).toBe(200);
   });
 
-  it('tolerates 100 resets: the connection goes on serving', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
+  it('a stream reset in the very write that opened it is gone before tandem sees it; tandem serves on', async () => {
+    const t = await startProxied();
+    const polite = await politeClient(t.port);
+    const c = await raw(t.port);
+    c.write(frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1, headerBlock(getRequest())), frame(FRAME.RST_STREAM, 0, 1, Buffer.from([0, 0, 0, ERROR.CANCEL])));
+    c.request(3);
+    expect(await c.answer(3)).toEqual({ status: 200 });
+    expect(await polite.get()).toBe(200);
+  });
+
+  it('100 resets are tolerated, the 101st is not', async () => {
+    const t = await startProxied();
+    const c = await raw(t.port);
     const next = await openAndReset(c, 1, 100);
     c.request(next);
     expect(await c.answer(next)).toEqual({ status: 200 });
     expect(c.count(FRAME.GOAWAY)).toBe(0);
-    // the 101st is one too many
     c.request(next + 2);
     c.rstStream(next + 2);
-    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
+    expect(await c.goaway()).toEqual({ errorCode: ERROR.ENHANCE_YOUR_CALM, lastStreamId: next + 2 });
   });
 
-  it('counts the streams Node refused in a burst of 1000 in one write, once the next stream comes', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
-    // Node takes in the first 100 and rejects the rest, which the server never sees
+  it('a reset after the answer began does not count: 150 cancelled downloads', async () => {
+    const t = await startProxied();
+    const c = await raw(t.port);
+    for (let id = 1; id < 300; id += 2) {
+      c.request(id, getRequest('/now'));
+      expect(await c.answer(id)).toEqual({ status: 200 });
+      c.rstStream(id);
+    }
+    c.request(301);
+    expect(await c.answer(301)).toEqual({ status: 200 });
+    expect(c.count(FRAME.GOAWAY)).toBe(0);
+  });
+
+  it('the streams Node refused in a burst of 1000 in one write count once the next stream comes', async () => {
+    const t = await startProxied();
+    const abuse = loggedAbuse();
+    const c = await raw(t.port);
+    // Node takes in the first 100 and rejects the rest, which tandem never sees
     const next = await openAndReset(c, 1, 1000, 1000);
     await new Promise((resolve) => setTimeout(resolve, 20));
     c.request(next);
     expect(await c.goaway()).toEqual({ errorCode: ERROR.ENHANCE_YOUR_CALM, lastStreamId: next });
-    expect(srv.abuses).toEqual(['rapid_reset']);
+    expect((await abuse()).map((f) => f.abuse)).toEqual(['rapid_reset']);
   });
 });
 
-describe('the 10 s window', () => {
+describe('SETTINGS and PING floods', () => {
+  const floods: Array<[string, (c: RawH2Client) => void, Abuse]> = [
+    ['SETTINGS', (c) => c.settings([[SETTING.ENABLE_PUSH, 0]]), 'settings_flood'],
+    ['PING on an idle connection', (c) => c.ping(), 'ping_flood'],
+  ];
+  it.each(floods)('%s: GOAWAY ENHANCE_YOUR_CALM past 100 frames, another client is served', async (_, send, kind) => {
+    const t = await startProxied();
+    const abuse = loggedAbuse();
+    const polite = await politeClient(t.port);
+    const c = await raw(t.port);
+    for (let i = 0; i < 150; i++) send(c);
+    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
+    expect(await c.untilClosed()).toBe(true);
+    expect((await abuse()).map((f) => f.abuse)).toEqual([kind]);
+    expect(await polite.get()).toBe(200);
+  });
+
+  it('PINGs while a stream is open do not count: the connection goes on', async () => {
+    const t = await startProxied();
+    const c = await raw(t.port);
+    c.headers(1, headerBlock(getRequest('/upload')), { endStream: false });
+    for (let i = 0; i < 150; i++) c.ping();
+    await c.waitFor(() => c.count(FRAME.PING) === 150);
+    c.data(1, Buffer.from('body'));
+    expect(await c.answer(1)).toEqual({ status: 200 });
+    expect(c.count(FRAME.GOAWAY)).toBe(0);
+  });
+
+  it('PING: 5000 in one write end at the 101st, before nghttp2 would refuse to queue more answers', async () => {
+    const t = await startProxied();
+    const c = await raw(t.port);
+    c.write(Buffer.concat(Array.from({ length: 5000 }, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)))));
+    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
+    expect(await c.untilClosed()).toBe(true);
+    expect(c.count(FRAME.PING)).toBeLessThanOrEqual(ABUSE_LIMITS.events);
+  });
+});
+
+describe('the 10 s window (the guard alone, on fake time)', () => {
   useFakeTime();
 
   it('forgets what is older: 60 PINGs, 10 s, 60 more are fine; 41 more within 10 s are not', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
+    const server = http2.createServer();
+    server.on('session', (session) => guardSession(session));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.add({ close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
+    const c = await raw((server.address() as AddressInfo).port);
     const pings = async (n: number): Promise<void> => {
       const before = c.count(FRAME.PING);
       for (let i = 0; i < n; i++) c.ping();
@@ -186,46 +247,6 @@ describe('the 10 s window', () => {
     expect(c.count(FRAME.GOAWAY)).toBe(0);
     c.ping();
     expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
-    expect(srv.abuses).toEqual(['ping_flood']);
-  });
-});
-
-describe('floods', () => {
-  const floods: Array<[string, (c: RawH2Client) => void, Abuse]> = [
-    ['SETTINGS', (c) => c.settings([[SETTING.ENABLE_PUSH, 0]]), 'settings_flood'],
-    ['PING on an idle connection', (c) => c.ping(), 'ping_flood'],
-  ];
-  it.each(floods)('%s: GOAWAY ENHANCE_YOUR_CALM past 100 frames, another client is served', async (_, send, abuse) => {
-    const srv = await guardedServer();
-    const polite = await politeClient(srv.port);
-    const c = await raw(srv.port);
-    for (let i = 0; i < 150; i++) send(c);
-    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
-    expect(await c.untilClosed()).toBe(true);
-    expect(srv.abuses).toEqual([abuse]);
-    expect(await polite.get()).toBe(200);
-  });
-
-  it('PING while a stream is open is not counted: the connection goes on', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
-    c.headers(1, headerBlock(getRequest('/upload')), { endStream: false });
-    for (let i = 0; i < 150; i++) c.ping();
-    await c.waitFor(() => c.count(FRAME.PING) === 150);
-    c.data(1, Buffer.from('body'));
-    expect(await c.answer(1)).toEqual({ status: 200 });
-    expect(c.count(FRAME.GOAWAY)).toBe(0);
-    expect(srv.abuses).toEqual([]);
-  });
-
-  it('PING: 5000 in one write end at the 101st, before nghttp2 would refuse to queue more answers', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
-    c.write(Buffer.concat(Array.from({ length: 5000 }, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8)))));
-    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
-    expect(await c.untilClosed()).toBe(true);
-    expect(c.count(FRAME.PING)).toBeLessThanOrEqual(ABUSE_LIMITS.events);
-    expect(srv.abuses).toEqual(['ping_flood']);
   });
 });
 
@@ -237,16 +258,16 @@ describe('CONTINUATION flood', () => {
   }
 
   it('a header block in 8 CONTINUATION frames is a request like any other', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
+    const t = await startProxied();
+    const c = await raw(t.port);
     continued(c, 1, 8);
     expect(await c.answer(1)).toEqual({ status: 200 });
   });
 
   it('a 9th CONTINUATION frame ends the connection (nghttp2, INTERNAL_ERROR); another client is served', async () => {
-    const srv = await guardedServer();
-    const polite = await politeClient(srv.port);
-    const c = await raw(srv.port);
+    const t = await startProxied();
+    const polite = await politeClient(t.port);
+    const c = await raw(t.port);
     continued(c, 1, 9);
     // nghttp2's own bound, with its own code: Node gives no say in it
     expect(await c.goaway()).toEqual({ errorCode: ERROR.INTERNAL_ERROR, lastStreamId: 1 });
@@ -255,61 +276,65 @@ describe('CONTINUATION flood', () => {
   });
 });
 
-describe('stream limits', () => {
+describe('concurrent streams', () => {
   it('a well-behaved client with more requests than the limit is served, the limit at a time', async () => {
-    const srv = await guardedServer(ABUSE_LIMITS, 10);
-    const polite = await politeClient(srv.port);
+    const t = await startProxied(10);
+    const polite = await politeClient(t.port);
     const all = Promise.all(Array.from({ length: 30 }, () => polite.get('/hold')));
-    for (let round = 0; round < 100 && srv.answered < 30; round++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      srv.release();
+    for (let round = 0; round < 3; round++) {
+      await vi.waitUntil(() => t.held() === 10, { timeout: 2000 });
+      t.release();
     }
     expect(await all).toEqual(Array(30).fill(200));
-    expect(srv.mostOpen).toBe(10);
-    expect(srv.abuses).toEqual([]);
+    expect(t.mostOpen).toBe(10);
   });
 
-  it('streams past the limit before the client acknowledged it are refused (REFUSED_STREAM)', async () => {
-    const srv = await guardedServer(ABUSE_LIMITS, 10);
-    const c = await RawH2Client.connect(srv.port);
+  it('streams past the limit before the client acknowledged it are refused (REFUSED_STREAM), the others answered', async () => {
+    const t = await startProxied(10);
+    const c = await RawH2Client.connect(t.port);
     cleanup.add({ close: () => c.close() });
     for (let id = 1; id <= 29; id += 2) c.request(id, getRequest('/hold'));
     expect(await c.answer(21)).toEqual({ reset: ERROR.REFUSED_STREAM });
     expect(await c.answer(29)).toEqual({ reset: ERROR.REFUSED_STREAM });
-    srv.release();
+    await vi.waitUntil(() => t.held() === 10, { timeout: 2000 });
+    t.release();
     expect(await c.answer(1)).toEqual({ status: 200 });
     expect(await c.answer(19)).toEqual({ status: 200 });
   });
 
-  it('streams past the acknowledged limit are a protocol error (nghttp2 ends the connection)', async () => {
-    const srv = await guardedServer(ABUSE_LIMITS, 10);
-    const c = await raw(srv.port);
+  it('streams past the acknowledged limit are a protocol error: nghttp2 ends the connection', async () => {
+    const t = await startProxied(10);
+    const c = await raw(t.port);
     await c.waitFor((f) => f.type === FRAME.SETTINGS && f.flags === 1);
     for (let id = 1; id <= 29; id += 2) c.request(id, getRequest('/hold'));
-    const goaway = await c.goaway();
-    expect(goaway).toEqual({ errorCode: ERROR.PROTOCOL_ERROR, lastStreamId: 19 });
+    expect(await c.goaway()).toEqual({ errorCode: ERROR.PROTOCOL_ERROR, lastStreamId: 19 });
   });
 });
 
 describe('header lists', () => {
-  it('too large: that stream is reset, the connection goes on', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
-    c.request(1, getRequest('/', [['x-big', 'a'.repeat(LIMITS.maxHeaderBytes)]]));
+  const fields = (n: number): Array<readonly [string, string]> => Array.from({ length: n }, (_, i) => [`x-h${i}`, 'v'] as const);
+
+  it('larger than maxHeaderBytes: that stream is reset, the connection goes on', async () => {
+    const t = await startProxied();
+    const c = await raw(t.port);
+    c.request(1, getRequest('/', [['x-big', 'a'.repeat(MAX_HEADER_BYTES)]]));
     expect(await c.answer(1)).toEqual({ reset: ERROR.ENHANCE_YOUR_CALM });
-    c.request(3, getRequest('/', [['x-fits', 'a'.repeat(LIMITS.maxHeaderBytes - 500)]]));
+    c.request(3, getRequest('/', [['x-fits', 'a'.repeat(MAX_HEADER_BYTES - 500)]]));
     expect(await c.answer(3)).toEqual({ status: 200 });
     expect(c.count(FRAME.GOAWAY)).toBe(0);
   });
 
-  it('too many fields: that stream is reset, the connection goes on', async () => {
-    const srv = await guardedServer();
-    const c = await raw(srv.port);
-    const fields = (n: number): Array<readonly [string, string]> => Array.from({ length: n }, (_, i) => [`x-h${i}`, 'v'] as const);
-    c.request(1, getRequest('/', fields(LIMITS.maxHeaders + 1)));
-    expect(await c.answer(1)).toEqual({ reset: ERROR.ENHANCE_YOUR_CALM });
-    c.request(3, getRequest('/', fields(LIMITS.maxHeaders)));
-    expect(await c.answer(3)).toEqual({ status: 200 });
+  it('more fields than maxHeaders (Host from :authority counted): 431, and far more: reset; the connection goes on', async () => {
+    const t = await startProxied();
+    const c = await raw(t.port);
+    c.request(1, getRequest('/', fields(MAX_HEADERS - 1)));
+    expect(await c.answer(1)).toEqual({ status: 200 });
+    c.request(3, getRequest('/', fields(MAX_HEADERS)));
+    expect(await c.answer(3)).toEqual({ status: 431 });
+    c.request(5, getRequest('/', fields(MAX_HEADERS + 2)));
+    expect(await c.answer(5)).toEqual({ reset: ERROR.ENHANCE_YOUR_CALM });
+    c.request(7);
+    expect(await c.answer(7)).toEqual({ status: 200 });
     expect(c.count(FRAME.GOAWAY)).toBe(0);
   });
 });

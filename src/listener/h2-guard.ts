@@ -7,7 +7,7 @@
 // bound answers what.
 
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
-import type { ListenerLimits } from '../config/types.js';
+import type { ListenerConfig } from '../config/types.js';
 import { now } from '../clock.js';
 
 export interface AbuseLimits {
@@ -22,7 +22,11 @@ export type Abuse = 'rapid_reset' | 'settings_flood' | 'ping_flood';
 
 /** What a session is destroyed with: its server emits it as 'sessionError'. */
 export class H2AbuseError extends Error {
-  constructor(readonly abuse: Abuse) {
+  constructor(
+    readonly abuse: Abuse,
+    /** the client's address, read while its socket was still there */
+    readonly client: string | undefined,
+  ) {
     super(`HTTP/2 connection ended for abuse: ${abuse}`);
   }
 }
@@ -40,16 +44,19 @@ const PSEUDO_HEADERS = 4;
 const REJECTED_STREAMS_IN_A_ROW = 1000;
 
 /**
- * The options of a listener's http2 server: the limits of the listener's
- * config as SETTINGS announced to each client (and enforced by nghttp2) and
- * Node's per-session bounds. A header list past `maxHeaderBytes` (counted
- * as HTTP/2 does: name, value and 32 bytes per field) or with more fields
- * than `maxHeaders` gets its stream reset; the connection goes on.
+ * The options of a listener's http2 server: the listener's limits as the
+ * SETTINGS each client is told (and nghttp2 enforces), and Node's
+ * per-session bounds. A header list past `maxHeaderBytes` (counted as
+ * HTTP/2 does: name, value and 32 bytes per field) has its stream reset;
+ * one field more than `maxHeaders` still reaches the stages, which answer
+ * 431 as on HTTP/1.1, and more than that has its stream reset. Either way
+ * the connection goes on.
  */
-export function http2ServerOptions(limits: ListenerLimits, maxConcurrentStreams: number): http2.ServerOptions {
+export function http2ServerOptions(config: ListenerConfig): http2.ServerOptions {
+  const { limits, http2: h2 } = config;
   return {
-    settings: { maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
-    maxHeaderListPairs: limits.maxHeaders + PSEUDO_HEADERS,
+    settings: { maxConcurrentStreams: h2.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+    maxHeaderListPairs: PSEUDO_HEADERS + limits.maxHeaders + 1,
     maxSessionRejectedStreams: REJECTED_STREAMS_IN_A_ROW,
   };
 }
@@ -98,7 +105,8 @@ export function guardSession(session: Http2Session, limits: AbuseLimits = ABUSE_
   let open = 0;
 
   const end = (abuse: Abuse): void => {
-    if (!session.destroyed) session.destroy(new H2AbuseError(abuse), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    if (session.destroyed) return;
+    session.destroy(new H2AbuseError(abuse, session.socket?.remoteAddress), http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
   };
   const onClose = (stream: ServerHttp2Stream): void => {
     if (!stream.headersSent && resets.add(now())) end('rapid_reset');
