@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ABUSE_LIMITS, guardSession, type Abuse } from '../src/listener/h2-guard.js';
 import { log } from '../src/observability/log.js';
+import { certDir, type CertDir } from './support/certs.js';
 import { useFakeTime } from './support/fake-time.js';
 import { eventually, startTandem, startUpstream, useCleanup } from './support/harness.js';
 import { ERROR, FLAG, FRAME, RawH2Client, SETTING, frame, getRequest, headerBlock } from './support/h2-frames.js';
@@ -34,10 +35,10 @@ interface Proxied {
 }
 
 /**
- * tandem on h2c in front of an HTTP/1.1 upstream; `/hold` waits for
+ * tandem on h2c (or h2 with `tls`) in front of an HTTP/1.1 upstream; `/hold` waits for
  * release(), `/now` is answered at once, anything else after ANSWER_AFTER_MS.
  */
-async function startProxied(maxConcurrentStreams = 100): Promise<Proxied> {
+async function startProxied(maxConcurrentStreams = 100, tls?: CertDir): Promise<Proxied> {
   const held: Array<() => void> = [];
   const state: Proxied = {
     port: 0,
@@ -65,7 +66,7 @@ listeners:
   - name: inbound
     address: 127.0.0.1
     port: 0
-    protocols: [http1, h2c]
+    protocols: ${tls === undefined ? '[http1, h2c]' : `[http1, h2]\n    tls: { certFile: ${tls.file('server.crt')}, keyFile: ${tls.file('server.key')} }`}
     http2: { maxConcurrentStreams: ${maxConcurrentStreams} }
     limits: { maxHeaderBytes: ${MAX_HEADER_BYTES}, maxHeaders: ${MAX_HEADERS} }
     routes:
@@ -95,16 +96,16 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function raw(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect(port);
+async function raw(port: number, tls = false): Promise<RawH2Client> {
+  const c = await RawH2Client.connect(port, { tls });
   cleanup.add({ close: () => c.close() });
   c.settingsAck();
   return c;
 }
 
 /** A well-behaved client, node's own, on its own connection; it learns the limits before it asks. */
-async function politeClient(port: number): Promise<{ session: ClientHttp2Session; get(path?: string): Promise<number> }> {
-  const session = h2Connect(`http://127.0.0.1:${port}`);
+async function politeClient(port: number, tls?: CertDir): Promise<{ session: ClientHttp2Session; get(path?: string): Promise<number> }> {
+  const session = tls === undefined ? h2Connect(`http://127.0.0.1:${port}`) : h2Connect(`https://127.0.0.1:${port}`, { ca: tls.pem('ca.crt') });
   cleanup.add({ close: () => void session.destroy() });
   await new Promise((resolve) => session.once('remoteSettings', resolve));
   return { session, get: async (path = '/') => (await h2Request(session, { path })).status };
@@ -138,11 +139,24 @@ describe('rapid reset', () => {
     expect(await polite.get()).toBe(200);
   });
 
-  it('a stream reset in the very write that opened it is gone before tandem sees it; tandem serves on', async () => {
+  it('over TLS (h2 by ALPN) as over h2c', async () => {
+    const certs = certDir();
+    certs.make('ca', '/CN=Test CA', { isCa: true });
+    certs.make('server', '/CN=server', { ca: 'ca', san: 'IP:127.0.0.1' });
+    const t = await startProxied(100, certs);
+    const polite = await politeClient(t.port, certs);
+    const c = await raw(t.port, true);
+    await openAndReset(c, 1, 300);
+    expect((await c.goaway())?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
+    expect(await c.untilClosed()).toBe(true);
+    expect(await polite.get()).toBe(200);
+  });
+
+  it.each([ERROR.CANCEL, ERROR.INTERNAL_ERROR])('a stream reset (code %i) in the very write that opened it is gone before tandem sees it; tandem serves on', async (code) => {
     const t = await startProxied();
     const polite = await politeClient(t.port);
     const c = await raw(t.port);
-    c.write(frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1, headerBlock(getRequest())), frame(FRAME.RST_STREAM, 0, 1, Buffer.from([0, 0, 0, ERROR.CANCEL])));
+    c.write(frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1, headerBlock(getRequest())), frame(FRAME.RST_STREAM, 0, 1, Buffer.from([0, 0, 0, code])));
     c.request(3);
     expect(await c.answer(3)).toEqual({ status: 200 });
     expect(await polite.get()).toBe(200);
@@ -206,8 +220,8 @@ describe('SETTINGS and PING floods', () => {
   it('PINGs while a stream is open do not count: the connection goes on', async () => {
     const t = await startProxied();
     const c = await raw(t.port);
-    c.headers(1, headerBlock(getRequest('/upload')), { endStream: false });
-    for (let i = 0; i < 150; i++) c.ping();
+    // in one write: the PINGs arrive before tandem has seen the stream
+    c.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, headerBlock(getRequest('/upload'))), ...Array.from({ length: 150 }, () => frame(FRAME.PING, 0, 0, Buffer.alloc(8))));
     await c.waitFor(() => c.count(FRAME.PING) === 150);
     c.data(1, Buffer.from('body'));
     expect(await c.answer(1)).toEqual({ status: 200 });

@@ -86,6 +86,11 @@ class SlidingCount {
   }
 }
 
+/** How many streams a client has opened once it used stream id `id`: its ids are the odd numbers, in order. */
+function openedUpTo(id: number): number {
+  return (id + 1) >>> 1;
+}
+
 /**
  * Counts a server session's abuse and, once one kind of it passes `limits`,
  * destroys the session with an H2AbuseError and GOAWAY ENHANCE_YOUR_CALM.
@@ -114,8 +119,7 @@ export function guardSession(session: Http2Session, limits: AbuseLimits = ABUSE_
 
   session.on('stream', (stream: ServerHttp2Stream) => {
     accepted++;
-    // client stream ids are the odd numbers in order: the id says how many streams the client opened
-    const skipped = ((stream.id ?? 0) + 1) / 2 - accepted - refused;
+    const skipped = openedUpTo(stream.id ?? 0) - accepted - refused;
     if (skipped > 0) {
       refused += skipped;
       if (resets.add(now(), skipped)) return end('rapid_reset');
@@ -131,7 +135,10 @@ export function guardSession(session: Http2Session, limits: AbuseLimits = ABUSE_
   session.on('remoteSettings', () => {
     if (settings.add(now())) end('settings_flood');
   });
+  // A stream opened in the read that carries the PING is announced only at
+  // the end of that read; nghttp2's last stream id tells it is there.
+  const noStreamOpen = (): boolean => open === 0 && openedUpTo(session.state.lastProcStreamID ?? 0) <= accepted + refused;
   session.on('ping', () => {
-    if (open === 0 && pings.add(now())) end('ping_flood');
+    if (noStreamOpen() && pings.add(now())) end('ping_flood');
   });
 }

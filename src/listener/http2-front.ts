@@ -19,8 +19,10 @@ export class Http2Front {
     const config = ctx.listener.config;
     this.server = http2.createServer(http2ServerOptions(config));
     this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => {
-      // reset in the same read that opened it: gone before it was announced, nothing to serve
-      if (!stream.destroyed) serveHttp2(ctx, stream, headers, raw);
+      // Reset in the same read that opened it: gone before it was announced,
+      // nothing to serve; the error its reset code may carry is still to come.
+      if (stream.destroyed) stream.on('error', () => {});
+      else serveHttp2(ctx, stream, headers, raw);
     });
     this.server.on('session', (session: ServerHttp2Session) => {
       guardSession(session);
