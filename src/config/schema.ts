@@ -464,7 +464,20 @@ const outlierDetectionSchema = z.strictObject({
 });
 
 const healthCheckSchema = z.strictObject({
-  path: z.string().startsWith('/', { error: 'must start with "/"' }).meta({ description: 'Path probed with GET; a 2xx answer is a success.' }),
+  path: z
+    .string()
+    .startsWith('/', { error: 'must start with "/"' })
+    .optional()
+    .meta({ description: 'Path probed with GET; a 2xx answer is a success (exactly one of path | grpc).' }),
+  grpc: z
+    .strictObject({
+      service: z.string().default('').meta({ description: 'Service name asked about; "" asks about the server as a whole.' }),
+    })
+    .optional()
+    .meta({
+      description:
+        'Probe with the gRPC health protocol (grpc.health.v1.Health/Check) instead of a GET: healthy only on HTTP 200, grpc-status 0 and SERVING. Needs protocol h2 or h2c.',
+    }),
   interval: duration(1).default(5 * MS.second).meta({ description: 'Time between probes of an endpoint.' }),
   timeout: duration(1).default(MS.second).meta({ description: 'Time a probe may take.' }),
   healthyThreshold: z.int().min(1).default(2).meta({ description: 'Successes in a row that mark an unhealthy endpoint healthy.' }),
@@ -490,6 +503,13 @@ const clusterSchema = z
     name: name.meta({ description: 'Cluster name that routes refer to.' }),
     endpoints: z.array(endpointSchema).min(1).optional().meta({ description: 'Fixed endpoints: "host:port" or { address, port, weight }; exactly one of endpoints | dns.' }),
     dns: dnsSchema.optional().meta({ description: 'Endpoints discovered and refreshed from a DNS name; exactly one of endpoints | dns.' }),
+    protocol: z
+      .enum(['http1', 'h2', 'h2c'])
+      .default('http1')
+      .meta({
+        description:
+          'What tandem speaks to the endpoints: http1 (HTTP/1.1), h2 (HTTP/2 over TLS, offered by ALPN: needs tls, and an endpoint that picks http/1.1 is spoken to in HTTP/1.1) or h2c (HTTP/2 over plain TCP, prior knowledge). On h2 and h2c each connection carries as many concurrent requests as the endpoint allows (its SETTINGS_MAX_CONCURRENT_STREAMS) and pool.connections caps the connections.',
+      }),
     loadBalancing: z
       .enum(['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'])
       .default('round_robin')
@@ -520,7 +540,7 @@ const clusterSchema = z
       .prefault({})
       .meta({ description: 'Retries in flight as a share of the requests in flight, always on; circuitBreaker.maxRetries stays a hard cap. Over it a retry is skipped.' }),
     outlierDetection: outlierDetectionSchema.optional().meta({ description: 'Ejects endpoints that fail in a row; off when absent.' }),
-    healthCheck: healthCheckSchema.optional().meta({ description: 'Active HTTP health checks; off when absent (endpoints start healthy).' }),
+    healthCheck: healthCheckSchema.optional().meta({ description: 'Active health checks, HTTP or gRPC; off when absent (endpoints start healthy).' }),
     tls: clusterTlsSchema.optional().meta({ description: 'Originate TLS (and mTLS) to the endpoints, always verifying their certificates; plain HTTP when absent.' }),
   })
   .transform(({ endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));

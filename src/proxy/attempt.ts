@@ -7,6 +7,7 @@ import { errors } from '../undici.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { UpstreamTry } from '../cluster/upstream-try.js';
 import type { ReuseAware } from '../cluster/reuse-tracking-client.js';
+import { neverProcessed } from '../cluster/unprocessed.js';
 import type { Trailers } from './downstream.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
@@ -164,9 +165,10 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
       this.fail('timeout', 504);
       return;
     }
-    // A request that never started was never written: the application
-    // cannot have seen it, whatever the error says.
-    this.fail(this.controller === null ? 'connect-failure' : 'reset', 502);
+    // A request that never started was never written, and one an HTTP/2
+    // upstream refused was never processed: the application cannot have
+    // seen it, whatever the error says.
+    this.fail(this.controller === null || neverProcessed(err) ? 'connect-failure' : 'reset', 502);
   }
 
   private fail(failure: Failure, status: number): void {

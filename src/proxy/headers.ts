@@ -6,7 +6,7 @@
 // To the upstream (buildUpstreamHeaders, from `req.rawHeaders`):
 // - dropped: Connection and every header its tokens name, Keep-Alive,
 //   Proxy-Connection, TE (but `te: trailers` is sent when the client's TE
-//   lists `trailers`), Trailer, Transfer-Encoding, Upgrade,
+//   lists `trailers`), Trailer, Transfer-Encoding, Upgrade, HTTP2-Settings,
 //   Proxy-Authorization, Proxy-Authenticate, Expect (tandem answers it),
 //   `x-tandem-*` (clients must not steer tandem), names with an underscore
 //   when `dropUnderscored`. A Connection token naming
@@ -232,6 +232,9 @@ function classify(name: string): number {
       break;
     case 12:
       if (eqi(name, 'x-request-id')) return REQUEST_ID;
+      break;
+    case 14:
+      if (eqi(name, 'http2-settings')) return HOP;
       break;
     case 15:
       if (eqi(name, 'x-forwarded-for')) return FORWARDED_FOR;
