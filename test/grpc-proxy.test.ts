@@ -7,6 +7,7 @@
 // over h2c, and a grpc-js client for what it makes of tandem's errors.
 
 import http from 'node:http';
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import {
@@ -468,6 +469,24 @@ describe('over h2c', () => {
     const res = await h2Call(t.port, {}, frame('once more'));
     expect(res.trailers).toMatchObject({ 'grpc-status': '0' });
     expect(up.seen.map((s) => s.body)).toEqual([frame('once more').toString(), frame('once more').toString()]);
+  });
+
+  it('a call the client cancels (RST_STREAM) counts as CANCELLED, logged 499 without a grpcStatus', async () => {
+    const up = await grpcUpstream([{ delayMs: 3000, then: 'ok' }]);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const session = h2Connect(`http://127.0.0.1:${t.port}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/g.S/M', ...GRPC_HEADERS });
+      stream.on('error', () => {});
+      stream.end(frame('x'));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      const [line] = await waitForAccessLog(t);
+      expect(line).toMatchObject({ status: 499, grpcStatus: null, flags: ['DC'], protocol: 'HTTP/2' });
+      expect(await grpcRequests(t.adminUrl, 'all', 'CANCELLED')).toBe(1);
+    } finally {
+      session.close();
+    }
   });
 
   it('a grpc-js client reads the status and message of tandem\'s errors, and x-tandem-error in their metadata', async () => {
