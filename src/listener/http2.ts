@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
+import { after, cancel } from '../clock.js';
 import { presentTrailers, type Downstream, type Trailers } from '../proxy/downstream.js';
 import { Exchange, type ListenerContext } from '../proxy/exchange.js';
 import { handle } from '../proxy/handle.js';
@@ -18,7 +19,23 @@ export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, head
   // a client's RST_STREAM surfaces here as an error, then a close: the close ends the exchange
   stream.on('error', ignore);
   stream.once('close', () => ex.finish());
+  const limit = ctx.listener.config.limits.requestTimeout;
+  if (inbound.body !== null && limit > 0) boundRequestTime(ex, stream, limit);
   handle(ex);
+}
+
+/**
+ * The listener's requestTimeout, per stream: its body must have arrived
+ * within it (HTTP/1.1 bounds the same span per request, in Node's server).
+ */
+function boundRequestTime(ex: Exchange, stream: ServerHttp2Stream, limit: number): void {
+  const timer = after(limit, () => {
+    ex.fail('request_timeout', 'DPE', true);
+    if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+  });
+  const stop = (): void => cancel(timer);
+  stream.once('end', stop);
+  stream.once('close', stop);
 }
 
 function ignore(): void {}

@@ -34,7 +34,10 @@ export function h2Connect(origin: string, tls: { ca?: Buffer } = {}): ClientHttp
 /** One request on `session`; rejects when the stream fails before any answer. */
 export function h2Request(session: ClientHttp2Session, opts: H2Options = {}): Promise<H2Answer> {
   return new Promise((resolve, reject) => {
-    const stream = session.request({ ':method': opts.method ?? 'GET', ':path': opts.path ?? '/', ...opts.headers });
+    const method = opts.method ?? 'GET';
+    // CONNECT carries no :path
+    const path = method === 'CONNECT' ? {} : { ':path': opts.path ?? '/' };
+    const stream = session.request({ ':method': method, ...path, ...opts.headers });
     let headers: IncomingHttpHeaders | null = null;
     let trailers: IncomingHttpHeaders | null = null;
     let headersOnly = false;
