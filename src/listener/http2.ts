@@ -40,6 +40,8 @@ function boundRequestTime(ex: Exchange, stream: ServerHttp2Stream, limit: number
 
 function ignore(): void {}
 
+type OutgoingFields = Record<string, string | string[] | number>;
+
 class Http2Inbound implements Inbound {
   readonly protocol: HttpProtocol = 'HTTP/2';
   readonly method: string;
@@ -100,6 +102,12 @@ class Http2Answer implements Downstream {
   status = 0;
   private trailers: Trailers | null = null;
   private ended = false;
+  /**
+   * The head of a gRPC trailers-only answer (grpc-status in it), held until
+   * the end: gRPC clients read the call's status from a head only when that
+   * HEADERS frame also ends the stream.
+   */
+  private held: OutgoingFields | null = null;
 
   /** `wantsTrailers`: the client said it takes trailers (TE: trailers, as every gRPC client does) */
   constructor(
@@ -118,14 +126,19 @@ class Http2Answer implements Downstream {
 
   start(status: number, headers: string[]): void {
     this.status = status;
-    const stream = this.stream;
-    if (stream.destroyed) return;
-    const fields: Record<string, string | string[] | number> = { ':status': status };
+    if (this.stream.destroyed) return;
+    const fields: OutgoingFields = { ':status': status };
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!.toLowerCase();
       const prev = fields[name];
       fields[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [String(prev), headers[i + 1]!];
     }
+    if (fields['grpc-status'] !== undefined) this.held = fields;
+    else this.respond(fields);
+  }
+
+  private respond(fields: OutgoingFields): void {
+    const stream = this.stream;
     if (this.wantsTrailers) {
       stream.respond(fields, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers(presentTrailers(this.trailers) ?? {}));
@@ -135,7 +148,15 @@ class Http2Answer implements Downstream {
   }
 
   write(chunk: Buffer): boolean {
+    this.release();
     return this.stream.write(chunk);
+  }
+
+  /** A held head followed by a body after all: it goes as any head. */
+  private release(): void {
+    if (this.held === null) return;
+    this.respond(this.held);
+    this.held = null;
   }
 
   onDrain(resume: () => void): void {
@@ -145,6 +166,12 @@ class Http2Answer implements Downstream {
   end(body?: Buffer | string, trailers?: Trailers | null): void {
     if (this.stream.destroyed) return;
     this.ended = true;
+    if (this.held !== null && (body === undefined || body.length === 0) && presentTrailers(trailers) === null) {
+      this.stream.respond(this.held, { endStream: true });
+      this.held = null;
+      return;
+    }
+    this.release();
     this.trailers = trailers ?? null;
     this.stream.end(body);
   }
