@@ -195,7 +195,10 @@ describe('rapid reset', () => {
     const next = await openAndReset(c, 1, 1000, 1000);
     await new Promise((resolve) => setTimeout(resolve, 20));
     c.request(next);
-    expect(await c.goaway()).toEqual({ errorCode: ERROR.ENHANCE_YOUR_CALM, lastStreamId: next });
+    // at `next` when the burst came in one read; earlier when the next read showed the gap
+    const goaway = await c.goaway();
+    expect(goaway?.errorCode).toBe(ERROR.ENHANCE_YOUR_CALM);
+    expect(goaway?.lastStreamId).toBeLessThanOrEqual(next);
     expect((await abuse()).map((f) => f.abuse)).toEqual(['rapid_reset']);
   });
 });
