@@ -61,6 +61,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
               match: { prefix: '/' },
               cluster: 'app',
               timeout: 15_000,
+              maxGrpcTimeout: 15_000,
               idleTimeout: 0,
               retries: {
                 attempts: 1,

@@ -386,7 +386,7 @@ describe('error positions and messages', () => {
       'f.yaml:6:46: listeners.0.routes.0.match.methods.1: not a valid HTTP method',
       'f.yaml:7:35: listeners.0.routes.0.directResponse.status: must be at least 200',
       'f.yaml:8:30: listeners.0.routes.0.retries.attempts: expected an integer, got 1.5',
-      'f.yaml:8:50: listeners.0.routes.0.retries.retryOn.1: must be one of connect-failure | reset | 5xx | gateway-error | retriable-status-codes, got "teapot"',
+      'f.yaml:8:50: listeners.0.routes.0.retries.retryOn.1: must be one of connect-failure | reset | 5xx | gateway-error | retriable-status-codes | cancelled | deadline-exceeded | resource-exhausted | internal | unavailable, got "teapot"',
       'f.yaml:9:11: clusters: expected a list, got a mapping',
     ]);
   });

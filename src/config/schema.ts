@@ -14,7 +14,10 @@ import {
 } from './units.js';
 import { parseHostPort } from './host-port.js';
 
-const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes'] as const satisfies readonly RetryOn[];
+const RETRY_ON = [
+  'connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes',
+  'cancelled', 'deadline-exceeded', 'resource-exhausted', 'internal', 'unavailable',
+] as const satisfies readonly RetryOn[];
 const DEFAULT_RETRY_ON: RetryOn[] = ['connect-failure'];
 const RETRY_BLOCK_RETRY_ON: RetryOn[] = ['connect-failure', 'reset', 'gateway-error'];
 
@@ -195,7 +198,10 @@ const retriesSchema = z
       .array(z.enum(RETRY_ON))
       .min(1)
       .optional()
-      .meta({ description: 'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent.' }),
+      .meta({
+        description:
+          'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent. cancelled, deadline-exceeded, resource-exhausted, internal and unavailable match the grpc-status of a trailers-only answer to a gRPC request, whatever its method.',
+      }),
     retriableStatusCodes: z
       .array(z.int().min(100).max(599))
       .optional()
@@ -316,6 +322,9 @@ const routeSchema = z
     timeout: duration()
       .default(15 * MS.second)
       .meta({ description: "From the end of the client's request to the end of the response, all tries included; 0 for none." }),
+    maxGrpcTimeout: duration()
+      .optional()
+      .meta({ description: "Cap on the grpc-timeout of a gRPC request, which replaces the route timeout for it; the route's timeout when absent, 0 for no cap." }),
     idleTimeout: duration()
       .default(0)
       .meta({ description: 'Longest time without a byte either way (request body, response head or body) once the request is forwarded; then 504 before the response head, the client connection aborted after it. For streams (SSE, gRPC) that outlive any total timeout; 0 = off.' }),
@@ -325,8 +334,9 @@ const routeSchema = z
     rateLimit: rateLimitSchema.optional().meta({ description: 'A local token bucket per key (per tandem process); an empty one answers 429 rate_limited.' }),
     auth: authSchema.optional().meta({ description: 'Authentication required on the route.' }),
   })
-  .transform(({ retries, ...route }) => ({
+  .transform(({ retries, maxGrpcTimeout, ...route }) => ({
     ...route,
+    maxGrpcTimeout: maxGrpcTimeout ?? route.timeout,
     retries: resolveRetries(retries, route.timeout),
   }));
 

@@ -5,7 +5,10 @@
 
 export type AccessLogFormat = 'json' | 'text' | 'off';
 export type LoadBalancing = 'round_robin' | 'least_request' | 'random' | 'ring_hash' | 'peak_ewma';
-export type RetryOn = 'connect-failure' | 'reset' | '5xx' | 'gateway-error' | 'retriable-status-codes';
+export type HttpRetryOn = 'connect-failure' | 'reset' | '5xx' | 'gateway-error' | 'retriable-status-codes';
+/** match the grpc-status of a trailers-only answer to a gRPC request */
+export type GrpcRetryOn = 'cancelled' | 'deadline-exceeded' | 'resource-exhausted' | 'internal' | 'unavailable';
+export type RetryOn = HttpRetryOn | GrpcRetryOn;
 /** HTTP/1.1, HTTP/2 negotiated by TLS ALPN, or HTTP/2 over plain TCP with prior knowledge */
 export type ClusterProtocol = 'http1' | 'h2' | 'h2c';
 
@@ -151,6 +154,8 @@ export interface RouteConfig {
   directResponse?: DirectResponseConfig;
   /** 0 = none */
   timeout: number;
+  /** cap on a gRPC request's grpc-timeout, defaulted to `timeout`; 0 = no cap */
+  maxGrpcTimeout: number;
   /** ms without a byte either way; 0 = off */
   idleTimeout: number;
   retries: RetryConfig;
