@@ -1,11 +1,14 @@
 // gRPC semantics over real sockets (docs/grpc.md): tandem's errors as
 // trailers-only answers, grpc-timeout as the request's deadline, the gRPC
 // retryOn conditions, gRPC failure statuses feeding the breaker and outlier
-// detection, the metric and the access log. The client and the upstream
-// here speak HTTP/1.1 carrying gRPC-shaped messages (content type,
-// length-prefixed frames, grpc-status in headers or trailers).
+// detection, the metric and the access log. The upstream speaks HTTP/1.1
+// carrying gRPC-shaped messages (content type, length-prefixed frames,
+// grpc-status in headers or trailers); the clients are HTTP/1.1, node:http2
+// over h2c, and a grpc-js client for what it makes of tandem's errors.
 
 import http from 'node:http';
+import http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import {
   deadPort,
@@ -17,6 +20,7 @@ import {
   waitForAccessLog,
   type Upstream,
 } from './support/harness.js';
+import { h2Connect, h2Once, h2Request, type H2Answer } from './support/http2.js';
 
 const cleanup = useCleanup();
 
@@ -393,5 +397,116 @@ describe('gRPC failure statuses and the cluster', () => {
     expect(open).toBe(0);
     expect(fifth.trailers['grpc-status']).toBe('0');
     expect(seen).toBe(5);
+  });
+});
+
+describe('over h2c', () => {
+  const GRPC_HEADERS = { 'content-type': 'application/grpc', te: 'trailers' };
+
+  function h2Call(port: number, headers: Record<string, string> = {}, body = frame('hello')): Promise<H2Answer> {
+    return h2Once(`http://127.0.0.1:${port}`, { method: 'POST', path: '/g.S/M', headers: { ...GRPC_HEADERS, ...headers }, body });
+  }
+
+  /** A trailers-only answer on HTTP/2: one HEADERS frame that ends the stream, as gRPC clients need it. */
+  function expectH2TrailersOnly(res: H2Answer, grpcStatus: number): void {
+    expect(res.status).toBe(200);
+    expect(res.headersOnly).toBe(true);
+    expect(res.headers['content-type']).toBe('application/grpc');
+    expect(res.headers['grpc-status']).toBe(String(grpcStatus));
+    expect(res.body.length).toBe(0);
+    expect(res.trailers).toBeNull();
+    expect(res.rstCode).toBe(0);
+  }
+
+  it("tandem's own errors are one HEADERS frame ending the stream, logged HTTP/2 with their grpcStatus", async () => {
+    const t = cleanup.add(await startTandem(simpleConfig([await deadPort()]).replace('match: { prefix: / }', 'match: { prefix: /g.S/ }')));
+    const unavailable = await h2Call(t.port);
+    expectH2TrailersOnly(unavailable, 14);
+    expect(unavailable.headers['x-tandem-error']).toBe('upstream_connect_failure');
+    expect(unavailable.headers['grpc-message']).toBe('could not connect to the upstream');
+    const unimplemented = await h2Once(`http://127.0.0.1:${t.port}`, { method: 'POST', path: '/other/M', headers: GRPC_HEADERS, body: frame('x') });
+    expectH2TrailersOnly(unimplemented, 12);
+    const lines = await waitForAccessLog(t, 2);
+    expect(lines.map((l) => [l.protocol, l.status, l.grpcStatus])).toEqual([
+      ['HTTP/2', 200, 14],
+      ['HTTP/2', 200, 12],
+    ]);
+  });
+
+  it("an upstream's trailers-only answer stays trailers-only; a full answer keeps its body and trailers", async () => {
+    const up = await grpcUpstream([{ trailersOnly: 7 }, 'ok']);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const session = h2Connect(`http://127.0.0.1:${t.port}`);
+    try {
+      const denied = await h2Request(session, { method: 'POST', path: '/g.S/M', headers: GRPC_HEADERS, body: frame('a') });
+      expectH2TrailersOnly(denied, 7);
+      expect(denied.headers['grpc-message']).toBe('from the app');
+      expect(denied.headers['x-tandem-error']).toBeUndefined();
+      const ok = await h2Request(session, { method: 'POST', path: '/g.S/M', headers: GRPC_HEADERS, body: frame('b') });
+      expect(ok.headersOnly).toBe(false);
+      expect(ok.body.equals(frame('reply 2'))).toBe(true);
+      expect(ok.trailers).toMatchObject({ 'grpc-status': '0' });
+    } finally {
+      session.close();
+    }
+    expect(await grpcRequests(t.adminUrl, 'all', 'PERMISSION_DENIED')).toBe(1);
+    expect(await grpcRequests(t.adminUrl, 'all', 'OK')).toBe(1);
+  });
+
+  it('grpc-timeout bounds the call and goes upstream as the time left', async () => {
+    const up = await grpcUpstream([{ delayMs: 3000, then: 'ok' }]);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'maxGrpcTimeout: 0')));
+    const started = performance.now();
+    const res = await h2Call(t.port, { 'grpc-timeout': '150000u' });
+    expectH2TrailersOnly(res, 4);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(145);
+    expect(up.seen[0]!.headers['grpc-timeout']).toBe('150000u');
+  });
+
+  it('a gRPC retry sends the streamed body of an HTTP/2 client (it has no content-length) again', async () => {
+    const up = await grpcUpstream([{ trailersOnly: 14 }, 'ok']);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'retries: { attempts: 1, retryOn: [unavailable], backoff: { base: 1ms, max: 1ms } }')));
+    const res = await h2Call(t.port, {}, frame('once more'));
+    expect(res.trailers).toMatchObject({ 'grpc-status': '0' });
+    expect(up.seen.map((s) => s.body)).toEqual([frame('once more').toString(), frame('once more').toString()]);
+  });
+
+  it('a call the client cancels (RST_STREAM) counts as CANCELLED, logged 499 without a grpcStatus', async () => {
+    const up = await grpcUpstream([{ delayMs: 3000, then: 'ok' }]);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const session = h2Connect(`http://127.0.0.1:${t.port}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/g.S/M', ...GRPC_HEADERS });
+      stream.on('error', () => {});
+      stream.end(frame('x'));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      const [line] = await waitForAccessLog(t);
+      expect(line).toMatchObject({ status: 499, grpcStatus: null, flags: ['DC'], protocol: 'HTTP/2' });
+      expect(await grpcRequests(t.adminUrl, 'all', 'CANCELLED')).toBe(1);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a grpc-js client reads the status and message of tandem\'s errors, and x-tandem-error in their metadata', async () => {
+    const t = cleanup.add(await startTandem(simpleConfig([await deadPort()])));
+    const client = new grpc.Client(`127.0.0.1:${t.port}`, grpc.credentials.createInsecure());
+    try {
+      const err = await new Promise<grpc.ServiceError>((resolve, reject) => {
+        client.makeUnaryRequest(
+          '/helloworld.Greeter/SayHello',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from('hi'),
+          (e) => (e === null ? reject(new Error('the call succeeded')) : resolve(e)),
+        );
+      });
+      expect(err.code).toBe(grpc.status.UNAVAILABLE);
+      expect(err.details).toBe('could not connect to the upstream');
+      expect(err.metadata.get('x-tandem-error')).toEqual(['upstream_connect_failure']);
+    } finally {
+      client.close();
+    }
   });
 });
