@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { certDir, type CertDir } from './support/certs.js';
+import { certDir, listenerTls, type CertDir } from './support/certs.js';
 import { ECHO_PREFIX, echoClient, settle, startEchoServer, TRAILER_BIN, unary, type EchoClient, type EchoReply, type EchoServer } from './support/grpc-echo.js';
 import { startH2Upstream } from './support/h2-upstream.js';
 import { h2Once } from './support/http2.js';
@@ -30,14 +30,14 @@ type H2 = 'h2c' | 'h2';
  * nobody listens on for x-route: dead; nothing else has a route.
  */
 async function front(client: H2, upstream: H2, server: EchoServer): Promise<RunningTandem> {
-  const listenerTls = client === 'h2' ? `\n    tls: { certFile: ${certs.file('server.crt')}, keyFile: ${certs.file('server.key')} }` : '';
+  const serverTls = client === 'h2' ? `\n    ${listenerTls(certs)}` : '';
   const clusterTls = upstream === 'h2' ? `\n    tls: { caFile: ${certs.file('ca.crt')} }` : '';
   return cleanup.add(
     await startTandem(`
 listeners:
   - name: inbound
     address: 127.0.0.1
-    port: 0${listenerTls}
+    port: 0${serverTls}
     routes:
       - name: capped
         match: { prefix: ${ECHO_PREFIX}, headers: [{ name: x-route, exact: capped }] }

@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { certDir, type CertDir } from './support/certs.js';
-import { startTandem, startUpstream, tempDir, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
+import { certDir, listenerTls, type CertDir } from './support/certs.js';
+import { simpleConfig, startTandem, startUpstream, tempDir, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
 const run = promisify(execFile);
@@ -33,22 +33,7 @@ async function echoUpstream(): Promise<Upstream> {
 }
 
 async function front(upstream: Upstream, tls: boolean): Promise<RunningTandem> {
-  const tlsBlock = tls ? `\n    tls: { certFile: ${certs.file('server.crt')}, keyFile: ${certs.file('server.key')} }` : '';
-  return cleanup.add(
-    await startTandem(`
-listeners:
-  - name: inbound
-    address: 127.0.0.1
-    port: 0${tlsBlock}
-    routes:
-      - name: all
-        match: { prefix: / }
-        cluster: app
-clusters:
-  - name: app
-    endpoints: [127.0.0.1:${upstream.port}]
-`),
-  );
+  return cleanup.add(await startTandem(simpleConfig([upstream.port], '', '', tls ? listenerTls(certs) : '')));
 }
 
 interface CurlAnswer {
