@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certDir, listenerTls, type CertDir } from './support/certs.js';
-import { ECHO_PREFIX, echoClient, settle, startEchoServer, TRAILER_BIN, unary, type EchoClient, type EchoReply, type EchoServer } from './support/grpc-echo.js';
+import { ECHO_PREFIX, MESSAGE_LIMITS, echoClient, settle, startEchoServer, TRAILER_BIN, unary, type EchoClient, type EchoReply, type EchoServer } from './support/grpc-echo.js';
 import { startH2Upstream } from './support/h2-upstream.js';
 import { h2Once } from './support/http2.js';
 import { deadPort, metricValue, simpleConfig, startTandem, startUpstream, useCleanup, waitForAccessLog, type RunningTandem } from './support/harness.js';
@@ -247,7 +247,7 @@ function rawUnary(client: grpc.Client, path: string, message: Buffer): Promise<{
 }
 
 function rawClient(t: RunningTandem): grpc.Client {
-  const client = new grpc.Client(`127.0.0.1:${t.port}`, grpc.credentials.createInsecure());
+  const client = new grpc.Client(`127.0.0.1:${t.port}`, grpc.credentials.createInsecure(), MESSAGE_LIMITS);
   cleanup.add({ close: () => client.close() });
   return client;
 }
@@ -276,6 +276,22 @@ describe('grpc-js client over h2c to upstreams that are not grpc-js', () => {
       ['POST', '/any.Service/Fail', 'application/grpc'],
     ]);
     expect((await waitForAccessLog(t, 2)).map((l) => l.grpcStatus)).toEqual([0, 5]);
+  });
+
+  it('an HTTP/1.1 upstream: 4 MiB messages both ways', async () => {
+    const upstream = cleanup.add(
+      // the harness hands the body over as text: an ASCII payload survives it
+      await startUpstream((_req, res, body) => {
+        res.writeHead(200, { 'content-type': 'application/grpc' });
+        res.addTrailers({ 'grpc-status': '0' });
+        res.end(frame(Buffer.from(body).subarray(5)));
+      }),
+    );
+    const t = cleanup.add(await startTandem(simpleConfig([upstream.port])));
+    const payload = Buffer.alloc(4 * 1024 * 1024, 'ab');
+    const res = await rawUnary(rawClient(t), '/any.Service/Big', payload);
+    expect(res.status.code).toBe(grpc.status.OK);
+    expect(sha(res.replies[0]!)).toBe(sha(payload));
   });
 
   it('a node:http2 upstream: messages then trailers, and a trailers-only answer reaching the client as one', async () => {

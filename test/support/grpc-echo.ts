@@ -41,7 +41,7 @@ const { Echo } = (grpc.loadPackageDefinition(definition) as unknown as { tandem:
 export const ECHO_PREFIX = '/tandem.test.Echo/';
 
 /** Large enough for the 4 MiB messages the tests send both ways (grpc-js refuses more than 4 MiB by default). */
-const MESSAGE_LIMITS: grpc.ChannelOptions = {
+export const MESSAGE_LIMITS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': 8 * 1024 * 1024,
   'grpc.max_send_message_length': 8 * 1024 * 1024,
 };
