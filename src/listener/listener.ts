@@ -44,6 +44,10 @@ export class Listener {
       // handle() answers a missing Host itself, with tandem's JSON error
       requireHostHeader: false,
       joinDuplicateHeaders: false,
+      // An offer to switch to h2c (curl --http2 on http://) is declined by
+      // answering over HTTP/1.1 (RFC 9113 dropped that upgrade); only other
+      // upgrades (WebSocket) become tunnels.
+      shouldUpgradeCallback: (req: IncomingMessage) => !isH2cOffer(req.headers.upgrade),
     };
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => serveHttp1(ctx, req, res as ProxyResponse);
     if (tls === undefined) {
@@ -110,6 +114,10 @@ export class Listener {
     this.h2?.destroyAll();
     for (const t of this.tunnels) t.destroy();
   }
+}
+
+function isH2cOffer(upgrade: string | undefined): boolean {
+  return upgrade !== undefined && upgrade.trim().toLowerCase() === 'h2c';
 }
 
 /** Node silently drops header lines past its cap: keep one past ours so handle() can answer 431. */
