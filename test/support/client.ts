@@ -177,6 +177,8 @@ function h2Exchange(session: ClientHttp2Session, path: string, opts: RequestOpti
     const lower = name.toLowerCase();
     fields[lower === 'host' ? ':authority' : lower] = value;
   }
+  // as undici on HTTP/1.1 (and curl on either), a body known in advance goes with its length
+  if (opts.body !== undefined && fields['content-length'] === undefined) fields['content-length'] = Buffer.byteLength(opts.body);
   return new Promise((resolve, reject) => {
     const stream = session.request(fields);
     const chunks: Buffer[] = [];
