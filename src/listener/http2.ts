@@ -23,6 +23,8 @@ export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, head
 
 function ignore(): void {}
 
+const CUT = new Error('answer cut short');
+
 class Http2Inbound implements Inbound {
   readonly protocol: HttpProtocol = 'HTTP/2';
   readonly method: string;
@@ -133,6 +135,9 @@ class Http2Answer implements Downstream {
   }
 
   abort(): void {
-    if (!this.stream.destroyed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    // close() would end the writable side first: the client would read
+    // END_STREAM, a clean end, before the RST_STREAM. destroy() sends the
+    // reset alone (INTERNAL_ERROR).
+    if (!this.stream.destroyed) this.stream.destroy(CUT);
   }
 }
