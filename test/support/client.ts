@@ -18,7 +18,7 @@ export type Headers = Record<string, string | string[] | undefined>;
 export interface RequestOptions {
   method?: string;
   /** a `host` here becomes `:authority` on HTTP/2 */
-  headers?: Record<string, string | string[]>;
+  headers?: Headers;
   body?: string | Buffer;
 }
 
@@ -174,6 +174,7 @@ function goneWithin(session: ClientHttp2Session, ms: number): Promise<boolean> {
 function h2Exchange(session: ClientHttp2Session, path: string, opts: RequestOptions): Promise<Answer> {
   const fields: OutgoingHttpHeaders = { ':method': opts.method ?? 'GET', ':path': path };
   for (const [name, value] of Object.entries(opts.headers ?? {})) {
+    if (value === undefined) continue;
     const lower = name.toLowerCase();
     fields[lower === 'host' ? ':authority' : lower] = value;
   }
