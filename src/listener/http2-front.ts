@@ -16,11 +16,13 @@ export class Http2Front {
   constructor(ctx: ListenerContext) {
     const config = ctx.listener.config;
     this.server = http2.createServer(http2ServerOptions(config));
-    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
-      serveHttp2(ctx, stream, headers, raw),
-    );
     this.server.on('session', (session: ServerHttp2Session) => {
       this.sessions.add(session);
+      // from the session, not the stream: a stream the client reset before
+      // this event has let go of its session (and so of the client's address)
+      session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        serveHttp2(ctx, session, stream, headers, raw),
+      );
       session.once('close', () => this.sessions.delete(session));
       // a connection that arrives while the listener drains takes no stream
       if (ctx.drain.draining) session.close();

@@ -3,7 +3,7 @@
 // (proxy/handle.ts), as listener/http1.ts does for HTTP/1.x. Pseudo-headers
 // become the method, target and authority; the upstream gets a Host.
 
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
@@ -12,11 +12,22 @@ import { Exchange, type ListenerContext } from '../proxy/exchange.js';
 import { handle } from '../proxy/handle.js';
 import type { HttpProtocol, Inbound } from '../proxy/inbound.js';
 
-export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-  const inbound = new Http2Inbound(stream, headers, rawHeaders);
+export function serveHttp2(
+  ctx: ListenerContext,
+  session: ServerHttp2Session,
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  rawHeaders: string[],
+): void {
+  // a connection already gone has no client left to answer, nor its address to log
+  if (session.destroyed) return;
+  const inbound = new Http2Inbound(session, stream, headers, rawHeaders);
   const ex = new Exchange(ctx, inbound, new Http2Answer(stream, headers.te === 'trailers'));
-  // a client's RST_STREAM surfaces here as an error, then a close: the close ends the exchange
+  // A client's RST_STREAM surfaces as an error, then a close: the close ends
+  // the exchange. A stream reset before it got here is over already: logged
+  // as the client leaving, as an HTTP/1.1 request cut off by a reset is.
   stream.on('error', ignore);
+  if (stream.destroyed) return ex.finish();
   stream.once('close', () => ex.finish());
   handle(ex);
 }
@@ -35,6 +46,7 @@ class Http2Inbound implements Inbound {
   readonly socket: Socket;
 
   constructor(
+    session: ServerHttp2Session,
     stream: ServerHttp2Stream,
     readonly headers: IncomingHttpHeaders,
     raw: string[],
@@ -46,7 +58,7 @@ class Http2Inbound implements Inbound {
     // undici destroys a request body it has sent, which on the stream itself
     // would reset it before the answer could go back: it reads a pipe.
     this.body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
-    this.socket = stream.session!.socket as Socket;
+    this.socket = session.socket as Socket;
   }
 
   /** An HTTP/2 stream's unread body never holds up its connection. */
