@@ -75,12 +75,13 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
       cleanup.add(up);
       const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 400ms')));
       // The body trickles in over ~400 ms; the answer takes 100 ms after it: 500 ms in all.
-      const ex = client.open(`${t.url}/trickle`, { method, contentLength: 6 });
+      const ex = client.open(`${t.url}/trickle`, { method, bodyLength: 6 });
       ex.write('ab');
       await new Promise((resolve) => setTimeout(resolve, 200));
       ex.write('cd');
       await new Promise((resolve) => setTimeout(resolve, 200));
       ex.write('ef');
+      ex.end();
       expect(await ex.answer()).toEqual({ status: 200, body: 'late but fine' });
       expect(up.seen[0]!.body).toBe('abcdef');
     });
@@ -109,7 +110,7 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
       cleanup.add(up);
       const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
       for (const method of ['POST', 'PUT']) {
-        const ex = client.open(`${t.url}/half`, { method, contentLength: 100 });
+        const ex = client.open(`${t.url}/half`, { method, bodyLength: 100 });
         ex.write('0123456789');
         await new Promise((resolve) => setTimeout(resolve, 100));
         ex.leave();
@@ -124,6 +125,20 @@ describe.each(PROTOCOLS)('over %s', (protocol) => {
       const res = await client.request(`${t.url}/after`);
       expect(res.statusCode).toBe(200);
       await res.body.text();
+    });
+
+    // HTTP/2 only: HEADERS and RST_STREAM in one packet, the stream reset before tandem sees it
+    it.runIf(protocol === 'h2c')('logs 499 with DC for a stream reset with its headers, and serves on', async () => {
+      const up = await startUpstream();
+      cleanup.add(up);
+      const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+      for (let i = 0; i < 5; i++) client.open(`${t.url}/gone/${i}`, { method: 'POST', bodyLength: 10 }).leave();
+      const log = await waitForAccessLog(t, 5);
+      expect(log.map((l) => [l.status, l.flags])).toEqual(Array(5).fill([499, ['DC']]));
+      expect(up.seen).toHaveLength(0);
+      const res = await client.request(`${t.url}/after`);
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toBe('ok');
     });
 
     it('cancels the upstream request and logs 499 with DC', async () => {

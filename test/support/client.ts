@@ -57,12 +57,14 @@ export interface Client {
 
 export interface OpenOptions {
   method: string;
-  /** sent as content-length when set; otherwise the request has no body */
-  contentLength?: number;
+  /** a number goes as content-length; 'unknown' streams the body (chunked on HTTP/1.1); absent: no body */
+  bodyLength?: number | 'unknown';
 }
 
 export interface Exchange {
   write(chunk: string): void;
+  /** the body is complete */
+  end(): void;
   /** answer bytes received so far (head and body on HTTP/1.1, body on HTTP/2) */
   received(): number;
   /** the client leaves: its socket reset on HTTP/1.1, RST_STREAM (CANCEL) on HTTP/2 */
@@ -101,10 +103,14 @@ function http1Open(url: string, opts: OpenOptions): Exchange {
     got += c.length;
   });
   const closed = new Promise((resolve) => socket.once('close', resolve));
-  const length = opts.contentLength === undefined ? '' : `Content-Length: ${opts.contentLength}\r\n`;
-  socket.write(`${opts.method} ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n${length}Connection: close\r\n\r\n`);
+  const chunked = opts.bodyLength === 'unknown';
+  const framing = chunked ? 'Transfer-Encoding: chunked\r\n' : opts.bodyLength === undefined ? '' : `Content-Length: ${opts.bodyLength}\r\n`;
+  socket.write(`${opts.method} ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n${framing}Connection: close\r\n\r\n`);
   return {
-    write: (chunk) => void socket.write(chunk),
+    write: (chunk) => void socket.write(chunked ? `${Buffer.byteLength(chunk).toString(16)}\r\n${chunk}\r\n` : chunk),
+    end: () => {
+      if (chunked) socket.write('0\r\n\r\n');
+    },
     received: () => got,
     leave: () => void socket.resetAndDestroy(),
     answer: async () => {
@@ -221,11 +227,10 @@ function h2Exchange(session: ClientHttp2Session, path: string, opts: RequestOpti
 
 function h2Open(session: ClientHttp2Session, path: string, opts: OpenOptions): Exchange {
   const fields: OutgoingHttpHeaders = { ':method': opts.method, ':path': path };
-  if (opts.contentLength !== undefined) fields['content-length'] = opts.contentLength;
-  const stream = session.request(fields, { endStream: opts.contentLength === undefined });
+  if (typeof opts.bodyLength === 'number') fields['content-length'] = opts.bodyLength;
+  const stream = session.request(fields, { endStream: opts.bodyLength === undefined });
   stream.on('error', () => undefined);
   let status = 0;
-  let sent = 0;
   const chunks: Buffer[] = [];
   let got = 0;
   stream.on('response', (head: IncomingHttpHeaders) => (status = Number(head[':status'])));
@@ -235,11 +240,8 @@ function h2Open(session: ClientHttp2Session, path: string, opts: OpenOptions): E
   });
   const closed = new Promise((resolve) => stream.once('close', resolve));
   return {
-    write: (chunk) => {
-      sent += Buffer.byteLength(chunk);
-      if (sent >= (opts.contentLength ?? 0)) stream.end(chunk);
-      else stream.write(chunk);
-    },
+    write: (chunk) => void stream.write(chunk),
+    end: () => void stream.end(),
     received: () => got,
     leave: () => stream.close(http2.constants.NGHTTP2_CANCEL),
     answer: async () => {
