@@ -23,7 +23,9 @@ export function serveHttp2(
   // a connection already gone has no client left to answer, nor its address to log
   if (session.destroyed) return;
   const inbound = new Http2Inbound(session, stream, headers, rawHeaders);
-  const ex = new Exchange(ctx, inbound, new Http2Answer(stream, headers.te === 'trailers'));
+  const answer = new Http2Answer(stream, headers.te === 'trailers');
+  const ex = new Exchange(ctx, inbound, answer);
+  answer.over = () => ex.finish();
   // A client's RST_STREAM surfaces as an error, then a close: the close ends
   // the exchange. A stream reset before it got here is over already: logged
   // as the client leaving, as an HTTP/1.1 request cut off by a reset is.
@@ -40,10 +42,7 @@ export function serveHttp2(
  * within it (HTTP/1.1 bounds the same span per request, in Node's server).
  */
 function boundRequestTime(ex: Exchange, stream: ServerHttp2Stream, limit: number): void {
-  const timer = after(limit, () => {
-    ex.fail('request_timeout', 'DPE', true);
-    if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
-  });
+  const timer = after(limit, () => ex.fail('request_timeout', 'DPE', true));
   const stop = (): void => cancel(timer);
   stream.once('end', stop);
   stream.once('close', stop);
@@ -116,6 +115,10 @@ class Http2Answer implements Downstream {
   status = 0;
   private trailers: Trailers | null = null;
   private ended = false;
+  /** the answer is the last the client gets on this request (start's `close`) */
+  private last = false;
+  /** ends the exchange (its upstream try, its log line) */
+  over: () => void = ignore;
   /**
    * The head of a gRPC trailers-only answer (grpc-status in it), held until
    * the end: gRPC clients read the call's status from a head only when that
@@ -138,8 +141,9 @@ class Http2Answer implements Downstream {
     return this.stream.destroyed;
   }
 
-  start(status: number, headers: string[]): void {
+  start(status: number, headers: string[], close: boolean): void {
     this.status = status;
+    this.last = close;
     if (this.stream.destroyed) return;
     const fields: OutgoingFields = { ':status': status };
     for (let i = 0; i < headers.length; i += 2) {
@@ -183,11 +187,20 @@ class Http2Answer implements Downstream {
     if (this.held !== null && (body === undefined || body.length === 0) && presentTrailers(trailers) === null) {
       this.stream.respond(this.held, { endStream: true });
       this.held = null;
-      return;
+    } else {
+      this.release();
+      this.trailers = trailers ?? null;
+      this.stream.end(body);
     }
-    this.release();
-    this.trailers = trailers ?? null;
-    this.stream.end(body);
+    // Where HTTP/1.1 would close the connection, a request body still coming
+    // is refused on its own: RST_STREAM NO_ERROR, sent once the answer is
+    // out, tells the client to stop sending (RFC 9113 §8.1). The exchange
+    // ends first, so that its upstream try is cancelled, not cut short by
+    // the body it reads ending early.
+    if (this.last && !this.stream.readableEnded) {
+      this.over();
+      this.stream.close(constants.NGHTTP2_NO_ERROR);
+    }
   }
 
   abort(): void {
