@@ -17,7 +17,7 @@ export type Headers = Record<string, string | string[] | undefined>;
 
 export interface RequestOptions {
   method?: string;
-  /** a `host` here becomes `:authority` on HTTP/2 */
+  /** a `host` here becomes `:authority` on HTTP/2, unless `:authority` is given too */
   headers?: Headers;
   body?: string | Buffer;
 }
@@ -179,10 +179,11 @@ function goneWithin(session: ClientHttp2Session, ms: number): Promise<boolean> {
 
 function h2Exchange(session: ClientHttp2Session, path: string, opts: RequestOptions): Promise<Answer> {
   const fields: OutgoingHttpHeaders = { ':method': opts.method ?? 'GET', ':path': path };
+  const authority = opts.headers?.[':authority'] !== undefined;
   for (const [name, value] of Object.entries(opts.headers ?? {})) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    fields[lower === 'host' ? ':authority' : lower] = value;
+    fields[lower === 'host' && !authority ? ':authority' : lower] = value;
   }
   // as undici on HTTP/1.1 (and curl on either), a body known in advance goes with its length
   if (opts.body !== undefined && fields['content-length'] === undefined) fields['content-length'] = Buffer.byteLength(opts.body);
