@@ -27,6 +27,7 @@ describe.each(PROTOCOLS)('proxying over %s', (protocol) => {
     const log = await waitForAccessLog(t);
     expect(log).toHaveLength(1);
     expect(log[0]).toMatchObject({ method: 'GET', path: '/a/b?x=1', status: 201, route: 'all', cluster: 'app', attempts: 1, flags: [] });
+    expect(log[0]!.protocol).toBe(protocol === 'http1' ? 'HTTP/1.1' : 'HTTP/2');
   });
 });
 
