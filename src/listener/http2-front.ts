@@ -12,6 +12,7 @@ import { serveHttp2 } from './http2.js';
 export class Http2Front {
   private readonly server: Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
+  private goingAway = false;
 
   constructor(ctx: ListenerContext) {
     const config = ctx.listener.config;
@@ -24,8 +25,9 @@ export class Http2Front {
         serveHttp2(ctx, session, stream, headers, raw),
       );
       session.once('close', () => this.sessions.delete(session));
-      // a connection that arrives while the listener drains takes no stream
-      if (ctx.drain.draining) session.close();
+      // a connection handed over after the GOAWAYs went out takes no stream;
+      // during drain.delay new connections are served, as on HTTP/1.1
+      if (this.goingAway) session.close();
     });
     // A connection without a frame for the listener's idleTimeout is told to
     // go away; its streams still in flight finish.
@@ -41,6 +43,7 @@ export class Http2Front {
 
   /** Drain: every client gets GOAWAY; streams in flight go on. */
   goAway(): void {
+    this.goingAway = true;
     for (const s of this.sessions) s.close();
   }
 
