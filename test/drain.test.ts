@@ -20,7 +20,7 @@ import {
   type RawClient,
   type Upstream,
 } from './support/harness.js';
-import { clientFor } from './support/client.js';
+import { h2cClient } from './support/client.js';
 
 const cleanup = useCleanup();
 
@@ -286,7 +286,7 @@ async function eventuallyStatus(adminUrl: string, status: number, withinMs = 100
 // connections and answers with `connection: close`, HTTP/2 sends GOAWAY and
 // lets the streams in flight finish.
 describe('drain in process over h2c', () => {
-  const h2 = clientFor('h2c', cleanup);
+  const h2 = h2cClient(cleanup);
 
   it('not ready at once, serves new connections during the delay, then GOAWAY; the stream in flight finishes', async () => {
     const up = await slowUpstream();
@@ -301,7 +301,7 @@ describe('drain in process over h2c', () => {
     expect(await readyStatus(t.adminUrl)).toBe(503);
 
     // within the delay: a new connection is served, the open one not told to go
-    const other = clientFor('h2c', cleanup);
+    const other = h2cClient(cleanup);
     const during = await other.request(`http://localhost:${t.port}/during`);
     expect(during.statusCode).toBe(200);
     expect(await during.body.text()).toBe('done /during');

@@ -29,6 +29,23 @@ describe.each(PROTOCOLS)('proxying over %s', (protocol) => {
     expect(log[0]).toMatchObject({ method: 'GET', path: '/a/b?x=1', status: 201, route: 'all', cluster: 'app', attempts: 1, flags: [] });
     expect(log[0]!.protocol).toBe(protocol === 'http1' ? 'HTTP/1.1' : 'HTTP/2');
   });
+
+  it("passes the upstream's trailers to a client that takes them (TE: trailers)", async () => {
+    const up = cleanup.add(
+      await startUpstream((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('body');
+        res.addTrailers({ 'x-checksum': 'abc' });
+        res.end();
+      }),
+    );
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const res = await client.request(`${t.url}/t`, { headers: { te: 'trailers' } });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('body');
+    expect(res.trailers['x-checksum']).toBe('abc');
+    expect(up.seen[0]!.headers.te).toBe('trailers');
+  });
 });
 
 describe('HTTP/1.1 only', () => {

@@ -20,7 +20,7 @@ import {
   useCleanup,
   waitForAccessLog,
 } from './support/harness.js';
-import { clientFor } from './support/client.js';
+import { h2cClient } from './support/client.js';
 
 let t: RunningTandem | undefined;
 let ups: Upstream[] = [];
@@ -342,7 +342,7 @@ describe('timeouts', () => {
 // connection, an HTTP/2 client gets the answer on its stream and the
 // connection serves on (asserted by the next request on the same session).
 describe('over h2c: answered on the stream', () => {
-  const h2 = clientFor('h2c', useCleanup());
+  const h2 = h2cClient(useCleanup());
   const fields = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-h${i}`, String(i)]));
 
   async function servesOn(): Promise<void> {

@@ -25,7 +25,6 @@ export interface RequestOptions {
 export interface AnswerBody {
   /** the whole body; rejects when the stream or connection broke before its end */
   text(): Promise<string>;
-  json(): Promise<unknown>;
 }
 
 export interface Answer {
@@ -42,17 +41,19 @@ export interface Client {
   /** resolves with the head; rejects when no answer came (reset, connection closed) */
   request(url: string, opts?: RequestOptions): Promise<Answer>;
   /**
-   * How tandem ends a connection it gives up on: on HTTP/1.1 it closes the
-   * socket; on HTTP/2 it sends GOAWAY (or destroys the session). Resolves
-   * true when that happened to the connection of the last request to
-   * `url`'s origin within `ms`.
-   */
-  connectionClosed(url: string, ms?: number): Promise<boolean>;
-  /**
    * Starts a request whose body the test writes piece by piece (and may
    * leave unfinished): a raw socket on HTTP/1.1, a stream on HTTP/2.
    */
   open(url: string, opts: OpenOptions): Exchange;
+}
+
+export interface H2cClient extends Client {
+  /**
+   * Resolves true when the session of the last request to `url`'s origin
+   * got GOAWAY or closed within `ms`: how tandem ends an HTTP/2 connection
+   * where it would close an HTTP/1.1 one.
+   */
+  connectionClosed(url: string, ms?: number): Promise<boolean>;
 }
 
 export interface OpenOptions {
@@ -84,9 +85,6 @@ function http1Client(): Client {
     request: async (url, opts = {}) => {
       const res = await undiciRequest(url, { method: (opts.method ?? 'GET') as 'GET', headers: opts.headers, body: opts.body });
       return { statusCode: res.statusCode, headers: res.headers, body: res.body, trailers: res.trailers };
-    },
-    connectionClosed: () => {
-      throw new Error('connectionClosed: HTTP/1.1 tests watch the socket themselves (rawClient)');
     },
     open: http1Open,
   };
@@ -122,7 +120,8 @@ function http1Open(url: string, opts: OpenOptions): Exchange {
   };
 }
 
-function h2cClient(cleanup: Cleanup): Client {
+/** An h2c client (prior knowledge) whose sessions the test's cleanup closes. */
+export function h2cClient(cleanup: Cleanup): H2cClient {
   const sessions = new Map<string, ClientHttp2Session>();
   let registered = false;
   const sessionFor = (origin: string): ClientHttp2Session => {
@@ -218,7 +217,7 @@ function h2Exchange(session: ClientHttp2Session, path: string, opts: RequestOpti
       resolve({
         statusCode: Number(head[':status']),
         headers: withoutPseudo(head),
-        body: { text, json: async () => JSON.parse(await text()) as unknown },
+        body: { text },
         trailers,
       });
     });
