@@ -7,7 +7,7 @@
 // over h2c, and a grpc-js client for what it makes of tandem's errors.
 
 import http from 'node:http';
-import http2 from 'node:http2';
+import http2, { type ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import {
@@ -18,8 +18,8 @@ import {
   startUpstream,
   useCleanup,
   waitForAccessLog,
-  type Upstream,
 } from './support/harness.js';
+import { startH2Upstream } from './support/h2-upstream.js';
 import { h2Connect, h2Once, h2Request, type H2Answer } from './support/http2.js';
 
 const cleanup = useCleanup();
@@ -78,32 +78,98 @@ function call(port: number, path: string, opts: CallOptions = {}): Promise<GrpcA
 
 type Reply = 'ok' | { trailersOnly: number } | { trailers: number } | { delayMs: number; then: Reply };
 
+/** The protocols of the clusters the upstream-facing tests run against. */
+const UPSTREAMS = ['http1', 'h2c'] as const;
+type UpstreamProtocol = (typeof UPSTREAMS)[number];
+
+/** One answer, written the way the upstream's protocol frames it. */
+interface AnswerSink {
+  head(fields: Record<string, string>, endStream: boolean): void;
+  message(bytes: Buffer): void;
+  end(trailers: Record<string, string>): void;
+  onClose(fn: () => void): void;
+}
+
+interface GrpcUpstream {
+  readonly port: number;
+  /** every request the upstream read to its end, in order */
+  readonly seen: { method: string; headers: http.IncomingHttpHeaders; body: Buffer }[];
+  /** the cluster lines that reach it */
+  readonly cluster: string;
+}
+
 /** A gRPC-shaped upstream answering from a script, one reply per request (the last one repeats). */
-async function grpcUpstream(script: Reply[]): Promise<Upstream> {
+async function grpcUpstream(script: Reply[], protocol: UpstreamProtocol = 'http1'): Promise<GrpcUpstream> {
   let n = 0;
-  const answer = (res: http.ServerResponse, reply: Reply, tryNo: number): void => {
+  const answer = (sink: AnswerSink, reply: Reply, tryNo: number): void => {
     if (reply === 'ok') reply = { trailers: 0 };
     if ('delayMs' in reply) {
       const next = reply.then;
-      const timer = setTimeout(() => answer(res, next, tryNo), reply.delayMs);
-      res.on('close', () => clearTimeout(timer));
+      const timer = setTimeout(() => answer(sink, next, tryNo), reply.delayMs);
+      sink.onClose(() => clearTimeout(timer));
       return;
     }
     if ('trailersOnly' in reply) {
-      res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': String(reply.trailersOnly), 'grpc-message': 'from the app', 'x-try': String(tryNo) });
-      res.end();
+      sink.head({ 'content-type': 'application/grpc', 'grpc-status': String(reply.trailersOnly), 'grpc-message': 'from the app', 'x-try': String(tryNo) }, true);
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/grpc', trailer: 'grpc-status, grpc-message', 'x-try': String(tryNo) });
-    res.write(frame(`reply ${tryNo}`));
-    res.addTrailers({ 'grpc-status': String(reply.trailers), 'grpc-message': reply.trailers === 0 ? '' : 'failed' });
-    res.end();
+    sink.head({ 'content-type': 'application/grpc', 'x-try': String(tryNo) }, false);
+    sink.message(frame(`reply ${tryNo}`));
+    sink.end({ 'grpc-status': String(reply.trailers), 'grpc-message': reply.trailers === 0 ? '' : 'failed' });
   };
-  const up = await startUpstream((_req, res) => {
+  const next = (sink: AnswerSink): void => {
     n++;
-    answer(res, script[Math.min(n - 1, script.length - 1)]!, n);
-  });
-  return cleanup.add(up);
+    answer(sink, script[Math.min(n - 1, script.length - 1)]!, n);
+  };
+  if (protocol === 'h2c') {
+    const up = cleanup.add(await startH2Upstream((stream) => next(h2Sink(stream))));
+    return {
+      port: up.port,
+      get seen() {
+        return up.seen.map((r) => ({ method: r.headers[':method']!, headers: r.headers, body: r.body }));
+      },
+      cluster: 'protocol: h2c',
+    };
+  }
+  const up = cleanup.add(await startUpstream((_req, res) => next(http1Sink(res))));
+  return {
+    port: up.port,
+    get seen() {
+      return up.seen.map((r) => ({ method: r.method, headers: r.headers, body: Buffer.from(r.body) }));
+    },
+    cluster: '',
+  };
+}
+
+function http1Sink(res: http.ServerResponse): AnswerSink {
+  return {
+    head(fields, endStream) {
+      res.writeHead(200, endStream ? fields : { ...fields, trailer: 'grpc-status, grpc-message' });
+      if (endStream) res.end();
+    },
+    message: (bytes) => void res.write(bytes),
+    end(trailers) {
+      res.addTrailers(trailers);
+      res.end();
+    },
+    onClose: (fn) => void res.on('close', fn),
+  };
+}
+
+function h2Sink(stream: ServerHttp2Stream): AnswerSink {
+  let trailers: Record<string, string> = {};
+  return {
+    head(fields, endStream) {
+      stream.respond({ ':status': 200, ...fields }, endStream ? { endStream } : { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+    },
+    message: (bytes) => void stream.write(bytes),
+    end(t) {
+      trailers = t;
+      stream.end();
+    },
+    onClose: (fn) => void stream.on('close', fn),
+  };
 }
 
 function grpcRequests(adminUrl: string, route: string, code: string): Promise<number | undefined> {
@@ -180,10 +246,10 @@ describe("tandem's own errors to a gRPC request", () => {
   });
 });
 
-describe('an upstream gRPC answer', () => {
+describe.each(UPSTREAMS)('an upstream gRPC answer (%s upstream)', (protocol) => {
   it('passes through as it is, grpc-status in the trailers counted and logged', async () => {
-    const up = await grpcUpstream([{ trailers: 0 }, { trailers: 5 }, { trailersOnly: 7 }]);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const up = await grpcUpstream([{ trailers: 0 }, { trailers: 5 }, { trailersOnly: 7 }], protocol);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], '', up.cluster)));
     const ok = await call(t.port, '/g.S/M');
     expect(ok.status).toBe(200);
     expect(ok.body.equals(frame('reply 1'))).toBe(true);
@@ -202,7 +268,9 @@ describe('an upstream gRPC answer', () => {
     expect(lines.map((l) => l.grpcStatus)).toEqual([0, 5, 7]);
     expect(lines.map((l) => l.status)).toEqual([200, 200, 200]);
   });
+});
 
+describe('an upstream answer without grpc-status', () => {
   it('an answer without grpc-status counts as gRPC clients read it; a plain request is not counted at all', async () => {
     const up = cleanup.add(await startUpstream((_req, res) => res.writeHead(503, { 'content-type': 'text/plain' }).end('down')));
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
@@ -285,18 +353,18 @@ describe('grpc-timeout', () => {
   });
 });
 
-describe('gRPC retryOn conditions', () => {
+describe.each(UPSTREAMS)('gRPC retryOn conditions (%s upstream)', (protocol) => {
   const RETRY = 'retries: { attempts: 2, retryOn: [unavailable, resource-exhausted], backoff: { base: 1ms, max: 5ms } }';
 
   it('retry a trailers-only answer with a named status, POST or not, and send the body again', async () => {
-    const up = await grpcUpstream([{ trailersOnly: 14 }, { trailersOnly: 8 }, 'ok']);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY)));
+    const up = await grpcUpstream([{ trailersOnly: 14 }, { trailersOnly: 8 }, 'ok'], protocol);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY, up.cluster)));
     const res = await call(t.port, '/g.S/M', { body: frame('payload') });
     expect(res.status).toBe(200);
     expect(res.headers['x-try']).toBe('3');
     expect(res.trailers['grpc-status']).toBe('0');
     expect(up.seen.map((s) => s.method)).toEqual(['POST', 'POST', 'POST']);
-    for (const s of up.seen) expect(Buffer.from(s.body).equals(frame('payload'))).toBe(true);
+    for (const s of up.seen) expect(s.body.equals(frame('payload'))).toBe(true);
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ status: 200, grpcStatus: 0, attempts: 3, flags: [] });
     expect(await metricValue(t.adminUrl, 'tandem_upstream_retries_total', { cluster: 'app' })).toBe(2);
@@ -305,22 +373,22 @@ describe('gRPC retryOn conditions', () => {
   });
 
   it('send a streamed body (no content-length) again from the copy kept as it went up', async () => {
-    const up = await grpcUpstream([{ trailersOnly: 14 }, 'ok']);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY)));
+    const up = await grpcUpstream([{ trailersOnly: 14 }, 'ok'], protocol);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY, up.cluster)));
     const body = frame('streamed message');
     const res = await call(t.port, '/g.S/M', { body, chunked: true });
     expect(res.trailers['grpc-status']).toBe('0');
     expect(up.seen).toHaveLength(2);
     expect(up.seen[0]!.headers['content-length']).toBeUndefined();
-    for (const s of up.seen) expect(s.body).toBe(body.toString());
+    for (const s of up.seen) expect(s.body.equals(body)).toBe(true);
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ attempts: 2, bytesIn: body.length });
   });
 
   it('do not retry a streamed body larger than bufferLimit: the answer goes to the client', async () => {
-    const up = await grpcUpstream([{ trailersOnly: 14 }, 'ok']);
+    const up = await grpcUpstream([{ trailersOnly: 14 }, 'ok'], protocol);
     const t = cleanup.add(
-      await startTandem(simpleConfig([up.port], 'retries: { attempts: 2, retryOn: [unavailable], bufferLimit: 8B }')),
+      await startTandem(simpleConfig([up.port], 'retries: { attempts: 2, retryOn: [unavailable], bufferLimit: 8B }', up.cluster)),
     );
     const res = await call(t.port, '/g.S/M', { body: frame('longer than eight bytes'), chunked: true });
     expect(res.headers['grpc-status']).toBe('14');
@@ -329,8 +397,8 @@ describe('gRPC retryOn conditions', () => {
   });
 
   it('pass the last answer through once the tries run out, flag URX', async () => {
-    const up = await grpcUpstream([{ trailersOnly: 14 }]);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY)));
+    const up = await grpcUpstream([{ trailersOnly: 14 }], protocol);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY, up.cluster)));
     const res = await call(t.port, '/g.S/M');
     expect(res.headers['grpc-status']).toBe('14');
     expect(res.headers['grpc-message']).toBe('from the app');
@@ -342,8 +410,8 @@ describe('gRPC retryOn conditions', () => {
   });
 
   it('match neither another status, nor a status in trailers, nor a request that is not gRPC', async () => {
-    const up = await grpcUpstream([{ trailersOnly: 13 }, { trailers: 14 }, { trailersOnly: 14 }, 'ok']);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY)));
+    const up = await grpcUpstream([{ trailersOnly: 13 }, { trailers: 14 }, { trailersOnly: 14 }, 'ok'], protocol);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], RETRY, up.cluster)));
     expect((await call(t.port, '/g.S/M')).headers['grpc-status']).toBe('13');
     expect((await call(t.port, '/g.S/M')).trailers['grpc-status']).toBe('14');
     expect((await call(t.port, '/g.S/M', { contentType: 'application/octet-stream' })).headers['grpc-status']).toBe('14');
@@ -352,13 +420,13 @@ describe('gRPC retryOn conditions', () => {
   });
 });
 
-describe('gRPC failure statuses and the cluster', () => {
+describe.each(UPSTREAMS)('gRPC failure statuses and the cluster (%s upstream)', (protocol) => {
   it('eject an endpoint whose answers fail (in trailers as in the head), not one answering NOT_FOUND', async () => {
-    const failing = await grpcUpstream([{ trailers: 14 }, { trailersOnly: 13 }]);
-    const notFound = await grpcUpstream([{ trailersOnly: 5 }]);
+    const failing = await grpcUpstream([{ trailers: 14 }, { trailersOnly: 13 }], protocol);
+    const notFound = await grpcUpstream([{ trailersOnly: 5 }], protocol);
     const t = cleanup.add(
       await startTandem(
-        simpleConfig([failing.port, notFound.port], '', 'outlierDetection: { consecutive5xx: 2, baseEjectionTime: 30s, maxEjectionPercent: 50 }'),
+        simpleConfig([failing.port, notFound.port], '', `${failing.cluster}\noutlierDetection: { consecutive5xx: 2, baseEjectionTime: 30s, maxEjectionPercent: 50 }`),
       ),
     );
     for (let i = 0; i < 4; i++) await call(t.port, '/g.S/M');
@@ -376,9 +444,9 @@ describe('gRPC failure statuses and the cluster', () => {
 
   /** Four calls answered by `replies` through a cluster whose breaker opens over 50% failures of 4; then the fifth call. */
   async function afterFourCalls(replies: Reply[]): Promise<{ open: number | undefined; fifth: GrpcAnswer; seen: number }> {
-    const up = await grpcUpstream([...replies, 'ok']);
+    const up = await grpcUpstream([...replies, 'ok'], protocol);
     const t = cleanup.add(
-      await startTandem(simpleConfig([up.port], '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 30s }')),
+      await startTandem(simpleConfig([up.port], '', `${up.cluster}\ncircuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 4, window: 10s, resetTimeout: 30s }`)),
     );
     for (let i = 0; i < 4; i++) await call(t.port, '/g.S/M');
     const open = await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' });
@@ -433,9 +501,9 @@ describe('over h2c', () => {
     ]);
   });
 
-  it("an upstream's trailers-only answer stays trailers-only; a full answer keeps its body and trailers", async () => {
-    const up = await grpcUpstream([{ trailersOnly: 7 }, 'ok']);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+  it.each(UPSTREAMS)("an upstream's trailers-only answer stays trailers-only; a full answer keeps its body and trailers (%s upstream)", async (protocol) => {
+    const up = await grpcUpstream([{ trailersOnly: 7 }, 'ok'], protocol);
+    const t = cleanup.add(await startTandem(simpleConfig([up.port], '', up.cluster)));
     const session = h2Connect(`http://127.0.0.1:${t.port}`);
     try {
       const denied = await h2Request(session, { method: 'POST', path: '/g.S/M', headers: GRPC_HEADERS, body: frame('a') });
@@ -468,7 +536,7 @@ describe('over h2c', () => {
     const t = cleanup.add(await startTandem(simpleConfig([up.port], 'retries: { attempts: 1, retryOn: [unavailable], backoff: { base: 1ms, max: 1ms } }')));
     const res = await h2Call(t.port, {}, frame('once more'));
     expect(res.trailers).toMatchObject({ 'grpc-status': '0' });
-    expect(up.seen.map((s) => s.body)).toEqual([frame('once more').toString(), frame('once more').toString()]);
+    expect(up.seen.map((s) => s.body.toString())).toEqual([frame('once more').toString(), frame('once more').toString()]);
   });
 
   it('a call the client cancels (RST_STREAM) counts as CANCELLED, logged 499 without a grpcStatus', async () => {

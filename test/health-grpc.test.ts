@@ -18,6 +18,8 @@ import { startH2Upstream } from './support/h2-upstream.js';
 import { deadPort, eventually, expectTandemError, metricValue, simpleConfig, startTandem, useCleanup } from './support/harness.js';
 
 const cleanup = useCleanup();
+/** how long a test waits for probes to decide: generous, for a loaded machine */
+const WAIT = 10_000;
 
 const HEALTH_PROTO = `
 syntax = "proto3";
@@ -76,7 +78,8 @@ async function startHealthServer(tls = false): Promise<HealthServer> {
   return cleanup.add({ port, statuses, asked, close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())) });
 }
 
-const FAST = { interval: 30, timeout: 500, healthyThreshold: 1, unhealthyThreshold: 1 };
+// a probe gets far longer than it needs, so a loaded machine does not fail it
+const FAST = { interval: 30, timeout: 3000, healthyThreshold: 1, unhealthyThreshold: 1 };
 
 /** One endpoint of a cluster of `protocol` on `port`, probed by a started checker. */
 function check(port: number, cfg: Partial<HealthCheckConfig>, protocol: ClusterProtocol = 'h2c'): Endpoint {
@@ -97,37 +100,37 @@ describe('gRPC health checks', () => {
     const server = await startHealthServer();
     server.statuses.set('app.Greeter', 'SERVING');
     const endpoint = check(server.port, { grpc: { service: 'app.Greeter' } });
-    expect(await eventually(() => server.asked.length >= 2)).toBe(true);
+    expect(await eventually(() => server.asked.length >= 2, WAIT)).toBe(true);
     expect(endpoint.healthy).toBe(true);
     server.statuses.set('app.Greeter', 'NOT_SERVING');
-    expect(await eventually(() => !endpoint.healthy)).toBe(true);
+    expect(await eventually(() => !endpoint.healthy, WAIT)).toBe(true);
     server.statuses.set('app.Greeter', 'SERVING');
-    expect(await eventually(() => endpoint.healthy)).toBe(true);
+    expect(await eventually(() => endpoint.healthy, WAIT)).toBe(true);
     expect(new Set(server.asked)).toEqual(new Set(['app.Greeter']));
   });
 
   it.each(['h2c', 'h2'] as const)('asks about the whole server with service "" over %s', async (protocol) => {
     const server = await startHealthServer(protocol === 'h2');
     const endpoint = check(server.port, { grpc: { service: '' } }, protocol);
-    expect(await eventually(() => server.asked.length >= 2)).toBe(true);
+    expect(await eventually(() => server.asked.length >= 2, WAIT)).toBe(true);
     expect(endpoint.healthy).toBe(true);
     expect(new Set(server.asked)).toEqual(new Set(['']));
     server.statuses.set('', 'NOT_SERVING');
-    expect(await eventually(() => !endpoint.healthy)).toBe(true);
+    expect(await eventually(() => !endpoint.healthy, WAIT)).toBe(true);
     server.statuses.set('', 'SERVING');
-    expect(await eventually(() => endpoint.healthy)).toBe(true);
+    expect(await eventually(() => endpoint.healthy, WAIT)).toBe(true);
   });
 
   it('marks unhealthy a service the server does not know (grpc-status NOT_FOUND)', async () => {
     const server = await startHealthServer();
     const endpoint = check(server.port, { grpc: { service: 'nobody' } });
-    expect(await eventually(() => !endpoint.healthy)).toBe(true);
+    expect(await eventually(() => !endpoint.healthy, WAIT)).toBe(true);
     expect(server.asked[0]).toBe('nobody');
   });
 
   it('marks a dead endpoint unhealthy', async () => {
     const endpoint = check(await deadPort(), { grpc: { service: '' } });
-    expect(await eventually(() => !endpoint.healthy)).toBe(true);
+    expect(await eventually(() => !endpoint.healthy, WAIT)).toBe(true);
   });
 
   it('marks unhealthy an endpoint that answers with anything but a SERVING health response', async () => {
@@ -148,7 +151,7 @@ describe('gRPC health checks', () => {
         }),
       );
       const endpoint = check(up.port, { grpc: { service: '' } });
-      expect(await eventually(() => !endpoint.healthy)).toBe(true);
+      expect(await eventually(() => !endpoint.healthy, WAIT)).toBe(true);
       expect(up.seen[0]!.headers).toMatchObject({ ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', 'content-type': 'application/grpc', te: 'trailers' });
       expect(up.seen[0]!.body).toEqual(Buffer.from([0, 0, 0, 0, 0]));
     }
@@ -163,9 +166,9 @@ describe('gRPC health checks', () => {
     );
     const healthy = (): Promise<number | undefined> =>
       metricValue(t.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app', endpoint: `127.0.0.1:${server.port}` });
-    expect(await eventually(async () => server.asked.length >= 1 && (await healthy()) === 1)).toBe(true);
+    expect(await eventually(async () => server.asked.length >= 1 && (await healthy()) === 1, WAIT)).toBe(true);
     server.statuses.set('', 'NOT_SERVING');
-    expect(await eventually(async () => (await healthy()) === 0)).toBe(true);
+    expect(await eventually(async () => (await healthy()) === 0, WAIT)).toBe(true);
     await expectTandemError(await request(`${t.url}/x`), 503, 'no_healthy_upstream');
   });
 });

@@ -29,6 +29,8 @@ import {
 } from './support/harness.js';
 
 const cleanup = useCleanup();
+/** how long a test waits for state that follows on its own: generous, for a loaded machine */
+const WAIT = 10_000;
 const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 let certs: CertDir;
@@ -116,9 +118,9 @@ describe('h2c upstream', () => {
     const t = await tandemTo([up.port], 'h2c');
     const raw = await rawRequest(
       t.port,
-      'GET /h HTTP/1.1\r\nHost: app.example:8080\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\n' +
+      'GET /h HTTP/1.1\r\nHost: app.example:8080\r\nConnection: close, x-hop\r\nKeep-Alive: timeout=5\r\n' +
         'Proxy-Connection: keep-alive\r\nTE: trailers, deflate\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nX-Hop: 1\r\nX-Kept: 2\r\n\r\n',
-      500,
+      5000,
     );
     expect(statusOf(raw.text)).toBe(200);
     const headers = up.seen[0]!.headers;
@@ -175,7 +177,7 @@ describe('h2c upstream', () => {
     });
     const t = await tandemTo([up.port], 'h2c');
     const answers = Array.from({ length: 20 }, (_, i) => request(`${t.url}/m${i}`));
-    expect(await eventually(() => up.streams.open === 20)).toBe(true);
+    expect(await eventually(() => up.streams.open === 20, WAIT)).toBe(true);
     gate.release();
     for (const res of await Promise.all(answers)) {
       expect(res.statusCode).toBe(200);
@@ -199,10 +201,10 @@ describe('h2c upstream', () => {
     const t = await tandemTo([up.port], 'h2c', '', 'pool: { connections: 2 }');
     // one request first: the limit is known once the first connection's SETTINGS arrived
     const first = request(`${t.url}/first`);
-    expect(await eventually(() => up.streams.open === 1)).toBe(true);
+    expect(await eventually(() => up.streams.open === 1, WAIT)).toBe(true);
     const rest = Array.from({ length: 7 }, (_, i) => request(`${t.url}/s${i}`));
     // two connections of two streams each; the other four requests wait in the pool
-    expect(await eventually(() => up.streams.open === 4)).toBe(true);
+    expect(await eventually(() => up.streams.open === 4, WAIT)).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(up.streams.open).toBe(4);
     expect(up.sessions()).toBe(2);
@@ -317,13 +319,13 @@ describe('h2c upstream failures and retries', () => {
       stream.respond({ ':status': 200 });
       stream.end('second');
     });
-    const t = await tandemTo([up.port], 'h2c', 'retries: { perTryTimeout: 100ms, retryOn: [gateway-error], attempts: 1 }');
+    const t = await tandemTo([up.port], 'h2c', 'retries: { perTryTimeout: 500ms, retryOn: [gateway-error], attempts: 1 }');
     const started = Date.now();
     const res = await request(`${t.url}/slow`);
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe('second');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
-    expect(await eventually(() => resets.length === 1)).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(await eventually(() => resets.length === 1, WAIT)).toBe(true);
     // reset unanswered (undici resets with NO_ERROR, which node:http2 reports as aborted too)
     expect(resets).toEqual([true]);
     expect(up.sessions()).toBe(1);
@@ -337,7 +339,7 @@ describe('h2c upstream failures and retries', () => {
     await expectTandemError(await request(`${t.url}/hang`), 504, 'upstream_timeout');
     const [line] = await waitForAccessLog(t);
     expect(line).toMatchObject({ status: 504, flags: ['UT'] });
-    expect(await eventually(() => up.streams.open === 0)).toBe(true);
+    expect(await eventually(() => up.streams.open === 0, WAIT)).toBe(true);
   });
 
   it('answers 502 upstream_reset when the upstream resets the stream before answering', async () => {
@@ -446,7 +448,7 @@ describe('h2c upstream failures and retries', () => {
     const up = await h2c(() => undefined);
     const t = await tandemTo([up.port], 'h2c', 'retries: { attempts: 0 }');
     const pending = [request(`${t.url}/1`), request(`${t.url}/2`)];
-    expect(await eventually(() => up.streams.open === 2)).toBe(true);
+    expect(await eventually(() => up.streams.open === 2, WAIT)).toBe(true);
     await up.close();
     const [first, second] = await Promise.all(pending);
     // the first opened the connection; the second, on a connection already
@@ -555,7 +557,7 @@ describe('GOAWAY from an h2c upstream', () => {
     });
     const t = await tandemTo([up.port], 'h2c');
     const get = request(`${t.url}/first`);
-    expect(await eventually(() => held.length === 1)).toBe(true);
+    expect(await eventually(() => held.length === 1, WAIT)).toBe(true);
     const post = request(`${t.url}/post`, { method: 'POST', body: streamed(randomBytes(1000)) });
     const [getRes, postRes] = await Promise.all([get, post]);
     expect(getRes.statusCode).toBe(200);
@@ -575,10 +577,10 @@ describe('other traffic to an h2c cluster', () => {
     });
     const t = await tandemTo([up.port], 'h2c', '', 'healthCheck: { path: /healthz, interval: 30ms, unhealthyThreshold: 1, healthyThreshold: 1 }');
     const gauge = (): Promise<number | undefined> => metricValue(t.adminUrl, 'tandem_endpoint_healthy', { cluster: 'app', endpoint: `127.0.0.1:${up.port}` });
-    expect(await eventually(() => up.seen.length >= 2)).toBe(true);
+    expect(await eventually(() => up.seen.length >= 2, WAIT)).toBe(true);
     expect(await gauge()).toBe(1);
     healthy = false;
-    expect(await eventually(async () => (await gauge()) === 0)).toBe(true);
+    expect(await eventually(async () => (await gauge()) === 0, WAIT)).toBe(true);
     // probes share one connection of their own
     expect(up.sessions()).toBe(1);
   });

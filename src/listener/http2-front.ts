@@ -1,12 +1,14 @@
 // A listener's HTTP/2 side: a node:http2 server that never listens itself.
 // The listener's own server accepts every connection and hands those that
 // speak HTTP/2 over (protocol-switch.ts); their streams go to the HTTP/2
-// adapter (http2.ts). Keeps the sessions for the drain.
+// adapter (http2.ts). Keeps the sessions for the drain, and ends those whose
+// client abuses HTTP/2 (h2-guard.ts).
 
 import http2, { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { ListenerConfig } from '../config/types.js';
+import { log } from '../observability/log.js';
 import type { ListenerContext } from '../proxy/exchange.js';
+import { H2AbuseError, guardSession, http2ServerOptions } from './h2-guard.js';
 import { serveHttp2 } from './http2.js';
 
 export class Http2Front {
@@ -18,6 +20,7 @@ export class Http2Front {
     const config = ctx.listener.config;
     this.server = http2.createServer(http2ServerOptions(config));
     this.server.on('session', (session: ServerHttp2Session) => {
+      guardSession(session);
       this.sessions.add(session);
       // from the session, not the stream: a stream the client reset before
       // this event has let go of its session (and so of the client's address)
@@ -33,7 +36,9 @@ export class Http2Front {
     // go away; its streams still in flight finish.
     this.server.setTimeout(config.limits.idleTimeout);
     this.server.on('timeout', (session: ServerHttp2Session) => session.close());
-    this.server.on('sessionError', () => {});
+    this.server.on('sessionError', (err: Error) => {
+      if (err instanceof H2AbuseError) log.warn({ listener: config.name, client: err.client, abuse: err.abuse }, 'HTTP/2 connection ended: GOAWAY ENHANCE_YOUR_CALM');
+    });
   }
 
   /** Takes over a connection whose client speaks HTTP/2 (its bytes read so far pushed back onto it). */
@@ -50,14 +55,4 @@ export class Http2Front {
   destroyAll(): void {
     for (const s of this.sessions) s.destroy();
   }
-}
-
-/** Node's HTTP/2 server settings from the listener's limits. */
-function http2ServerOptions(config: ListenerConfig): http2.ServerOptions {
-  const { limits, http2: h2 } = config;
-  return {
-    settings: { maxConcurrentStreams: h2.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
-    // One more field than the limit, pseudo-headers included, so the stages answer 431 as on HTTP/1.1.
-    maxHeaderListPairs: limits.maxHeaders + 5,
-  };
 }

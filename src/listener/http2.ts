@@ -20,16 +20,17 @@ export function serveHttp2(
   headers: IncomingHttpHeaders,
   rawHeaders: string[],
 ): void {
+  // A client's RST_STREAM surfaces as an error (whatever its code), then a
+  // close: the close ends the exchange.
+  stream.on('error', ignore);
   // a connection already gone has no client left to answer, nor its address to log
   if (session.destroyed) return;
   const inbound = new Http2Inbound(session, stream, headers, rawHeaders);
   const answer = new Http2Answer(stream, headers.te === 'trailers');
   const ex = new Exchange(ctx, inbound, answer);
   answer.over = () => ex.finish();
-  // A client's RST_STREAM surfaces as an error, then a close: the close ends
-  // the exchange. A stream reset before it got here is over already: logged
-  // as the client leaving, as an HTTP/1.1 request cut off by a reset is.
-  stream.on('error', ignore);
+  // A stream reset before it got here is over already: logged as the client
+  // leaving, as an HTTP/1.1 request cut off by a reset is.
   if (stream.destroyed) return ex.finish();
   stream.once('close', () => ex.finish());
   const limit = ctx.listener.config.limits.requestTimeout;

@@ -35,3 +35,8 @@ export function certDir(prefix = 'tandem-tls-'): CertDir {
     },
   };
 }
+
+/** A listener's `tls` line (YAML) serving NAME.crt with NAME.key from `certs`. */
+export function listenerTls(certs: CertDir, name = 'server'): string {
+  return `tls: { certFile: ${certs.file(`${name}.crt`)}, keyFile: ${certs.file(`${name}.key`)} }`;
+}
