@@ -246,16 +246,37 @@ describe('tunnels', () => {
     c.destroy();
     const [line] = await waitForAccessLog(t);
     const spans = await drained(t, r);
-    expect(spans).toHaveLength(1);
-    const span = spans[0]!;
-    expect(span.kind).toBe(2);
+    expect(spans).toHaveLength(2);
+    const span = spans.find((s) => s.kind === 2)!;
     expect(span.name).toBe('GET all');
     expect(span.attributes['http.response.status_code']).toBe(101n);
     expect(span.attributes['server.address']).toBe('chat.example');
     expect(span.attributes['server.port']).toBeUndefined();
     expect(Number(span.endNanos - span.startNanos) / 1e6).toBeGreaterThanOrEqual(290);
-    expect(seenTraceparent).toBe(`00-${span.traceId}-${span.spanId}-01`);
     expect(line!.spanId).toBe(span.spanId);
+    // the upgrade's try is a CLIENT span under it, and the upstream's parent
+    const client = spans.find((s) => s.kind === 3)!;
+    expect(client.parentSpanId).toBe(span.spanId);
+    expect(client.traceId).toBe(span.traceId);
+    expect(client.attributes['http.response.status_code']).toBe(101n);
+    expect(client.attributes['error.type']).toBeUndefined();
+    expect(seenTraceparent).toBe(`00-${span.traceId}-${client.spanId}-01`);
+  });
+
+  it("an upgrade that cannot reach its endpoint has a CLIENT span with the try's error", async () => {
+    const r = await receiver();
+    const t = await tandemWith(tracing(r.url) + simpleConfig([await deadPort()]));
+    const c = await rawClient(t.port);
+    c.write('GET /chat HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    expect(statusOf(await c.waitFor((s) => s.includes('\r\n\r\n')))).toBe(502);
+    c.destroy();
+    await waitForAccessLog(t);
+    const spans = await drained(t, r);
+    const server = spans.find((s) => s.kind === 2)!;
+    const client = spans.find((s) => s.kind === 3)!;
+    expect(client.parentSpanId).toBe(server.spanId);
+    expect(client.attributes['error.type']).toBe('upstream_connect_failure');
+    expect(client.attributes['http.response.status_code']).toBeUndefined();
   });
 });
 
