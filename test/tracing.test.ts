@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfigText } from '../src/config/load.js';
 import { formatConfigError } from '../src/config/errors.js';
 import { BATCH_DELAY_MS, BatchExporter, QUEUE_LIMIT } from '../src/tracing/exporter.js';
-import { ServerSpan } from '../src/tracing/spans.js';
+import { encodeTraces } from '../src/tracing/otlp.js';
+import { ClientSpan, ServerSpan } from '../src/tracing/spans.js';
 import {
   deadPort,
   eventually,
@@ -26,7 +27,7 @@ import {
   type Upstream,
 } from './support/harness.js';
 import { untilReal, useFakeTime } from './support/fake-time.js';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp.js';
+import { decodeExportRequest, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp.js';
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
@@ -219,6 +220,48 @@ describe('spans', () => {
     expect(spans[0]!.name).toBe('HTTP');
     expect(spans[0]!.attributes['http.request.method']).toBe('_OTHER');
     expect(spans[0]!.attributes['tandem.response_flags']).toEqual(['DPE']);
+  });
+});
+
+describe('encoding', () => {
+  // values that repeat from span to span are copied from their first encoding (spans.ts): each must still read back as its own
+  it('writes repeated, alternating and missing attribute values as each span has them', () => {
+    const hosts = ['a.example:8080', 'a.example:8080', 'a.example:8080', '[::1]:81', undefined, 'a.example:8080'];
+    const agents = ['probe/1', 'probe/1', undefined, 'probe/1', 'probe/2', 'probe/2'];
+    const flags = [[], [], ['UF', 'URX'], ['UF', 'URX'], [], ['UF']];
+    const spans = hosts.flatMap((host, i) => [
+      new ClientSpan(INCOMING_TRACE, `${i}`.padStart(16, 'c'), `${i}`.padStart(16, 'b'), 1, 2, 'GET', i % 2 ? '10.0.0.2' : '10.0.0.1', 8080 + (i % 2), i, i === 3 ? 0 : 200, i === 3 ? 'upstream_reset' : null),
+      new ServerSpan(INCOMING_TRACE, `${i}`.padStart(16, 'b'), null, 1, 3, 'GET', `/p/${i % 2}?q=${i}`, 'http', host, '127.0.0.1', agents[i], '1.1', i === 3 ? 502 : 200, i === 3 ? 'upstream_reset' : null, i === 4 ? null : 'r', i === 4 ? null : 'c', flags[i]!, `id-${i}`),
+    ]);
+    const decoded = decodeExportRequest(encodeTraces(spans, 'tandem'));
+    expect(decoded).toHaveLength(12);
+    hosts.forEach((host, i) => {
+      const client = decoded[2 * i]!;
+      const server = decoded[2 * i + 1]!;
+      expect(client.attributes).toEqual({
+        'http.request.method': 'GET',
+        'server.address': i % 2 ? '10.0.0.2' : '10.0.0.1',
+        'server.port': BigInt(8080 + (i % 2)),
+        'http.request.resend_count': BigInt(i),
+        ...(i === 3 ? { 'error.type': 'upstream_reset' } : { 'http.response.status_code': 200n }),
+      });
+      expect(client.statusCode).toBe(i === 3 ? 2 : 0);
+      expect(server.name).toBe(i === 4 ? 'GET' : 'GET r');
+      expect(server.attributes).toEqual({
+        'http.request.method': 'GET',
+        'url.path': `/p/${i % 2}`,
+        'url.scheme': 'http',
+        ...(host === undefined ? {} : host.startsWith('[') ? { 'server.address': '::1', 'server.port': 81n } : { 'server.address': 'a.example', 'server.port': 8080n }),
+        'client.address': '127.0.0.1',
+        ...(agents[i] === undefined ? {} : { 'user_agent.original': agents[i] }),
+        'network.protocol.version': '1.1',
+        'http.response.status_code': i === 3 ? 502n : 200n,
+        ...(i === 3 ? { 'error.type': 'upstream_reset' } : {}),
+        ...(i === 4 ? {} : { 'tandem.route': 'r', 'tandem.cluster': 'c' }),
+        'tandem.response_flags': flags[i],
+        'tandem.request_id': `id-${i}`,
+      });
+    });
   });
 });
 
