@@ -15,8 +15,8 @@
 #   turn (A B, A B, ...), so that each pair of counts saw the same moment of
 #   a machine whose load moves the counts (bench/README.md)
 # The last line is JSON for bench/run.js: each proxy's counts, one per repetition.
-# Env: WARM (default 3000), N (default 3000), REPS (default 3), PORT (listener, default 18100;
-# its admin API on PORT + 1, pair's second tandem on PORT + 2 and + 3).
+# Env: WARM (default 3000), N (default 3000), REPS (default 3), PORT (listener, default
+# random; its admin API on PORT + 1, pair's second tandem on PORT + 2 and + 3).
 # tandem runs with the Node flags of dist/cli.js's shebang, as shipped; among
 # them --no-concurrent-recompilation keeps the JIT on the main thread, where
 # valgrind runs it at the same point of every run; the bare pass-through
@@ -29,7 +29,9 @@ config=${2:-bench/tandem.bench.yaml}
 warm=${WARM:-3000}
 n=${N:-3000}
 reps=${REPS:-3}
-port=${PORT:-18100}
+# a random default, below the ephemeral range: two runs of this script at once
+# on one machine must not load each other's proxies
+port=${PORT:-$((20000 + RANDOM % 12000))}
 node=$PWD/node_modules/node/bin/node
 autocannon=$PWD/node_modules/.bin/autocannon
 # the proxy on CPU 0, the upstream and the client on CPU 1, as in bench/run.js; a
@@ -88,7 +90,8 @@ repetition() {
   callgrind_control -z "$1" > /dev/null 2>&1
   "${cpu1[@]}" "$autocannon" -c 10 -a "$n" "http://127.0.0.1:$2/small" > /dev/null 2>&1
   callgrind_control -d "$1" > /dev/null 2>&1
-  for _ in $(seq 100); do grep -q '^summary:' "$file" 2>/dev/null && break; sleep 0.1; done
+  # the dump can take a while on a loaded machine: up to two minutes
+  for _ in $(seq 1200); do grep -q '^summary:' "$file" 2>/dev/null && break; sleep 0.1; done
   awk -v n="$n" '/^summary:/ { printf "%.0f ", $2 / n }' "$file"
 }
 
