@@ -105,8 +105,10 @@ count() {
   local rep
   launch "$1" "$port" "${2:-}"
   for rep in $(seq "$reps"); do repetition "$pid" "$port" "$rep"; done
-  echo
+  # stopped before the line ends: the caller reads the line, then removes
+  # the work directory, where callgrind writes a last dump as it stops
   finish "$pid"
+  echo
 }
 
 # pair CONFIG_A CONFIG_B: two lines, A's counts and B's, repetitions taken in turn
@@ -121,10 +123,10 @@ pair() {
     ca+=("$(repetition "$a" "$port" "$rep")")
     cb+=("$(repetition "$b" $((port + 2)) "$rep")")
   done
-  echo "${ca[*]}"
-  echo "${cb[*]}"
   finish "$a"
   finish "$b"
+  echo "${ca[*]}"
+  echo "${cb[*]}"
 }
 
 json() {
