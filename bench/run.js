@@ -7,7 +7,7 @@
 // rounds, a 60 s collector-down run for memory, and tracing's instruction
 // count (lib/tracing-rows.js; full run only).
 //
-//   node bench/run.js            full run (about 20 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js            full run (about 30 minutes), writes bench/results/latest.{json,md}
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
