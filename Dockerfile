@@ -6,6 +6,8 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /build
 COPY package.json package-lock.json ./
+# npm ci's postinstall patches undici (scripts/patch-undici.mjs)
+COPY scripts ./scripts
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src
@@ -15,6 +17,7 @@ FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY scripts ./scripts
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /build/dist ./dist
 # The embedded default layout as a file: listener 0.0.0.0:15000 -> app

@@ -1,11 +1,13 @@
 // Graceful drain (CONTRACT §6), in process and through SIGTERM on the built
 // CLI: not ready at once, keep accepting for `drain.delay`, then stop
 // accepting, close idle keep-alive connections, answer in-flight requests
-// with `connection: close`, cut what outlives `drain.timeout`, exit 0.
+// with `connection: close` (HTTP/2 clients get GOAWAY), cut what outlives
+// `drain.timeout`, exit 0.
 
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
+  eventually,
   header,
   parseResponses,
   rawClient,
@@ -19,6 +21,7 @@ import {
   type RawClient,
   type Upstream,
 } from './support/harness.js';
+import { ERROR, RawH2Client, getRequest } from './support/h2-frames.js';
 
 const cleanup = useCleanup();
 
@@ -179,6 +182,29 @@ describe('drain in process', () => {
     expect(await c.waitClosed(500)).toBe(true);
     // cut, not answered: no complete response went out
     expect(parseResponses(c.text())).toHaveLength(0);
+  });
+
+  it('HTTP/2: GOAWAY at once; a stream in flight that ends within drain.timeout is answered, one that outlives it is cut', async () => {
+    const up = await slowUpstream();
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 0s, timeout: 600ms }')));
+    const c = await RawH2Client.connect(t.port);
+    cleanup.add({ close: () => c.close() });
+    c.settingsAck();
+    c.request(1, getRequest('/slow?ms=300'));
+    c.request(3, getRequest('/slow?ms=5000'));
+    expect(await eventually(() => up.seen.length === 2)).toBe(true);
+    const started = Date.now();
+    const drained = t.tandem.drain();
+    expect(await c.goaway(500)).toEqual({ errorCode: ERROR.NO_ERROR, lastStreamId: 3 });
+    // a stream opened after the GOAWAY is not served
+    c.request(5, getRequest('/after'));
+    expect(await c.answer(1)).toEqual({ status: 200 });
+    expect(await c.untilClosed(2000)).toBe(true);
+    await drained;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(580);
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(await c.answer(3, 0)).toBeUndefined();
+    expect(up.seen.map((r) => r.url)).toEqual(['/slow?ms=300', '/slow?ms=5000']);
   });
 
   it('an open WebSocket tunnel holds the drain until drain.timeout, then is cut', async () => {

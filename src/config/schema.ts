@@ -4,7 +4,7 @@
 // zod's own refinements.
 
 import * as z from 'zod';
-import type { Config, RateLimitKey, RetryConfig, RetryOn } from './types.js';
+import type { Config, ListenerProtocol, RateLimitKey, RetryConfig, RetryOn } from './types.js';
 import {
   DURATION_PATTERN,
   SIZE_PATTERN,
@@ -14,7 +14,10 @@ import {
 } from './units.js';
 import { parseHostPort } from './host-port.js';
 
-const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes'] as const satisfies readonly RetryOn[];
+const RETRY_ON = [
+  'connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes',
+  'cancelled', 'deadline-exceeded', 'resource-exhausted', 'internal', 'unavailable',
+] as const satisfies readonly RetryOn[];
 const DEFAULT_RETRY_ON: RetryOn[] = ['connect-failure'];
 const RETRY_BLOCK_RETRY_ON: RetryOn[] = ['connect-failure', 'reset', 'gateway-error'];
 
@@ -195,7 +198,10 @@ const retriesSchema = z
       .array(z.enum(RETRY_ON))
       .min(1)
       .optional()
-      .meta({ description: 'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent.' }),
+      .meta({
+        description:
+          'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent. cancelled, deadline-exceeded, resource-exhausted, internal and unavailable match the grpc-status of a trailers-only answer to a gRPC request, whatever its method.',
+      }),
     retriableStatusCodes: z
       .array(z.int().min(100).max(599))
       .optional()
@@ -316,6 +322,9 @@ const routeSchema = z
     timeout: duration()
       .default(15 * MS.second)
       .meta({ description: "From the end of the client's request to the end of the response, all tries included; 0 for none." }),
+    maxGrpcTimeout: duration()
+      .optional()
+      .meta({ description: "Cap on the grpc-timeout of a gRPC request, which replaces the route timeout for it; the route's timeout when absent, 0 for no cap." }),
     idleTimeout: duration()
       .default(0)
       .meta({ description: 'Longest time without a byte either way (request body, response head or body) once the request is forwarded; then 504 before the response head, the client connection aborted after it. For streams (SSE, gRPC) that outlive any total timeout; 0 = off.' }),
@@ -325,8 +334,9 @@ const routeSchema = z
     rateLimit: rateLimitSchema.optional().meta({ description: 'A local token bucket per key (per tandem process); an empty one answers 429 rate_limited.' }),
     auth: authSchema.optional().meta({ description: 'Authentication required on the route.' }),
   })
-  .transform(({ retries, ...route }) => ({
+  .transform(({ retries, maxGrpcTimeout, ...route }) => ({
     ...route,
+    maxGrpcTimeout: maxGrpcTimeout ?? route.timeout,
     retries: resolveRetries(retries, route.timeout),
   }));
 
@@ -360,14 +370,48 @@ const clusterTlsSchema = z
     }
   });
 
-const listenerSchema = z.strictObject({
-  name: name.optional().meta({ description: 'Listener name in metrics and logs; listener-INDEX when absent.' }),
-  address: z.string().min(1).default('0.0.0.0').meta({ description: 'Address to bind.' }),
-  port: port(0).meta({ description: 'Port to bind (0 picks a free port).' }),
-  limits: limitsSchema.prefault({}).meta({ description: 'What a client may send, and how slowly.' }),
-  tls: listenerTlsSchema.optional().meta({ description: 'Terminate TLS (and mTLS) on this listener; plain HTTP when absent.' }),
-  routes: z.array(routeSchema).min(1).meta({ description: 'Routes in order; the first match wins.' }),
+const http2Schema = z.strictObject({
+  maxConcurrentStreams: z
+    .int()
+    .min(1)
+    .max(2 ** 31 - 1)
+    .default(100)
+    .meta({ description: 'Streams a client may have open at once on one connection, announced in SETTINGS; streams over it are refused (RST_STREAM REFUSED_STREAM).' }),
 });
+
+const listenerSchema = z
+  .strictObject({
+    name: name.optional().meta({ description: 'Listener name in metrics and logs; listener-INDEX when absent.' }),
+    address: z.string().min(1).default('0.0.0.0').meta({ description: 'Address to bind.' }),
+    port: port(0).meta({ description: 'Port to bind (0 picks a free port).' }),
+    protocols: z
+      .array(z.enum(['http1', 'h2c', 'h2']))
+      .min(1)
+      .optional()
+      .meta({
+        description:
+          'Protocols served: plaintext http1 and h2c (HTTP/2 with prior knowledge), told apart per connection by its first bytes; with tls, http1 and h2, offered by ALPN. Both of the listener\'s kind when absent.',
+      }),
+    http2: http2Schema.prefault({}).meta({ description: 'HTTP/2 connection settings.' }),
+    limits: limitsSchema.prefault({}).meta({ description: 'What a client may send, and how slowly; on HTTP/2 per stream, except idleTimeout (per connection).' }),
+    tls: listenerTlsSchema.optional().meta({ description: 'Terminate TLS (and mTLS) on this listener; plain HTTP when absent.' }),
+    routes: z.array(routeSchema).min(1).meta({ description: 'Routes in order; the first match wins.' }),
+  })
+  .superRefine((l, ctx) => {
+    const wrong = l.tls === undefined ? 'h2' : 'h2c';
+    l.protocols?.forEach((p, i) => {
+      if (p === wrong) {
+        const hint = l.tls === undefined ? 'h2 needs tls on the listener; plaintext HTTP/2 is h2c' : 'a tls listener offers h2, not h2c';
+        ctx.addIssue({ code: 'custom', path: ['protocols', i], message: hint });
+      } else if (l.protocols!.indexOf(p) !== i) {
+        ctx.addIssue({ code: 'custom', path: ['protocols', i], message: `${p} is listed twice` });
+      }
+    });
+  })
+  .transform((l) => ({
+    ...l,
+    protocols: l.protocols ?? (l.tls === undefined ? (['http1', 'h2c'] as ListenerProtocol[]) : (['http1', 'h2'] as ListenerProtocol[])),
+  }));
 
 const endpointSchema = z.union(
   [
@@ -430,7 +474,20 @@ const outlierDetectionSchema = z.strictObject({
 });
 
 const healthCheckSchema = z.strictObject({
-  path: z.string().startsWith('/', { error: 'must start with "/"' }).meta({ description: 'Path probed with GET; a 2xx answer is a success.' }),
+  path: z
+    .string()
+    .startsWith('/', { error: 'must start with "/"' })
+    .optional()
+    .meta({ description: 'Path probed with GET; a 2xx answer is a success (exactly one of path | grpc).' }),
+  grpc: z
+    .strictObject({
+      service: z.string().default('').meta({ description: 'Service name asked about; "" asks about the server as a whole.' }),
+    })
+    .optional()
+    .meta({
+      description:
+        'Probe with the gRPC health protocol (grpc.health.v1.Health/Check) instead of a GET: healthy only on HTTP 200, grpc-status 0 and SERVING. Needs protocol h2 or h2c.',
+    }),
   interval: duration(1).default(5 * MS.second).meta({ description: 'Time between probes of an endpoint.' }),
   timeout: duration(1).default(MS.second).meta({ description: 'Time a probe may take.' }),
   healthyThreshold: z.int().min(1).default(2).meta({ description: 'Successes in a row that mark an unhealthy endpoint healthy.' }),
@@ -456,6 +513,13 @@ const clusterSchema = z
     name: name.meta({ description: 'Cluster name that routes refer to.' }),
     endpoints: z.array(endpointSchema).min(1).optional().meta({ description: 'Fixed endpoints: "host:port" or { address, port, weight }; exactly one of endpoints | dns.' }),
     dns: dnsSchema.optional().meta({ description: 'Endpoints discovered and refreshed from a DNS name; exactly one of endpoints | dns.' }),
+    protocol: z
+      .enum(['http1', 'h2', 'h2c'])
+      .default('http1')
+      .meta({
+        description:
+          'What tandem speaks to the endpoints: http1 (HTTP/1.1), h2 (HTTP/2 over TLS, offered by ALPN: needs tls, and an endpoint that picks http/1.1 is spoken to in HTTP/1.1) or h2c (HTTP/2 over plain TCP, prior knowledge). On h2 and h2c each connection carries as many concurrent requests as the endpoint allows (its SETTINGS_MAX_CONCURRENT_STREAMS) and pool.connections caps the connections.',
+      }),
     loadBalancing: z
       .enum(['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'])
       .default('round_robin')
@@ -486,7 +550,7 @@ const clusterSchema = z
       .prefault({})
       .meta({ description: 'Retries in flight as a share of the requests in flight, always on; circuitBreaker.maxRetries stays a hard cap. Over it a retry is skipped.' }),
     outlierDetection: outlierDetectionSchema.optional().meta({ description: 'Ejects endpoints that fail in a row; off when absent.' }),
-    healthCheck: healthCheckSchema.optional().meta({ description: 'Active HTTP health checks; off when absent (endpoints start healthy).' }),
+    healthCheck: healthCheckSchema.optional().meta({ description: 'Active health checks, HTTP or gRPC; off when absent (endpoints start healthy).' }),
     tls: clusterTlsSchema.optional().meta({ description: 'Originate TLS (and mTLS) to the endpoints, always verifying their certificates; plain HTTP when absent.' }),
   })
   .transform(({ endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));

@@ -220,13 +220,14 @@ export async function startFromFile(file: string, track: (t: Tandem) => unknown)
   return tandem;
 }
 
-/** YAML for one listener on port 0 routing everything to one cluster. */
-export function simpleConfig(endpoints: number[], routeExtra = '', clusterExtra = ''): string {
+/** YAML for one listener on port 0 routing everything to one cluster; the extras are YAML lines for the route, cluster and listener. */
+export function simpleConfig(endpoints: number[], routeExtra = '', clusterExtra = '', listenerExtra = ''): string {
   return `
 listeners:
   - name: inbound
     address: 127.0.0.1
     port: 0
+${indent(listenerExtra, 4)}
     routes:
       - name: all
         match: { prefix: / }
