@@ -2,9 +2,12 @@
 // http-proxy, fastify's reply-from, a bare undici pass-through (with and
 // without tandem's flags) and nginx, interleaved round by round (A B C D E,
 // B C D E A, ...) and reduced to medians; then start-up and memory at rest,
-// and instructions per request counted by callgrind.
+// and instructions per request counted by callgrind. Tracing's cost rides
+// along: tandem with tracing on (and with its collector down) in the same
+// rounds, a 60 s collector-down run for memory, and tracing's instruction
+// count (lib/tracing-rows.js; full run only).
 //
-//   node bench/run.js            full run (about 20 minutes), writes bench/results/latest.{json,md}
+//   node bench/run.js            full run (about 30 minutes), writes bench/results/latest.{json,md}
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
@@ -19,6 +22,7 @@ import { prepare, teardown, measure, inTurn, scenarios as scenarioList } from '.
 import { summarize, machine, scenarioTable, ratios, ratioTable, headToHeadTable, startupTable, instructionsTable, markdown, writeResults } from './lib/report.js';
 import { startupAndRest } from './lib/startup.js';
 import { instructionsPerRequest, valgrindAvailable } from './lib/instructions.js';
+import { TRACING_PEERS, collectorDownRss, tracingInstructions, tracingRatios, tracingSections } from './lib/tracing-rows.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -34,6 +38,7 @@ const { values: opts } = parseArgs({
 });
 
 const resultsDir = new URL('./results/', import.meta.url);
+const ALL_PEERS = [...PEERS, ...TRACING_PEERS];
 
 async function startPeers(wanted, ctx, notes) {
   const running = [];
@@ -59,12 +64,12 @@ async function benchmark() {
   // ratio read 1.05 to 1.40 over seven runs on this VM, where a build A/B against itself
   // gave per-round ratios from 0.67 to 1.40)
   const rounds = Number(opts.rounds ?? (ci ? 9 : 7));
-  const names = opts.peers?.split(',') ?? PEERS.map((p) => p.name).filter((n) => !(ci && n === 'nginx'));
-  const wanted = PEERS.filter((p) => names.includes(p.name));
+  const names = opts.peers?.split(',') ?? ALL_PEERS.filter((p) => !(ci && (p.name === 'nginx' || p.fullOnly))).map((p) => p.name);
+  const wanted = ALL_PEERS.filter((p) => names.includes(p.name));
   const scenarios = scenarioList({ ci, durationS });
   const notes = [];
   if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
-  if (ci) notes.push('nginx is left out of --ci runs');
+  if (ci) notes.push('nginx and the tracing rows are left out of --ci runs');
   if (!wrkAvailable()) notes.push('wrk not found: autocannon drove the throughput runs, and it saturates before the fastest proxies do');
 
   const ctx = await prepare();
@@ -100,6 +105,14 @@ async function benchmark() {
     }
   }
   const tandemRunning = running.some((p) => p.name === 'tandem');
+  let tracingRss = null;
+  if (!ci) {
+    try {
+      tracingRss = await collectorDownRss(running);
+    } catch (err) {
+      notes.push(`the collector-down RSS run failed: ${err.message.slice(0, 300)}`);
+    }
+  }
   // The full run also pits tandem against its two Node peers at the same time (lib/head-to-head.js).
   const tandemPeer = running.find((p) => p.name === 'tandem' && !p.proxy.tracked.exited);
   const rivals = running.filter((p) => (p.name === 'http-proxy' || p.name === 'bare-undici') && !p.proxy.tracked.exited);
@@ -129,22 +142,33 @@ async function benchmark() {
       notes.push(`instructions per request failed: ${err.message.slice(0, 300)}`);
     }
   }
+  let tracingCount = null;
+  if (!opts['skip-instructions'] && valgrindAvailable() && !ci && wanted.some((p) => TRACING_PEERS.includes(p))) {
+    try {
+      tracingCount = await tracingInstructions();
+    } catch (err) {
+      notes.push(`instructions per request with tracing on failed: ${err.message.slice(0, 300)}`);
+    }
+  }
 
   const info = machine();
   const settings = `${rounds} interleaved rounds of ${durationS} s, medians; proxy on CPU 0, load and upstream on CPU 1`;
-  const shown = PEERS.filter((p) => wanted.includes(p));
+  const shown = ALL_PEERS.filter((p) => wanted.includes(p));
   console.log(`\n${info.date} node ${info.node} ${info.cpuModel}`);
   for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown)}`);
   const rel = ratios(scenarios, raw);
   console.log(`\nratios: median of the per-round ratios (range)\n${ratioTable(scenarios, rel)}`);
   if (instructions) console.log(`\ninstructions per request (callgrind, small GET)\n${instructionsTable(instructions)}`);
+  const tracing = { ratios: tracingRatios(scenarios, raw), instructions: tracingCount, rss: tracingRss };
+  const sections = tracingSections({ scenarios, ...tracing });
+  for (const section of sections) console.log(`\n${section.title}\n${section.text}`);
   if (startup) console.log(`\nstart-up and memory at rest\n${startupTable(startup)}`);
   if (h2h.length) console.log(`\nhead to head (small GET, both on CPU ${PROXY_CPU} at once)\n${headToHeadTable(h2h)}`);
   for (const note of notes) console.log(`note: ${note}`);
 
   const title = ci ? 'tandem benchmark (--ci)' : 'tandem benchmark';
-  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, startup, instructions, raw, notes };
-  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, notes }));
+  const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, startup, instructions, tracing, raw, notes };
+  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, sections, notes }));
 
   if (ci) ciGate(results, rel, instructions, tandemRunning);
 }

@@ -37,13 +37,15 @@ export function shippedFlags() {
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 }
 
-export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem' }) {
+/** `template`, `collectorPort`: as writeTandemConfig's; the result also has the admin API's `adminOrigin`. */
+export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem', template, collectorPort }) {
   nodeFlags ??= shippedFlags();
   if (!existsSync(tandemCli)) throw new Error('dist/cli.js is missing (npm run build)');
   const [listenPort, adminPort] = [await freePort(), await freePort()];
-  const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag });
+  const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag, template, collectorPort });
   const tracked = startPinned(PROXY_CPU, node, [...nodeFlags, tandemCli, '--config', config]);
-  return started(tracked, listenPort, `http://127.0.0.1:${adminPort}/ready`);
+  const adminOrigin = `http://127.0.0.1:${adminPort}`;
+  return { ...(await started(tracked, listenPort, `${adminOrigin}/ready`)), adminOrigin };
 }
 
 export async function startHttpProxy({ upstreamPorts }) {

@@ -56,6 +56,15 @@ export function peakRssBytes(rootPid) {
   return kib * 1024;
 }
 
+/** The resident set of one process now (VmRSS), in bytes; null once it is gone. */
+export function rssBytes(pid) {
+  try {
+    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  } catch {
+    return null;
+  }
+}
+
 /** Time the hypervisor gave to others while `cpu` wanted to run (steal), and all of that CPU's time, in ticks since boot. */
 export function cpuTicks(cpu) {
   const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));

@@ -50,6 +50,16 @@ function keepTail(text) {
   return text.length > 64 * 1024 ? text.slice(-64 * 1024) : text;
 }
 
+/** The JSON a child prints on its first line (a port it bound), once it has. */
+export async function firstJsonLine(tracked, what, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!tracked.stdout.includes('\n')) {
+    if (tracked.exited || Date.now() > deadline) throw new Error(`${what} did not start: ${tracked.stderr}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return JSON.parse(tracked.stdout.slice(0, tracked.stdout.indexOf('\n')));
+}
+
 /** Runs a pinned child to completion and returns its stdout. */
 export async function runPinned(cpu, command, args, timeoutMs) {
   const tracked = startPinned(cpu, command, args);

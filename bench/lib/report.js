@@ -28,8 +28,8 @@ export function machine() {
   return { date: new Date().toISOString(), node: process.version, cpuModel, cpus: os.cpus().length, platform: `${os.type()} ${os.release()}` };
 }
 
-const fmt = (value, digits = 0) => (value === null || value === undefined ? '—' : Number(value).toFixed(digits));
-const mib = (bytes) => (bytes ? (bytes / 1024 / 1024).toFixed(1) : '—');
+export const fmt = (value, digits = 0) => (value === null || value === undefined ? '—' : Number(value).toFixed(digits));
+export const mib = (bytes) => (bytes ? (bytes / 1024 / 1024).toFixed(1) : '—');
 
 function closedRows(scenario, results, peers) {
   return peers.map((peer) => {
@@ -47,7 +47,7 @@ function openRows(scenario, results, peers) {
   });
 }
 
-function table(header, rows) {
+export function table(header, rows) {
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
   for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
   return lines.join('\n');
@@ -68,7 +68,7 @@ export function scenarioTable(scenario, results, allPeers) {
  * medians taken from different moments can mislead; a pair from one round
  * shares that round's conditions.
  */
-function paired(rawScenario, key, of, over) {
+export function paired(rawScenario, key, of, over) {
   const ours = rawScenario?.[of] ?? [];
   const theirs = rawScenario?.[over] ?? [];
   const values = [];
@@ -109,7 +109,7 @@ export function ratios(scenarios, raw) {
   return out;
 }
 
-const withRange = (value, range) => (value === null ? '—' : `${fmt(value, 2)} (${fmt(range[0], 2)}–${fmt(range[1], 2)})`);
+export const withRange = (value, range) => (value === null ? '—' : `${fmt(value, 2)} (${fmt(range[0], 2)}–${fmt(range[1], 2)})`);
 
 /** One row per ratio, one column per scenario; ratios a run could not take (a peer left out) are dropped. */
 export function ratioTable(scenarios, r) {
@@ -143,7 +143,8 @@ export function headToHeadTable(rows) {
     rows.map((h) => [h.label, fmt(h.tandemRps), fmt(h.peerRps), withRange(h.rpsRatio.median, h.rpsRatio.range), fmt(h.tandemCpuUsPerReq, 1), fmt(h.peerCpuUsPerReq, 1), withRange(h.cpuRatio.median, h.cpuRatio.range), String(h.failures)]));
 }
 
-export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], startup, instructions, notes }) {
+/** `sections`: more parts before the notes, each { title, text } (lib/tracing-rows.js). */
+export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], startup, instructions, sections = [], notes }) {
   const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
   for (const scenario of scenarios) {
     parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
@@ -161,6 +162,7 @@ export function markdown({ title, info, settings, scenarios, results, raw, peers
   if (startup) {
     parts.push('### start-up and memory at rest', '', 'Each spawned on the proxy CPU and polled every 5 ms; ratios start by start (range).', '', startupTable(startup), '');
   }
+  for (const section of sections) parts.push(`### ${section.title}`, '', section.text, '');
   if (notes.length) parts.push(...notes.map((n) => `- ${n}`), '');
   return parts.join('\n');
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startPinned, stopAll } from './processes.js';
+import { firstJsonLine, startPinned, stopAll } from './processes.js';
 import { LOAD_CPU } from './peers.js';
 import { waitFor200 } from './net.js';
 import { cpuMicros } from './proc-stats.js';
@@ -26,12 +26,7 @@ export function scenarios({ ci, durationS }) {
 
 async function startUpstreamProcess() {
   const tracked = startPinned(LOAD_CPU, process.execPath, [upstreamJs, '2']);
-  const deadline = Date.now() + 10_000;
-  while (!tracked.stdout.includes('\n')) {
-    if (tracked.exited || Date.now() > deadline) throw new Error(`upstream did not start: ${tracked.stderr}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const { ports } = JSON.parse(tracked.stdout);
+  const { ports } = await firstJsonLine(tracked, 'upstream');
   await waitFor200(`http://127.0.0.1:${ports[0]}/small`, tracked);
   return { tracked, pid: tracked.child.pid, ports };
 }

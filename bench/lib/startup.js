@@ -3,13 +3,14 @@
 // both spawned pinned to the proxy CPU and polled the same way. A sidecar's
 // start delays its Pod's, and its resident memory is paid in every Pod.
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startPinned, stop } from './processes.js';
 import { freePort } from './net.js';
+import { rssBytes } from './proc-stats.js';
 import { PROXY_CPU, shippedFlags } from './peers.js';
 import { median, spread } from './report.js';
 
@@ -42,14 +43,6 @@ function answers200(url) {
     });
     req.on('error', () => resolve(false));
   });
-}
-
-function rssBytes(pid) {
-  try {
-    return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-  } catch {
-    return null;
-  }
 }
 
 const SERVERS = {

@@ -1,17 +1,20 @@
-// Fills bench/tandem.bench.yaml with the ports and paths of this run.
+// Fills bench/tandem.bench.yaml (or a variant of it, bench/configs/) with
+// the ports and paths of this run.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 
-const templatePath = new URL('../tandem.bench.yaml', import.meta.url);
+const defaultTemplate = new URL('../tandem.bench.yaml', import.meta.url);
 
 /**
- * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string }} run
+ * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string, template?: URL, collectorPort?: number }} run
+ *   `collectorPort`: where a template with `tracing` exports its spans
  * @returns {string} the path of the generated file
  */
-export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem' }) {
+export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem', template = defaultTemplate, collectorPort }) {
   // parseDocument keeps the template's comments in the generated file.
-  const doc = parseDocument(readFileSync(templatePath, 'utf8'));
+  const doc = parseDocument(readFileSync(template, 'utf8'));
+  if (collectorPort !== undefined) doc.setIn(['tracing', 'otlp', 'endpoint'], `http://127.0.0.1:${collectorPort}/v1/traces`);
   doc.setIn(['admin', 'port'], adminPort);
   doc.setIn(['accessLog', 'path'], join(dir, `${tag}-access.log`));
   doc.setIn(['listeners', 0, 'port'], listenPort);

@@ -6,7 +6,7 @@
 
 import type { Agent, ClientRequest } from 'node:http';
 import https from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { after, cancel, now, type Timer } from '../clock.js';
 import type { OtlpConfig } from '../config/types.js';
 import { http } from '../node-http.js';
 import { encodeTraces } from './otlp.js';
@@ -24,13 +24,11 @@ export interface SpanCounters {
   dropped(n: number): void;
 }
 
-const TIMED_OUT = Symbol('timed out');
-
 export class BatchExporter {
   private queue: QueuedSpan[] = [];
-  /** Date.now() when the oldest queued span arrived */
+  /** now() when the oldest queued span arrived */
   private oldestAt = 0;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: Timer | null = null;
   private timerAt = 0;
   private inFlight: Promise<void> | null = null;
   private request: ClientRequest | null = null;
@@ -38,6 +36,8 @@ export class BatchExporter {
   private retryAt = 0;
   /** a flush is under way: batches go at once, backoff or not */
   private flushing = false;
+  /** a reload replaced it: its connection closes whenever its queue is empty */
+  private retired = false;
   private closed = false;
   private readonly url: URL;
   private readonly agent: Agent;
@@ -60,7 +60,7 @@ export class BatchExporter {
       this.counters.dropped(1);
       return;
     }
-    if (this.queue.push(span) === 1) this.oldestAt = Date.now();
+    if (this.queue.push(span) === 1) this.oldestAt = now();
     if (this.queue.length === 1 || this.queue.length === BATCH_SIZE) this.schedule();
   }
 
@@ -70,18 +70,37 @@ export class BatchExporter {
    */
   async flush(withinMs: number | null): Promise<void> {
     this.flushing = true;
-    const stop = new AbortController();
-    const timeout = withinMs === null ? null : sleep(withinMs, TIMED_OUT, { signal: stop.signal }).catch(() => undefined);
+    let timedOut = false;
+    let timer: Timer | undefined;
+    const timeout =
+      withinMs === null
+        ? null
+        : new Promise<void>((resolve) => {
+            timer = after(withinMs, () => {
+              timedOut = true;
+              resolve();
+            });
+          });
     try {
-      while ((this.queue.length > 0 || this.inFlight !== null) && !this.closed) {
+      while ((this.queue.length > 0 || this.inFlight !== null) && !this.closed && !timedOut) {
         if (this.inFlight === null) this.send();
-        const outcome = timeout === null ? await this.inFlight : await Promise.race([this.inFlight, timeout]);
-        if (outcome === TIMED_OUT) return;
+        await (timeout === null ? this.inFlight : Promise.race([this.inFlight, timeout]));
       }
     } finally {
-      stop.abort();
+      cancel(timer);
       this.flushing = false;
     }
+  }
+
+  /**
+   * After a reload switched collector or turned tracing off: sends what it
+   * holds, then closes its connection. Requests still in flight may add
+   * spans later; each such batch opens a connection and closes it again.
+   */
+  async retire(): Promise<void> {
+    this.retired = true;
+    await this.flush(null);
+    this.closeIfIdle();
   }
 
   /** Stops: an export under way is cut, queued spans are dropped (counted). */
@@ -105,7 +124,7 @@ export class BatchExporter {
     }
     this.timerAt = at;
     // a full batch still leaves from a timer: never inside the request that filled it
-    this.timer = setTimeout(this.onTimer, Math.max(0, at - Date.now())).unref();
+    this.timer = after(Math.max(0, at - now()), this.onTimer);
   }
 
   private readonly onTimer = (): void => {
@@ -115,7 +134,7 @@ export class BatchExporter {
 
   private clearTimer(): void {
     if (this.timer === null) return;
-    clearTimeout(this.timer);
+    cancel(this.timer);
     this.timer = null;
   }
 
@@ -135,10 +154,15 @@ export class BatchExporter {
       } else {
         this.counters.dropped(batch.length);
         this.backoffMs = Math.min(Math.max(this.backoffMs * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
-        this.retryAt = Date.now() + this.backoffMs;
+        this.retryAt = now() + this.backoffMs;
       }
       this.schedule();
+      this.closeIfIdle();
     });
+  }
+
+  private closeIfIdle(): void {
+    if (this.retired && this.queue.length === 0 && this.inFlight === null) this.agent.destroy();
   }
 
   /** One POST; true when the collector answered 2xx within the timeout. */
@@ -148,7 +172,7 @@ export class BatchExporter {
       const settle = (ok: boolean): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        cancel(timer);
         resolve(ok);
       };
       const req = (this.url.protocol === 'https:' ? https : http).request(this.url, {
@@ -157,7 +181,7 @@ export class BatchExporter {
         headers: { ...this.otlp.headers, 'content-type': 'application/x-protobuf', 'content-length': body.length },
       });
       this.request = req;
-      const timer = setTimeout(() => req.destroy(), this.otlp.timeout).unref();
+      const timer = after(this.otlp.timeout, () => req.destroy());
       req.on('error', () => settle(false));
       req.on('close', () => settle(false));
       req.on('response', (res) => {

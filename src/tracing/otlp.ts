@@ -3,7 +3,7 @@
 // spans.
 
 import { ProtoWriter } from './protobuf.js';
-import { stringAttribute, type QueuedSpan } from './spans.js';
+import { key, stringAttribute, type QueuedSpan } from './spans.js';
 
 const REQUEST_RESOURCE_SPANS = 1;
 const RESOURCE_SPANS_RESOURCE = 1;
@@ -14,12 +14,13 @@ const SCOPE_SPANS_SPANS = 2;
 const SCOPE_NAME = 1;
 
 export const SCOPE = 'tandem';
+const SERVICE_NAME = key('service.name');
 
 export function encodeTraces(spans: readonly QueuedSpan[], serviceName: string): Buffer {
   const w = new ProtoWriter();
   w.begin(REQUEST_RESOURCE_SPANS);
   w.begin(RESOURCE_SPANS_RESOURCE);
-  stringAttribute(w, RESOURCE_ATTRIBUTES, 'service.name', serviceName);
+  stringAttribute(w, RESOURCE_ATTRIBUTES, SERVICE_NAME, serviceName);
   w.end();
   w.begin(RESOURCE_SPANS_SCOPE_SPANS);
   w.begin(SCOPE_SPANS_SCOPE);

@@ -4,7 +4,8 @@
 // its length, which is enough below 128 bytes (every attribute); a longer
 // one slides forward to make room. ASCII strings and hex ids are copied a
 // byte at a time: Buffer's own write is a native call, slower for the short
-// strings spans are made of.
+// strings spans are made of. Bytes encoded once (an attribute's key, a
+// value seen before: spans.ts) are copied in whole.
 
 const VARINT = 0;
 const FIXED64 = 1;
@@ -24,6 +25,24 @@ export class ProtoWriter {
   /** The bytes written so far (a view: valid until the next write). */
   finish(): Buffer {
     return this.buf.subarray(0, this.pos);
+  }
+
+  /** How many bytes are written so far. */
+  get length(): number {
+    return this.pos;
+  }
+
+  /** A copy of the bytes written since `length` was `start`. */
+  copy(start: number): Uint8Array {
+    // Buffer's slice() is a view: a Uint8Array of its own holds the bytes
+    return new Uint8Array(this.buf.subarray(start, this.pos));
+  }
+
+  /** Bytes already encoded (by copy(), or a constant), as they are. */
+  raw(bytes: Uint8Array): void {
+    this.room(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   private room(n: number): void {
@@ -89,14 +108,16 @@ export class ProtoWriter {
     this.pos += this.buf.write(s, this.pos);
   }
 
-  /** A bytes field from lowercase hex (trace and span ids). */
+  /** A bytes field from lowercase hex (trace and span ids: 8 or 16 bytes, below 128). */
   hexBytes(field: number, hex: string): void {
     this.tag(field, LENGTH_DELIMITED);
     const n = hex.length >> 1;
-    this.varint(n);
-    this.room(n);
+    this.room(n + 1);
     const buf = this.buf;
-    for (let i = 0; i < n; i++) buf[this.pos++] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
+    let p = this.pos;
+    buf[p++] = n;
+    for (let i = 0; i < 2 * n; i += 2) buf[p++] = (NIBBLE[hex.charCodeAt(i)]! << 4) | NIBBLE[hex.charCodeAt(i + 1)]!;
+    this.pos = p;
   }
 
   /** Opens a nested message; the matching end() writes its length in front of it. */
@@ -124,7 +145,6 @@ export class ProtoWriter {
   }
 }
 
-/** The value of a lowercase hex digit. */
-function nibble(c: number): number {
-  return c <= 0x39 ? c - 0x30 : c - 0x57;
-}
+/** The value of each lowercase hex digit, by character code. */
+const NIBBLE = new Uint8Array(128);
+for (let c = 0; c < 16; c++) NIBBLE['0123456789abcdef'.charCodeAt(c)] = c;

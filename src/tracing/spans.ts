@@ -1,9 +1,11 @@
 // Spans in tandem's compact form: the values a span needs, copied off the
 // request when it ends (never the request's objects, which would keep its
 // sockets and buffers alive while the span waits in the queue). They become
-// OTLP protobuf only at batch time (otlp.ts).
+// OTLP protobuf only at batch time (otlp.ts). Most attributes repeat from
+// span to span (method, route, host, client address, status): each keeps
+// the encoding of its last value and copies it while the value repeats.
 
-import type { ProtoWriter } from './protobuf.js';
+import { ProtoWriter } from './protobuf.js';
 
 export interface QueuedSpan {
   /** writes the OTLP `Span` message's fields */
@@ -40,27 +42,59 @@ export function epochMs(hr: number): number {
   return TIME_ORIGIN + hr;
 }
 
-export function stringAttribute(w: ProtoWriter, field: number, key: string, value: string): void {
+/**
+ * The encoding of a value that came twice in a row, copied while it keeps
+ * coming (===). A value seen once is only remembered: values that take
+ * turns (two endpoints) cost no copy each time.
+ */
+class Repeating<T> {
+  private last: T | undefined = undefined;
+  private bytes: Uint8Array | null = null;
+
+  constructor(private readonly encode: (w: ProtoWriter, v: T) => void) {}
+
+  write(w: ProtoWriter, v: T): void {
+    if (v !== this.last) {
+      this.last = v;
+      this.bytes = null;
+      return this.encode(w, v);
+    }
+    if (this.bytes !== null) return w.raw(this.bytes);
+    const start = w.length;
+    this.encode(w, v);
+    this.bytes = w.copy(start);
+  }
+}
+
+/** A KeyValue's key field, encoded once. */
+export function key(name: string): Uint8Array {
+  const w = new ProtoWriter(64);
+  w.string(KV_KEY, name);
+  return w.copy(0);
+}
+
+/** A KeyValue as field `field`: `k` from key(). */
+export function stringAttribute(w: ProtoWriter, field: number, k: Uint8Array, value: string): void {
   w.begin(field);
-  w.string(KV_KEY, key);
+  w.raw(k);
   w.begin(KV_VALUE);
   w.string(ANY_STRING, value);
   w.end();
   w.end();
 }
 
-function intAttribute(w: ProtoWriter, key: string, value: number): void {
+function intAttribute(w: ProtoWriter, k: Uint8Array, value: number): void {
   w.begin(SPAN_ATTRIBUTES);
-  w.string(KV_KEY, key);
+  w.raw(k);
   w.begin(KV_VALUE);
   w.uint(ANY_INT, value);
   w.end();
   w.end();
 }
 
-function stringsAttribute(w: ProtoWriter, key: string, values: readonly string[]): void {
+function stringsAttribute(w: ProtoWriter, k: Uint8Array, values: readonly string[]): void {
   w.begin(SPAN_ATTRIBUTES);
-  w.string(KV_KEY, key);
+  w.raw(k);
   w.begin(KV_VALUE);
   w.begin(ANY_ARRAY);
   for (const v of values) {
@@ -73,16 +107,51 @@ function stringsAttribute(w: ProtoWriter, key: string, values: readonly string[]
   w.end();
 }
 
-function attribute(w: ProtoWriter, key: string, value: string | null | undefined): void {
-  if (value !== null && value !== undefined) stringAttribute(w, SPAN_ATTRIBUTES, key, value);
+function repeatingString(name: string): Repeating<string> {
+  const k = key(name);
+  return new Repeating((w, v) => stringAttribute(w, SPAN_ATTRIBUTES, k, v));
 }
 
+// integers are written afresh: a varint is as short as a copy
+const SERVER_ADDRESS = key('server.address');
+const SERVER_PORT = key('server.port');
+const STATUS = key('http.response.status_code');
+const RESEND_COUNT = key('http.request.resend_count');
+const REQUEST_ID = key('tandem.request_id');
+const RESPONSE_FLAGS = key('tandem.response_flags');
+// Each kind of span has its own, so that its values repeat among its own spans.
+const server = {
+  name: new Repeating<string>((w, v) => w.string(SPAN_NAME, v)),
+  method: repeatingString('http.request.method'),
+  path: repeatingString('url.path'),
+  scheme: repeatingString('url.scheme'),
+  /** server.address and server.port, from the Host header */
+  host: new Repeating<string>((w, host) => {
+    const { address, port } = splitHost(host);
+    stringAttribute(w, SPAN_ATTRIBUTES, SERVER_ADDRESS, address);
+    if (port !== null) intAttribute(w, SERVER_PORT, port);
+  }),
+  clientAddress: repeatingString('client.address'),
+  userAgent: repeatingString('user_agent.original'),
+  protocolVersion: repeatingString('network.protocol.version'),
+  errorType: repeatingString('error.type'),
+  route: repeatingString('tandem.route'),
+  cluster: repeatingString('tandem.cluster'),
+  flags: new Repeating<readonly string[]>((w, v) => stringsAttribute(w, RESPONSE_FLAGS, v)),
+};
+const client = {
+  name: new Repeating<string>((w, v) => w.string(SPAN_NAME, v)),
+  method: repeatingString('http.request.method'),
+  address: repeatingString('server.address'),
+  errorType: repeatingString('error.type'),
+};
+
 /** The fields every span has, before its attributes. */
-function head(w: ProtoWriter, s: SpanTimes, parentId: string | null, name: string, kind: number): void {
+function head(w: ProtoWriter, s: SpanTimes, parentId: string | null, names: Repeating<string>, name: string, kind: number): void {
   w.hexBytes(SPAN_TRACE_ID, s.traceId);
   w.hexBytes(SPAN_SPAN_ID, s.spanId);
   if (parentId !== null) w.hexBytes(SPAN_PARENT_SPAN_ID, parentId);
-  w.string(SPAN_NAME, name);
+  names.write(w, name);
   w.uint(SPAN_KIND, kind);
   w.fixed64(SPAN_START, s.startMs * NANOS_PER_MS);
   w.fixed64(SPAN_END, s.endMs * NANOS_PER_MS);
@@ -131,26 +200,22 @@ export class ServerSpan implements QueuedSpan, SpanTimes {
     // a request refused before its head was parsed has no method: OpenTelemetry
     // names such a span HTTP and gives the attribute its _OTHER value
     const method = this.method || 'HTTP';
-    head(w, this, this.parentId, this.route === null ? method : `${method} ${this.route}`, KIND_SERVER);
-    attribute(w, 'http.request.method', this.method || '_OTHER');
+    head(w, this, this.parentId, server.name, this.route === null ? method : `${method} ${this.route}`, KIND_SERVER);
+    server.method.write(w, this.method || '_OTHER');
     const query = this.target.indexOf('?');
-    attribute(w, 'url.path', query === -1 ? this.target : this.target.slice(0, query));
-    attribute(w, 'url.scheme', this.scheme);
-    if (this.host !== undefined) {
-      const { address, port } = splitHost(this.host);
-      attribute(w, 'server.address', address);
-      if (port !== null) intAttribute(w, 'server.port', port);
-    }
-    attribute(w, 'client.address', this.clientIp);
-    attribute(w, 'user_agent.original', this.userAgent);
-    attribute(w, 'network.protocol.version', this.httpVersion);
-    intAttribute(w, 'http.response.status_code', this.status);
+    server.path.write(w, query === -1 ? this.target : this.target.slice(0, query));
+    server.scheme.write(w, this.scheme);
+    if (this.host !== undefined) server.host.write(w, this.host);
+    server.clientAddress.write(w, this.clientIp);
+    if (this.userAgent !== undefined) server.userAgent.write(w, this.userAgent);
+    server.protocolVersion.write(w, this.httpVersion);
+    intAttribute(w, STATUS, this.status);
     const errorType = this.errorCode ?? (this.status >= 500 ? String(this.status) : null);
-    attribute(w, 'error.type', errorType);
-    attribute(w, 'tandem.route', this.route);
-    attribute(w, 'tandem.cluster', this.cluster);
-    stringsAttribute(w, 'tandem.response_flags', this.flags);
-    attribute(w, 'tandem.request_id', this.requestId);
+    if (errorType !== null) server.errorType.write(w, errorType);
+    if (this.route !== null) server.route.write(w, this.route);
+    if (this.cluster !== null) server.cluster.write(w, this.cluster);
+    server.flags.write(w, this.flags);
+    stringAttribute(w, SPAN_ATTRIBUTES, REQUEST_ID, this.requestId);
     if (this.status >= 500) errorStatus(w);
   }
 }
@@ -173,14 +238,16 @@ export class ClientSpan implements QueuedSpan, SpanTimes {
   ) {}
 
   encode(w: ProtoWriter): void {
-    head(w, this, this.parentId, this.method, KIND_CLIENT);
-    attribute(w, 'http.request.method', this.method);
-    attribute(w, 'server.address', this.address);
-    intAttribute(w, 'server.port', this.port);
-    intAttribute(w, 'http.request.resend_count', this.resendCount);
-    if (this.status !== 0) intAttribute(w, 'http.response.status_code', this.status);
-    attribute(w, 'error.type', this.errorType);
-    if (this.errorType !== null) errorStatus(w);
+    head(w, this, this.parentId, client.name, this.method, KIND_CLIENT);
+    client.method.write(w, this.method);
+    client.address.write(w, this.address);
+    intAttribute(w, SERVER_PORT, this.port);
+    intAttribute(w, RESEND_COUNT, this.resendCount);
+    if (this.status !== 0) intAttribute(w, STATUS, this.status);
+    if (this.errorType !== null) {
+      client.errorType.write(w, this.errorType);
+      errorStatus(w);
+    }
   }
 }
 

@@ -152,7 +152,7 @@ export class Tracing {
 
   private retire(e: BatchExporter): void {
     this.retired.add(e);
-    void e.flush(null).then(() => this.retired.delete(e));
+    void e.retire().then(() => this.retired.delete(e));
   }
 
   /** The drain: every exporter sends what it holds, within `withinMs`. */

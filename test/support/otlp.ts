@@ -32,6 +32,8 @@ export interface OtlpReceiver {
   readonly requests: { headers: http.IncomingHttpHeaders; spans: number }[];
   /** the status the next exports get (200 by default) */
   status: number;
+  /** connections from exporters that are still open */
+  readonly openConnections: () => number;
   close(): Promise<void>;
 }
 
@@ -50,12 +52,18 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       res.end();
     });
   });
+  let open = 0;
+  server.on('connection', (socket) => {
+    open++;
+    socket.on('close', () => void open--);
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return Object.assign(receiver, {
     url: `http://127.0.0.1:${port}/v1/traces`,
     spans,
     requests,
+    openConnections: () => open,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
