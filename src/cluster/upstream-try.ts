@@ -16,6 +16,8 @@ export class UpstreamTry {
   failure: Failure | null = null;
   /** the CLIENT span's id: null when the request is not traced */
   spanId: string | null = null;
+  /** a gRPC request's answer: the grpc-status in its headers or trailers, once seen */
+  grpcStatus: number | null = null;
   /** counted in the cluster's tries waiting for a connection */
   private queued = true;
   /** peak_ewma has this try's time to its answer's head */

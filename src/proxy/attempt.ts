@@ -54,8 +54,6 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
   responded = false;
   /** set by the pool's client at dispatch (ReuseAware) */
   reusedConnection = false;
-  /** a gRPC request's answer: the grpc-status in its headers or trailers, once seen */
-  grpcStatus: number | null = null;
   private readonly maxBody: number;
 
   constructor(

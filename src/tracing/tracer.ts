@@ -79,6 +79,8 @@ export class Tracer {
         rec.cluster === null ? null : rec.cluster.cluster.name,
         rec.flags === null ? NO_FLAGS : rec.flags.slice(),
         rec.requestId,
+        rec.grpc,
+        rec.grpcStatus,
       ),
     );
   }
@@ -101,6 +103,8 @@ export class Tracer {
         rec.attempts - 1,
         answered ? status : 0,
         errorType,
+        rec.grpc ? rec.inbound!.target : null,
+        attempt.grpcStatus,
       ),
     );
   }
