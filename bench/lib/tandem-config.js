@@ -1,17 +1,19 @@
-// Fills bench/tandem.bench.yaml with the ports and paths of this run.
+// Fills bench/tandem.bench.yaml (or another template of the bench's) with
+// the ports and paths of this run.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 
-const templatePath = new URL('../tandem.bench.yaml', import.meta.url);
+const defaultTemplate = new URL('../tandem.bench.yaml', import.meta.url);
 
 /**
- * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string }} run
+ * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string, template?: URL }} run
+ *   the endpoints, cluster after cluster, take `upstreamPorts` in order
  * @returns {string} the path of the generated file
  */
-export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem' }) {
+export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem', template = defaultTemplate }) {
   // parseDocument keeps the template's comments in the generated file.
-  const doc = parseDocument(readFileSync(templatePath, 'utf8'));
+  const doc = parseDocument(readFileSync(template, 'utf8'));
   doc.setIn(['admin', 'port'], adminPort);
   doc.setIn(['accessLog', 'path'], join(dir, `${tag}-access.log`));
   doc.setIn(['listeners', 0, 'port'], listenPort);
