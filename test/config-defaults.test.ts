@@ -44,6 +44,8 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
           name: 'inbound',
           address: '0.0.0.0',
           port: 15000,
+          protocols: ['http1', 'h2c'],
+          http2: { maxConcurrentStreams: 100 },
           limits: {
             maxHeaderBytes: 61_440,
             maxBodyBytes: 0,

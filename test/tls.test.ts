@@ -2,48 +2,31 @@
 // origination to clusters, with certificates made by the openssl CLI.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, renameSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { loadConfigText } from '../src/config/load.js';
 import { buildUpstreamHeaders, compileHeaderOps } from '../src/proxy/headers.js';
+import { certDir, type CertDir } from './support/certs.js';
 import { eventually, simpleConfig, startTandem, startUpstream, tempDir, useCleanup, type RunningTandem, type Upstream } from './support/harness.js';
 
 const cleanup = useCleanup();
-let dir = '';
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-/** A P-256 key and a certificate for it, signed by `ca` (self-signed when absent). */
-function makeCert(name: string, subject: string, opts: { ca?: string; san?: string; isCa?: boolean } = {}): void {
-  const ext = [
-    opts.isCa ? 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign' : 'basicConstraints=CA:FALSE',
-    opts.san === undefined ? '' : `subjectAltName=${opts.san}`,
-  ].join('\n');
-  writeFileSync(join(dir, `${name}.ext`), ext);
-  openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
-  const signer = opts.ca === undefined ? ['-signkey', `${name}.key`] : ['-CA', `${opts.ca}.crt`, '-CAkey', `${opts.ca}.key`, '-CAcreateserial'];
-  openssl('x509', '-req', '-in', `${name}.csr`, ...signer, '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.crt`);
-}
-
-const file = (name: string): string => join(dir, name);
-const pem = (name: string): Buffer => readFileSync(file(name));
+let certs: CertDir;
+const file = (name: string): string => certs.file(name);
+const pem = (name: string): Buffer => certs.pem(name);
 
 beforeAll(() => {
-  dir = tempDir('tandem-tls-');
-  makeCert('ca', '/CN=Test CA', { isCa: true });
-  makeCert('other-ca', '/CN=Other CA', { isCa: true });
-  makeCert('server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
-  makeCert('server2', '/CN=server-2', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
-  makeCert('named', '/CN=app.internal', { ca: 'ca', san: 'DNS:app.internal' });
-  makeCert('client', '/O=Acme/CN=client', { ca: 'ca' });
-  makeCert('stranger', '/CN=stranger', { ca: 'other-ca' });
+  certs = certDir();
+  certs.make('ca', '/CN=Test CA', { isCa: true });
+  certs.make('other-ca', '/CN=Other CA', { isCa: true });
+  certs.make('server1', '/CN=server-1', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
+  certs.make('server2', '/CN=server-2', { ca: 'ca', san: 'IP:127.0.0.1,DNS:localhost' });
+  certs.make('named', '/CN=app.internal', { ca: 'ca', san: 'DNS:app.internal' });
+  certs.make('client', '/O=Acme/CN=client', { ca: 'ca' });
+  certs.make('stranger', '/CN=stranger', { ca: 'other-ca' });
 });
 
 function listenerConfig(upstreamPort: number, tlsBlock: string): string {
@@ -150,20 +133,20 @@ describe('TLS termination', () => {
   });
 
   it('serves rotated certificate files to new connections while an open keep-alive connection goes on', async () => {
-    const certDir = tempDir('tandem-tls-rotate-');
-    copyFileSync(file('server1.crt'), join(certDir, 'tls.crt'));
-    copyFileSync(file('server1.key'), join(certDir, 'tls.key'));
-    const { t } = await startSecure(`{ certFile: ${join(certDir, 'tls.crt')}, keyFile: ${join(certDir, 'tls.key')} }`);
+    const rotating = tempDir('tandem-tls-rotate-');
+    copyFileSync(file('server1.crt'), join(rotating, 'tls.crt'));
+    copyFileSync(file('server1.key'), join(rotating, 'tls.key'));
+    const { t } = await startSecure(`{ certFile: ${join(rotating, 'tls.crt')}, keyFile: ${join(rotating, 'tls.key')} }`);
     const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
     cleanup.add({ close: () => agent.destroy() });
     const first = await get(t.port, { agent });
     expect(first.peerSubject).toBe('CN=server-1');
 
     // Write beside, then rename: a reader never sees half a file.
-    copyFileSync(file('server2.key'), join(certDir, 'tls.key.new'));
-    copyFileSync(file('server2.crt'), join(certDir, 'tls.crt.new'));
-    renameSync(join(certDir, 'tls.key.new'), join(certDir, 'tls.key'));
-    renameSync(join(certDir, 'tls.crt.new'), join(certDir, 'tls.crt'));
+    copyFileSync(file('server2.key'), join(rotating, 'tls.key.new'));
+    copyFileSync(file('server2.crt'), join(rotating, 'tls.crt.new'));
+    renameSync(join(rotating, 'tls.key.new'), join(rotating, 'tls.key'));
+    renameSync(join(rotating, 'tls.crt.new'), join(rotating, 'tls.crt'));
     expect(await eventually(async () => (await get(t.port)).peerSubject === 'CN=server-2', 3000)).toBe(true);
 
     const again = await get(t.port, { agent });
@@ -172,12 +155,12 @@ describe('TLS termination', () => {
   });
 
   it('keeps the old certificate when the new files do not make a pair', async () => {
-    const certDir = tempDir('tandem-tls-rotate-');
-    copyFileSync(file('server1.crt'), join(certDir, 'tls.crt'));
-    copyFileSync(file('server1.key'), join(certDir, 'tls.key'));
-    const { t } = await startSecure(`{ certFile: ${join(certDir, 'tls.crt')}, keyFile: ${join(certDir, 'tls.key')} }`);
+    const rotating = tempDir('tandem-tls-rotate-');
+    copyFileSync(file('server1.crt'), join(rotating, 'tls.crt'));
+    copyFileSync(file('server1.key'), join(rotating, 'tls.key'));
+    const { t } = await startSecure(`{ certFile: ${join(rotating, 'tls.crt')}, keyFile: ${join(rotating, 'tls.key')} }`);
     // server2's certificate with server1's key: the re-read must fail.
-    copyFileSync(file('server2.crt'), join(certDir, 'tls.crt'));
+    copyFileSync(file('server2.crt'), join(rotating, 'tls.crt'));
     // Give the watcher time to try (its debounce is 50 ms), then check nothing changed.
     await new Promise((r) => setTimeout(r, 300));
     const res = await get(t.port);

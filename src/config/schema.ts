@@ -4,7 +4,7 @@
 // zod's own refinements.
 
 import * as z from 'zod';
-import type { Config, RateLimitKey, RetryConfig, RetryOn } from './types.js';
+import type { Config, ListenerProtocol, RateLimitKey, RetryConfig, RetryOn } from './types.js';
 import {
   DURATION_PATTERN,
   SIZE_PATTERN,
@@ -360,14 +360,48 @@ const clusterTlsSchema = z
     }
   });
 
-const listenerSchema = z.strictObject({
-  name: name.optional().meta({ description: 'Listener name in metrics and logs; listener-INDEX when absent.' }),
-  address: z.string().min(1).default('0.0.0.0').meta({ description: 'Address to bind.' }),
-  port: port(0).meta({ description: 'Port to bind (0 picks a free port).' }),
-  limits: limitsSchema.prefault({}).meta({ description: 'What a client may send, and how slowly.' }),
-  tls: listenerTlsSchema.optional().meta({ description: 'Terminate TLS (and mTLS) on this listener; plain HTTP when absent.' }),
-  routes: z.array(routeSchema).min(1).meta({ description: 'Routes in order; the first match wins.' }),
+const http2Schema = z.strictObject({
+  maxConcurrentStreams: z
+    .int()
+    .min(1)
+    .max(2 ** 31 - 1)
+    .default(100)
+    .meta({ description: 'Streams a client may have open at once on one connection, announced in SETTINGS; streams over it are refused (RST_STREAM REFUSED_STREAM).' }),
 });
+
+const listenerSchema = z
+  .strictObject({
+    name: name.optional().meta({ description: 'Listener name in metrics and logs; listener-INDEX when absent.' }),
+    address: z.string().min(1).default('0.0.0.0').meta({ description: 'Address to bind.' }),
+    port: port(0).meta({ description: 'Port to bind (0 picks a free port).' }),
+    protocols: z
+      .array(z.enum(['http1', 'h2c', 'h2']))
+      .min(1)
+      .optional()
+      .meta({
+        description:
+          'Protocols served: plaintext http1 and h2c (HTTP/2 with prior knowledge), told apart per connection by its first bytes; with tls, http1 and h2, offered by ALPN. Both of the listener\'s kind when absent.',
+      }),
+    http2: http2Schema.prefault({}).meta({ description: 'HTTP/2 connection settings.' }),
+    limits: limitsSchema.prefault({}).meta({ description: 'What a client may send, and how slowly; on HTTP/2 per stream, except idleTimeout (per connection).' }),
+    tls: listenerTlsSchema.optional().meta({ description: 'Terminate TLS (and mTLS) on this listener; plain HTTP when absent.' }),
+    routes: z.array(routeSchema).min(1).meta({ description: 'Routes in order; the first match wins.' }),
+  })
+  .superRefine((l, ctx) => {
+    const wrong = l.tls === undefined ? 'h2' : 'h2c';
+    l.protocols?.forEach((p, i) => {
+      if (p === wrong) {
+        const hint = l.tls === undefined ? 'h2 needs tls on the listener; plaintext HTTP/2 is h2c' : 'a tls listener offers h2, not h2c';
+        ctx.addIssue({ code: 'custom', path: ['protocols', i], message: hint });
+      } else if (l.protocols!.indexOf(p) !== i) {
+        ctx.addIssue({ code: 'custom', path: ['protocols', i], message: `${p} is listed twice` });
+      }
+    });
+  })
+  .transform((l) => ({
+    ...l,
+    protocols: l.protocols ?? (l.tls === undefined ? (['http1', 'h2c'] as ListenerProtocol[]) : (['http1', 'h2'] as ListenerProtocol[])),
+  }));
 
 const endpointSchema = z.union(
   [

@@ -59,10 +59,15 @@ export interface ListenerLimits {
   headersWithUnderscores: 'reject' | 'drop' | 'allow';
 }
 
+/** http1: HTTP/1.0 and 1.1; h2c: HTTP/2 with prior knowledge, plaintext; h2: HTTP/2 over TLS by ALPN */
+export type ListenerProtocol = 'http1' | 'h2c' | 'h2';
+
 export interface ListenerConfig {
   name: string;
   address: string;
   port: number;
+  protocols: ListenerProtocol[];
+  http2: { maxConcurrentStreams: number };
   limits: ListenerLimits;
   /** absent: plain HTTP */
   tls?: ListenerTlsConfig;

@@ -1,6 +1,6 @@
 // One HTTP(S) listener: Node's server with the configured limits, tandem's own
 // answers for what Node rejects before a request exists, WebSocket tunnels,
-// and the drain steps.
+// HTTP/2 beside HTTP/1.x on the same port, and the drain steps.
 
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import { http } from '../node-http.js';
@@ -9,14 +9,12 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenerLimits } from '../config/types.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
-import { RequestRecord, type Exchange, type ListenerContext } from '../proxy/exchange.js';
-import { handleRequest, rejectRequest, type ExchangeCarrier } from '../proxy/handle.js';
+import { RequestRecord, type ListenerContext } from '../proxy/exchange.js';
+import { Http1Inbound, ProxyResponse, refuseHttp1, serveHttp1 } from './http1.js';
+import { Http2Front } from './http2-front.js';
+import { switchProtocols } from './protocol-switch.js';
 import { serverTlsOptions, watchTlsFiles } from './tls.js';
 import { tunnelUpgrade } from './upgrade.js';
-
-class ProxyResponse extends http.ServerResponse implements ExchangeCarrier {
-  exchange: Exchange | null = null;
-}
 
 // Node checks header and request timeouts on this interval; its default
 // (30 s) would let a 10 s headersTimeout fire at up to 40 s.
@@ -26,9 +24,14 @@ export class Listener {
   readonly server: Server;
   /** open WebSocket tunnels: they outlive their request and are drained separately */
   readonly tunnels = new Set<Duplex>();
+  /** the HTTP/2 side, when the listener serves h2 or h2c */
+  private readonly h2: Http2Front | null = null;
+  /** plaintext connections whose first bytes have not yet told their protocol */
+  private readonly undecided = new Set<Socket>();
 
   constructor(readonly ctx: ListenerContext) {
-    const { limits, tls } = ctx.listener.config;
+    const { limits, tls, protocols } = ctx.listener.config;
+    const http2 = protocols.includes('h2') || protocols.includes('h2c');
     const options: ServerOptions = {
       ServerResponse: ProxyResponse as typeof ServerResponse,
       maxHeaderSize: limits.maxHeaderBytes,
@@ -42,21 +45,26 @@ export class Listener {
       requireHostHeader: false,
       joinDuplicateHeaders: false,
     };
-    const onRequest = (req: IncomingMessage, res: ServerResponse): void => handleRequest(ctx, req, res as ProxyResponse);
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => serveHttp1(ctx, req, res as ProxyResponse);
     if (tls === undefined) {
       this.server = http.createServer(options, onRequest);
     } else {
-      const server = https.createServer({ ...options, ...serverTlsOptions(tls) }, onRequest);
+      const alpn = http2 ? { ALPNProtocols: protocols.includes('http1') ? ['h2', 'http/1.1'] : ['h2'] } : {};
+      const server = https.createServer({ ...options, ...serverTlsOptions(tls), ...alpn }, onRequest);
       const unwatch = watchTlsFiles(server, ctx.listener.config.name, tls);
       server.on('close', unwatch);
       this.server = server;
+    }
+    if (http2) {
+      this.h2 = new Http2Front(ctx);
+      switchProtocols(this.server, tls !== undefined, protocols, this.h2, this.undecided, limits.headersTimeout);
     }
     applyHeaderCount(this.server, limits);
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(ctx, err, socket));
     this.server.on('connect', (req: IncomingMessage, socket: Socket) => new RawAnswer(ctx, req, socket).send(socket, 'method_not_allowed'));
     // Node answers an unknown expectation with a bare 417 unless asked.
     this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
-      rejectRequest(ctx, req, res as ProxyResponse, 'expectation_failed'),
+      refuseHttp1(ctx, req, res as ProxyResponse, 'expectation_failed'),
     );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       tunnelUpgrade(ctx, req, socket, head, this.tunnels),
@@ -87,16 +95,19 @@ export class Listener {
     return typeof a === 'object' && a !== null ? a.port : 0;
   }
 
-  /** Drain, step one: accept nothing new, close idle keep-alive connections. */
+  /** Drain, step one: accept nothing new, close idle keep-alive connections, send HTTP/2 clients GOAWAY. */
   stopAccepting(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    this.h2?.goAway();
+    for (const s of this.undecided) s.destroy();
     return closed;
   }
 
   /** Drain, last step: whatever is still open is cut. */
   destroyAll(): void {
     this.server.closeAllConnections();
+    this.h2?.destroyAll();
     for (const t of this.tunnels) t.destroy();
   }
 }
@@ -120,7 +131,7 @@ const CLIENT_ERRORS: Record<string, ErrorCode> = {
  */
 class RawAnswer extends RequestRecord {
   constructor(ctx: ListenerContext, req: IncomingMessage | null, socket: Socket) {
-    super(ctx, req, socket);
+    super(ctx, req === null ? null : new Http1Inbound(req), socket);
     if (req === null) this.flag('DPE');
   }
 

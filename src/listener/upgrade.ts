@@ -16,10 +16,12 @@ import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import { CLIENT_CLOSED, RequestRecord, type ListenerContext } from '../proxy/exchange.js';
 import { runStages, upstreamHeaders, type StagedRequest } from '../proxy/handle.js';
 import { buildResponseHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
+import type { Inbound } from '../proxy/inbound.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
+import { Http1Inbound } from './http1.js';
 
 export function tunnelUpgrade(ctx: ListenerContext, req: IncomingMessage, client: Duplex, head: Buffer, tunnels: Set<Duplex>): void {
-  runStages(new Tunnel(ctx, req, client, head, tunnels), openTunnel);
+  runStages(new Tunnel(ctx, new Http1Inbound(req), client, head, tunnels), openTunnel);
 }
 
 function openTunnel(t: Tunnel, route: CompiledRoute, upstreamPath: string, ops: CompiledHeaderOps | undefined): void {
@@ -32,7 +34,7 @@ function openTunnel(t: Tunnel, route: CompiledRoute, upstreamPath: string, ops: 
  * tunnel's life).
  */
 class Tunnel extends RequestRecord implements StagedRequest {
-  declare readonly req: IncomingMessage;
+  declare readonly inbound: Inbound;
   done = false;
   /** the upstream half while the upgrade waits for its answer */
   private dispatch: UpgradeDispatch | null = null;
@@ -48,12 +50,12 @@ class Tunnel extends RequestRecord implements StagedRequest {
 
   constructor(
     ctx: ListenerContext,
-    req: IncomingMessage,
+    inbound: Inbound,
     readonly client: Duplex,
     private readonly head: Buffer,
     private readonly tunnels: Set<Duplex>,
   ) {
-    super(ctx, req, req.socket);
+    super(ctx, inbound, inbound.socket);
     client.on('error', () => client.destroy());
     // A FIN before the tunnel opens is a client giving up, as for any
     // request; once it is open, the half-close goes through to the upstream.
@@ -95,9 +97,9 @@ class Tunnel extends RequestRecord implements StagedRequest {
     // The route and idle timeouts bound the wait for the upstream's answer
     // (and the relay of a refusal), not the life of the tunnel.
     if (route.upgradeDeadlines !== null) this.timer = route.upgradeDeadlines.add(onUpgradeTimeout, dispatch);
-    const req = this.req;
+    const inbound = this.inbound;
     endpoint.pool.dispatch(
-      { path: upstreamPath, method: req.method ?? 'GET', headers: upstreamHeaders(this, route, ops), upgrade: String(req.headers.upgrade ?? 'websocket') },
+      { path: upstreamPath, method: inbound.method, headers: upstreamHeaders(this, route, ops), upgrade: String(inbound.headers.upgrade ?? 'websocket') },
       dispatch,
     );
   }

@@ -7,6 +7,7 @@ import { errors } from '../undici.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { UpstreamTry } from '../cluster/upstream-try.js';
 import type { ReuseAware } from '../cluster/reuse-tracking-client.js';
+import type { Trailers } from './downstream.js';
 import type { Exchange } from './exchange.js';
 import { buildResponseHeaders } from './headers.js';
 import type { IdleWatch } from './idle-watch.js';
@@ -125,27 +126,24 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
       return;
     }
     const ex = this.ex;
-    const res = ex.res;
     this.committed = true;
-    // Draining: Node then answers `connection: close` and ends the socket.
-    if (ex.ctx.drain.draining) res.shouldKeepAlive = false;
-    res.writeHead(status, buildResponseHeaders(headers, ex.requestId, ex.route!.responseOps));
+    ex.down.start(status, buildResponseHeaders(headers, ex.requestId, ex.route!.responseOps), ex.ctx.drain.draining);
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.settled) return;
     this.owner.idle?.touch();
     this.ex.bytesOut += chunk.length;
-    if (!this.ex.res.write(chunk)) {
+    if (!this.ex.down.write(chunk)) {
       controller.pause();
-      this.ex.res.once('drain', () => controller.resume());
+      this.ex.down.onDrain(() => controller.resume());
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Controller, trailers: Trailers): void {
     if (this.settled) return;
     this.settled = true;
-    this.ex.res.end();
+    this.ex.down.end(undefined, trailers);
     this.owner.attemptEnded(this, true);
   }
 
@@ -158,7 +156,7 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
       this.settled = true;
       this.failure = 'reset';
       if (this.cancelled === null) this.ex.flag('UR');
-      this.ex.res.destroy();
+      this.ex.down.abort();
       this.owner.attemptEnded(this, false);
       return;
     }

@@ -2,13 +2,15 @@
 // object per request: the stages write into it and the finish step reads it,
 // so metrics and the access log are produced in one place (record), once.
 
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { AccessLog } from '../observability/access-log.js';
 import type { RouteMetrics } from '../observability/metrics.js';
 import type { ClusterRuntime, CompiledListener, CompiledRoute } from '../snapshot-types.js';
 import type { TraceFields, Tracer } from '../tracing/tracer.js';
+import type { Downstream } from './downstream.js';
 import { ERRORS, errorBody, type ErrorCode } from './errors.js';
+import type { Inbound } from './inbound.js';
 import { requestIdFrom, traceFrom } from './request-id.js';
 
 /** What a listener's request handler needs; `listener` is swapped on reload. */
@@ -30,10 +32,10 @@ const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
 export const CLIENT_CLOSED = 499;
 
 /**
- * What every request accounts for, whether answered through a
- * ServerResponse (Exchange), tunnelled after an Upgrade, or refused with raw
- * bytes before Node made a request object of it (`req` null: no method,
- * path or headers are known).
+ * What every request accounts for, whether answered through a Downstream
+ * (Exchange), tunnelled after an Upgrade, or refused with raw bytes before
+ * Node made a request of it (`inbound` null: no method, path or headers are
+ * known).
  */
 export class RequestRecord implements TraceFields {
   readonly startedAt = Date.now();
@@ -61,7 +63,7 @@ export class RequestRecord implements TraceFields {
 
   constructor(
     readonly ctx: ListenerContext,
-    readonly req: IncomingMessage | null,
+    readonly inbound: Inbound | null,
     socket: { readonly remoteAddress?: string | undefined },
   ) {
     this.metrics = ctx.listener.noRouteMetrics;
@@ -83,7 +85,7 @@ export class RequestRecord implements TraceFields {
 
   /** request headers, so a record serves as the load balancer's pick context */
   get headers(): IncomingHttpHeaders {
-    return this.req === null ? NO_HEADERS : this.req.headers;
+    return this.inbound === null ? NO_HEADERS : this.inbound.headers;
   }
 
   flag(f: Flag): void {
@@ -107,8 +109,8 @@ export class RequestRecord implements TraceFields {
       traceId: this.traceId,
       spanId: this.spanId,
       clientIp: this.clientIp,
-      method: this.req?.method ?? '',
-      path: this.req?.url ?? '',
+      method: this.inbound?.method ?? '',
+      path: this.inbound?.target ?? '',
       status,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
@@ -125,7 +127,7 @@ export class RequestRecord implements TraceFields {
 }
 
 export class Exchange extends RequestRecord {
-  declare readonly req: IncomingMessage;
+  declare readonly inbound: Inbound;
   /** the client went away or the exchange ended; late callbacks check it */
   done = false;
   /** the upstream side, once the request is forwarded: told when the exchange ends (and cancelled if still running) */
@@ -133,30 +135,26 @@ export class Exchange extends RequestRecord {
 
   constructor(
     ctx: ListenerContext,
-    req: IncomingMessage,
-    readonly res: ServerResponse,
+    inbound: Inbound,
+    readonly down: Downstream,
   ) {
-    super(ctx, req, req.socket);
+    super(ctx, inbound, inbound.socket);
   }
 
   /** Answers with tandem's own JSON error (CONTRACT §4). */
   fail(code: ErrorCode, flag?: Flag, close = false, extra?: Record<string, string>): void {
     if (flag) this.flag(flag);
     this.errorCode = code;
-    const res = this.res;
-    if (res.headersSent || res.destroyed) {
-      res.destroy();
+    const down = this.down;
+    if (down.status !== 0 || down.closed) {
+      down.abort();
       return;
     }
     const body = errorBody(code, this.requestId);
-    res.statusCode = ERRORS[code].status;
-    res.setHeader('content-type', 'application/json');
-    res.setHeader('content-length', Buffer.byteLength(body));
-    res.setHeader('x-tandem-error', code);
-    res.setHeader('x-request-id', this.requestId);
-    if (extra) for (const k in extra) res.setHeader(k, extra[k]!);
-    if (close || this.ctx.drain.draining) res.setHeader('connection', 'close');
-    res.end(body);
+    const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'x-tandem-error', code, 'x-request-id', this.requestId];
+    if (extra) for (const k in extra) headers.push(k, extra[k]!);
+    down.start(ERRORS[code].status, headers, close || this.ctx.drain.draining);
+    down.end(body);
   }
 
   /** Refuses the request with tandem's error `code` and that code's flag, closing the connection when the request itself is at fault. */
@@ -166,19 +164,19 @@ export class Exchange extends RequestRecord {
   }
 
   /**
-   * Runs once, when the response is finished or the connection closed
+   * Runs once, when the answer is finished or the client's side closed
    * (whichever comes first): metrics and the access log line.
    */
   finish(): void {
     if (this.done) return;
     this.done = true;
     this.upstream?.end();
-    const res = this.res;
-    let status = res.statusCode;
-    if (!res.headersSent) {
+    const down = this.down;
+    let status = down.status;
+    if (status === 0) {
       status = CLIENT_CLOSED;
       this.flag('DC');
-    } else if (!res.writableFinished && !this.flags?.includes('UR') && !this.flags?.includes('UT')) {
+    } else if (!down.complete && !this.flags?.includes('UR') && !this.flags?.includes('UT')) {
       this.flag('DC');
     }
     this.record(status);

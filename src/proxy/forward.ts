@@ -4,7 +4,7 @@
 // (retry-state.ts). Owns the route and per-try timers and the cancellation
 // when the client goes away.
 
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import { breakerVerdict, enterCluster, leaveCluster } from '../cluster/admission.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
@@ -45,10 +45,10 @@ export class Forward implements AttemptOwner, RetryOwner {
     private readonly cluster: ClusterRuntime,
     private readonly path: string,
     private readonly headers: string[],
-    private readonly body: IncomingMessage | null,
+    private readonly body: Readable | null,
   ) {
     this.policy = route.retry;
-    this.method = ex.req.method!;
+    this.method = ex.inbound.method;
     this.idempotent = isIdempotent(this.method);
     this.traceSlot = ex.spanId === null ? -1 : traceparentSlot(headers, ex.traceparent);
   }
@@ -60,7 +60,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     const idle = this.route.idleTimeout;
     if (idle > 0) this.idle = new IdleWatch(idle, () => this.expire());
     const body = this.body;
-    if (body !== null && this.keepsBody(body)) return this.bufferBody(body);
+    if (body !== null && this.keepsBody()) return this.bufferBody(body);
     // The route timeout runs from the end of the client's request: a request
     // without a body is complete now, one with a body once it was sent.
     if (body === null) this.startRouteTimer();
@@ -72,13 +72,13 @@ export class Forward implements AttemptOwner, RetryOwner {
   }
 
   /** A body of unknown length (chunked) streams: it could outgrow the limit. */
-  private keepsBody(body: IncomingMessage): boolean {
+  private keepsBody(): boolean {
     if (!mayResendBody(this.policy, this.idempotent)) return false;
-    const length = body.headers['content-length'];
+    const length = this.ex.inbound.headers['content-length'];
     return length !== undefined && Number(length) <= this.policy.bufferLimit;
   }
 
-  private bufferBody(body: IncomingMessage): void {
+  private bufferBody(body: Readable): void {
     const chunks: Buffer[] = [];
     body.on('data', (chunk: Buffer) => {
       chunks.push(chunk);
@@ -109,8 +109,8 @@ export class Forward implements AttemptOwner, RetryOwner {
 
   /** The breaker's verdict on the request's answer, or on the client that left before one. */
   private verdict(): boolean | null {
-    const res = this.ex.res;
-    return breakerVerdict(res.headersSent ? res.statusCode : CLIENT_CLOSED, this.ex.flags);
+    const status = this.ex.down.status;
+    return breakerVerdict(status === 0 ? CLIENT_CLOSED : status, this.ex.flags);
   }
 
   requestSent(): void {
@@ -157,7 +157,7 @@ export class Forward implements AttemptOwner, RetryOwner {
   }
 
   attemptEnded(attempt: Attempt, clean: boolean): void {
-    const status = this.ex.res.statusCode;
+    const status = this.ex.down.status;
     this.endTry(attempt, status, !clean || status >= 500);
     this.stopTimers();
     this.retry?.finish();
@@ -230,7 +230,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     if (this.retry !== null && this.retry.retried > 0) ex.flag('URX');
     // A body the upstream did not take entirely is still on the client's
     // connection: it cannot carry another request.
-    const close = this.body !== null && !this.body.complete;
+    const close = this.body !== null && !ex.inbound.bodyReceived;
     switch (failure) {
       case 'connect-failure':
         ex.fail('upstream_connect_failure', 'UF', close);

@@ -7,6 +7,7 @@ import type { TracingConfig } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Attempt } from '../proxy/attempt.js';
 import type { RequestRecord } from '../proxy/exchange.js';
+import { PROTOCOL_VERSION } from '../proxy/inbound.js';
 import { isValidTraceparent, newSpanId, newTraceparent, sampledFlag } from '../proxy/request-id.js';
 import { BatchExporter } from './exporter.js';
 import { ClientSpan, ServerSpan, epochMs } from './spans.js';
@@ -56,7 +57,7 @@ export class Tracer {
 
   /** The SERVER span of a sampled request, ended now. */
   server(rec: RequestRecord, status: number, endHr: number): void {
-    const req = rec.req;
+    const inbound = rec.inbound;
     const headers = rec.headers;
     this.exporter.add(
       new ServerSpan(
@@ -65,13 +66,13 @@ export class Tracer {
         rec.parentSpanId,
         epochMs(rec.startedHr),
         epochMs(endHr),
-        req?.method ?? '',
-        req?.url ?? '',
+        inbound?.method ?? '',
+        inbound?.target ?? '',
         rec.ctx.proto,
-        headers.host,
+        inbound?.authority,
         rec.clientIp,
         headers['user-agent'],
-        req?.httpVersion ?? '1.1',
+        inbound === null ? '1.1' : PROTOCOL_VERSION[inbound.protocol],
         status,
         rec.errorCode,
         rec.route === null ? null : rec.route.name,
@@ -94,7 +95,7 @@ export class Tracer {
         rec.spanId!,
         epochMs(attempt.startedHr),
         epochMs(performance.now()),
-        rec.req!.method!,
+        rec.inbound!.method,
         attempt.endpoint.address,
         attempt.endpoint.port,
         rec.attempts - 1,

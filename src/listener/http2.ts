@@ -1,0 +1,138 @@
+// The HTTP/2 adapter: a stream of Node's http2 core API translated into the
+// protocol-neutral Inbound and Downstream, then handed to the stages
+// (proxy/handle.ts), as listener/http1.ts does for HTTP/1.x. Pseudo-headers
+// become the method, target and authority; the upstream gets a Host.
+
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants } from 'node:http2';
+import type { Socket } from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
+import { presentTrailers, type Downstream, type Trailers } from '../proxy/downstream.js';
+import { Exchange, type ListenerContext } from '../proxy/exchange.js';
+import { handle } from '../proxy/handle.js';
+import type { HttpProtocol, Inbound } from '../proxy/inbound.js';
+
+export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+  const inbound = new Http2Inbound(stream, headers, rawHeaders);
+  const ex = new Exchange(ctx, inbound, new Http2Answer(stream, headers.te === 'trailers'));
+  // a client's RST_STREAM surfaces here as an error, then a close: the close ends the exchange
+  stream.on('error', ignore);
+  stream.once('close', () => ex.finish());
+  handle(ex);
+}
+
+function ignore(): void {}
+
+class Http2Inbound implements Inbound {
+  readonly protocol: HttpProtocol = 'HTTP/2';
+  readonly method: string;
+  readonly target: string;
+  readonly authority: string | undefined;
+  readonly rawHeaders: string[];
+  readonly body: Readable | null;
+  readonly socket: Socket;
+
+  constructor(
+    stream: ServerHttp2Stream,
+    readonly headers: IncomingHttpHeaders,
+    raw: string[],
+  ) {
+    this.method = headers[':method'] ?? '';
+    this.target = headers[':path'] ?? '';
+    this.authority = headers[':authority'] ?? headers.host;
+    this.rawHeaders = regularFields(raw, this.authority);
+    // undici destroys a request body it has sent, which on the stream itself
+    // would reset it before the answer could go back: it reads a pipe.
+    this.body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
+    this.socket = stream.session!.socket as Socket;
+  }
+
+  /** An HTTP/2 stream's unread body never holds up its connection. */
+  get bodyReceived(): boolean {
+    return true;
+  }
+}
+
+/**
+ * The header fields without pseudo-headers, the way an HTTP/1.1 upstream
+ * expects them: a Host (from :authority) when the client sent none, and the
+ * cookie fields HTTP/2 may split joined into one (RFC 9113 §8.2.3).
+ */
+function regularFields(raw: string[], authority: string | undefined): string[] {
+  const out: string[] = [];
+  let hasHost = false;
+  let cookie = -1;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (name === 'host') hasHost = true;
+    else if (name === 'cookie') {
+      if (cookie !== -1) {
+        out[cookie] += `; ${raw[i + 1]}`;
+        continue;
+      }
+      cookie = out.length + 1;
+    }
+    out.push(name, raw[i + 1]!);
+  }
+  if (!hasHost && authority !== undefined) out.push('host', authority);
+  return out;
+}
+
+class Http2Answer implements Downstream {
+  status = 0;
+  private trailers: Trailers | null = null;
+  private ended = false;
+
+  /** `wantsTrailers`: the client said it takes trailers (TE: trailers, as every gRPC client does) */
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly wantsTrailers: boolean,
+  ) {}
+
+  /** Node counts a stream the client reset as finished: only one that closed without a reset code got everything */
+  get complete(): boolean {
+    return this.ended && this.stream.rstCode === constants.NGHTTP2_NO_ERROR;
+  }
+
+  get closed(): boolean {
+    return this.stream.destroyed;
+  }
+
+  start(status: number, headers: string[]): void {
+    this.status = status;
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    const fields: Record<string, string | string[] | number> = { ':status': status };
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!.toLowerCase();
+      const prev = fields[name];
+      fields[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [String(prev), headers[i + 1]!];
+    }
+    if (this.wantsTrailers) {
+      stream.respond(fields, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers(presentTrailers(this.trailers) ?? {}));
+    } else {
+      stream.respond(fields);
+    }
+  }
+
+  write(chunk: Buffer): boolean {
+    return this.stream.write(chunk);
+  }
+
+  onDrain(resume: () => void): void {
+    this.stream.once('drain', resume);
+  }
+
+  end(body?: Buffer | string, trailers?: Trailers | null): void {
+    if (this.stream.destroyed) return;
+    this.ended = true;
+    this.trailers = trailers ?? null;
+    this.stream.end(body);
+  }
+
+  abort(): void {
+    if (!this.stream.destroyed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+}
