@@ -106,13 +106,13 @@ async function benchmark() {
   // gave per-round ratios from 0.67 to 1.40)
   const rounds = Number(opts.rounds ?? (ci ? 9 : 7));
   const names = opts.peers?.split(',');
-  // --ci leaves nginx out, and on HTTP/2 the direct row too: tandem and the bare pass-through are what its h2c row reports on
-  const leftOut = (protocol, name) => ci && (name === 'nginx' || (protocol !== 'http1' && name === 'direct'));
+  // --ci leaves nginx out, and on HTTP/2 runs tandem and the bare pass-through alone: the pair its h2c row reports on
+  const leftOut = (protocol, name) => ci && (name === 'nginx' || (protocol !== 'http1' && name !== 'tandem' && name !== 'bare-http2'));
   const wantedFor = (protocol) => peersOf(protocol).filter((p) => (names ? names.includes(p.name) : !leftOut(protocol, p.name)));
   const protocols = opts.protocols?.split(',') ?? PROTOCOLS;
   const notes = [];
   if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
-  if (ci) notes.push('nginx is left out of --ci runs, and so is the direct row of the h2c scenario');
+  if (ci) notes.push('nginx is left out of --ci runs; its h2c scenario runs tandem and the bare node:http2 pass-through alone');
   if (!wrkAvailable()) notes.push('wrk not found: autocannon drove the throughput runs, and it saturates before the fastest proxies do');
   if (protocols.includes('h2c') && !h2loadAvailable()) notes.push('h2load not found (apt-get install nghttp2-client): no h2c scenario');
   const scenarios = scenarioList({ ci, durationS }).filter((s) => protocols.includes(s.protocol) && (s.client !== 'h2load' || h2loadAvailable()));

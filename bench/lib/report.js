@@ -97,6 +97,8 @@ const RATIOS = [
   ['directWrkVsAutocannon', 'rps', 'direct', 'direct-autocannon', 'upstream directly: wrk/autocannon req/s'],
   ['throughputVsBareHttp2', 'rps', 'tandem', 'bare-http2', 'tandem/bare node:http2 req/s'],
   ['cpuPerReqVsBareHttp2', 'cpuUsPerReq', 'tandem', 'bare-http2', 'tandem/bare node:http2 CPU per req'],
+  ['cpuPerReqVsBareHttp2Flags', 'cpuUsPerReq', 'tandem', 'bare-http2-flags', "tandem/bare-node:http2-with-tandem's-flags CPU per req"],
+  ['flagsCpuPerReqHttp2', 'cpuUsPerReq', 'bare-http2-flags', 'bare-http2', "tandem's flags on bare node:http2: CPU per req with/without"],
 ];
 
 export function ratios(scenarios, raw) {

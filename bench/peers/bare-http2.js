@@ -13,8 +13,9 @@ const [port, target] = process.argv.slice(2);
 const pool = new Pool(target, { allowH2: true, useH2c: true });
 
 class Forward {
-  constructor(stream) {
+  constructor(stream, wantsTrailers) {
     this.stream = stream;
+    this.wantsTrailers = wantsTrailers;
     this.trailers = null;
     this.controller = null;
     this.done = false;
@@ -30,8 +31,13 @@ class Forward {
 
   onResponseStart(controller, statusCode, headers) {
     if (statusCode < 200) return;
-    // trailers are known only at the end, so every response waits for them (an empty set ends the stream with empty DATA)
-    this.stream.respond({ ...headers, ':status': statusCode }, { waitForTrailers: true });
+    headers[':status'] = statusCode;
+    if (!this.wantsTrailers) {
+      this.stream.respond(headers);
+      return;
+    }
+    // trailers are known only at the end, so the answer waits for them (an empty set ends the stream with an empty DATA frame)
+    this.stream.respond(headers, { waitForTrailers: true });
     this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers ?? {}));
   }
 
@@ -57,12 +63,13 @@ class Forward {
 
 const server = http2.createServer();
 server.on('stream', (stream, headers) => {
-  const method = headers[':method'];
   const upstreamHeaders = {};
   for (const name of Object.keys(headers)) if (name[0] !== ':') upstreamHeaders[name] = headers[name];
   // Not the stream itself: undici destroys a body stream without autoDestroy (an Http2Stream) at its end, which would reset the client's stream before the answer.
-  const body = method === 'GET' || method === 'HEAD' ? null : stream.pipe(new PassThrough());
-  pool.dispatch({ path: headers[':path'], method, headers: upstreamHeaders, body }, new Forward(stream));
+  const body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
+  // trailers only to a client that takes them (every gRPC client says so)
+  const forward = new Forward(stream, headers.te === 'trailers');
+  pool.dispatch({ path: headers[':path'], method: headers[':method'], headers: upstreamHeaders, body }, forward);
 });
 server.listen(Number(port), '127.0.0.1');
 // exit cleanly on SIGTERM, as bare-undici.js does
