@@ -9,7 +9,8 @@
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
-// Options: --duration S, --rounds N, --peers a,b,c, --protocols http1,h2c,grpc, --skip-startup, --skip-instructions
+// Options: --duration S, --rounds N, --peers a,b,c, --protocols http1,h2c,grpc, --skip-startup, --skip-instructions,
+// --results NAME (write bench/results/NAME.{json,md} instead of latest / latest-ci)
 import { parseArgs } from 'node:util';
 import { PEERS, PROXY_CPU } from './lib/peers.js';
 import { H2_PEERS } from './lib/h2-peers.js';
@@ -33,6 +34,7 @@ const { values: opts } = parseArgs({
     protocols: { type: 'string' },
     'skip-startup': { type: 'boolean', default: false },
     'skip-instructions': { type: 'boolean', default: false },
+    results: { type: 'string' },
   },
 });
 
@@ -181,7 +183,7 @@ async function benchmark() {
 
   const title = ci ? 'tandem benchmark (--ci)' : 'tandem benchmark';
   const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, startup, instructions, raw, notes };
-  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, notes }));
+  writeResults(resultsDir, opts.results ?? (ci ? 'latest-ci' : 'latest'), json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, notes }));
 
   if (ci) ciGate(results, rel, instructions, tandemRunning);
   // reported, never gated: one short h2c row does not yet tell a regression from this VM's drift
