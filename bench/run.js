@@ -185,7 +185,8 @@ async function benchmark() {
   const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, startup, instructions, raw, notes };
   writeResults(resultsDir, opts.results ?? (ci ? 'latest-ci' : 'latest'), json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, notes }));
 
-  if (ci) ciGate(results, rel, instructions, tandemRunning);
+  // the gate reads the HTTP/1.1 small GET: a run without it (--protocols) has nothing to gate on
+  if (ci && results['small-get']) ciGate(results, rel, instructions, tandemRunning);
   // reported, never gated: one short h2c row does not yet tell a regression from this VM's drift
   if (ci && rel['h2c-get']) console.log(`h2c (report only): tandem/bare node:http2 CPU per request ${rel['h2c-get'].cpuPerReqVsBareHttp2?.toFixed(2) ?? '—'}`);
 }
