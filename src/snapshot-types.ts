@@ -46,6 +46,8 @@ export interface CompiledRoute {
   readonly hostRewrite: string | undefined;
   /** ms, 0 = none */
   readonly timeout: number;
+  /** ms, the cap on a gRPC request's grpc-timeout; 0 = no cap */
+  readonly maxGrpcTimeout: number;
   /** the deadlines of `timeout`; null when there is none */
   readonly routeDeadlines: DeadlineQueue | null;
   readonly retry: RetryPolicy;

@@ -156,6 +156,7 @@ function compileRoute(
     rewritePath: compileRewrite(r.match, r.rewrite),
     hostRewrite: r.rewrite?.host,
     timeout: r.timeout,
+    maxGrpcTimeout: r.maxGrpcTimeout,
     routeDeadlines: r.timeout > 0 ? deadlinesOf(r.timeout) : null,
     retry,
     tryDeadlines: perTry > 0 && (r.timeout === 0 || perTry < r.timeout) ? deadlinesOf(perTry) : null,

@@ -9,7 +9,7 @@ import { createAccessLog, formatText, type AccessLogEntry } from '../src/observa
 import { log as processLog } from '../src/observability/log.js';
 
 const CONTRACT_FIELDS = [
-  'time', 'requestId', 'traceId', 'spanId', 'clientIp', 'method', 'path', 'status', 'bytesIn', 'bytesOut',
+  'time', 'requestId', 'traceId', 'spanId', 'clientIp', 'method', 'path', 'protocol', 'status', 'grpcStatus', 'bytesIn', 'bytesOut',
   'durationMs', 'upstreamMs', 'listener', 'route', 'cluster', 'endpoint', 'attempts', 'flags',
 ];
 
@@ -24,7 +24,9 @@ function entry(overrides: Partial<AccessLogEntry> = {}): AccessLogEntry {
     clientIp: '10.0.0.7',
     method: 'GET',
     path: '/orders/42?expand=items',
+    protocol: 'HTTP/1.1',
     status: 200,
+    grpcStatus: null,
     bytesIn: 0,
     bytesOut: 1234,
     durationMs: 12.5,
@@ -60,7 +62,7 @@ describe('json access log', () => {
     log.write(entry());
     log.write(entry({
       status: 502, route: null, cluster: null, endpoint: null, upstreamMs: null,
-      attempts: 3, flags: ['UF', 'URX'], method: 'POST', bytesIn: 17,
+      attempts: 3, flags: ['UF', 'URX'], method: 'POST', bytesIn: 17, protocol: 'HTTP/2', grpcStatus: 14,
     }));
     await log.flush();
 
@@ -71,7 +73,7 @@ describe('json access log', () => {
     expect(Object.keys(second!).sort()).toEqual([...CONTRACT_FIELDS].sort());
     expect(second).toMatchObject({
       status: 502, route: null, cluster: null, endpoint: null, upstreamMs: null,
-      attempts: 3, flags: ['UF', 'URX'], method: 'POST', bytesIn: 17,
+      attempts: 3, flags: ['UF', 'URX'], method: 'POST', bytesIn: 17, protocol: 'HTTP/2', grpcStatus: 14,
     });
     await log.close();
   });
@@ -201,16 +203,25 @@ describe('an access log that cannot open its file', () => {
 describe('text access log', () => {
   it('formats the common-log-like line', () => {
     expect(formatText(entry())).toBe(
-      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /orders/42?expand=items" 200 1234 12.5ms ' +
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /orders/42?expand=items HTTP/1.1" 200 1234 12.5ms ' +
         'route=orders cluster=orders-v2 endpoint=127.0.0.1:8080 attempts=1 flags=- ' +
-        'rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
+        'grpc=- rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
     );
     expect(formatText(entry({
       route: null, cluster: null, endpoint: null, status: 404, bytesOut: 0, flags: ['NR'], path: '/x"y',
     }))).toBe(
-      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /x\\"y" 404 0 12.5ms ' +
-        'route=- cluster=- endpoint=- attempts=1 flags=NR rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "GET /x\\"y HTTP/1.1" 404 0 12.5ms ' +
+        'route=- cluster=- endpoint=- attempts=1 flags=NR grpc=- rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
     );
+  });
+
+  it('writes the HTTP version in the request line and the grpc-status of a gRPC request', () => {
+    expect(formatText(entry({ method: 'POST', path: '/helloworld.Greeter/SayHello', protocol: 'HTTP/2', grpcStatus: 14, flags: ['UF'], status: 200 }))).toBe(
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "POST /helloworld.Greeter/SayHello HTTP/2" 200 1234 12.5ms ' +
+        'route=orders cluster=orders-v2 endpoint=127.0.0.1:8080 attempts=1 flags=UF grpc=14 rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
+    );
+    expect(formatText(entry({ protocol: 'HTTP/1.0', grpcStatus: 0 }))).toContain('"GET /orders/42?expand=items HTTP/1.0" 200 1234 12.5ms ');
+    expect(formatText(entry({ protocol: 'HTTP/1.0', grpcStatus: 0 }))).toContain(' flags=- grpc=0 rid=');
   });
 
   it('ends with the SERVER span id of a traced request', () => {
@@ -221,8 +232,8 @@ describe('text access log', () => {
     expect(formatText(entry({
       method: '', path: '', route: null, cluster: null, endpoint: null, upstreamMs: null, status: 400, bytesOut: 0, attempts: 0, flags: ['DPE'],
     }))).toBe(
-      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "- -" 400 0 12.5ms ' +
-        'route=- cluster=- endpoint=- attempts=0 flags=DPE rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
+      '10.0.0.7 - - [2025-01-02T03:04:05.678Z] "- - HTTP/1.1" 400 0 12.5ms ' +
+        'route=- cluster=- endpoint=- attempts=0 flags=DPE grpc=- rid=7b0f3c1e-2d4a-4f5e-9a6b-8c7d6e5f4a3b span=-\n',
     );
   });
 

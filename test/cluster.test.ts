@@ -45,6 +45,7 @@ function clusterConfig(ports: number[]): ClusterConfig {
   return {
     name: 'app',
     endpoints: ports.map((port) => ({ address: '127.0.0.1', port, weight: 1 })),
+    protocol: 'http1',
     loadBalancing: 'round_robin',
     panicThreshold: 0,
     ...POOL,

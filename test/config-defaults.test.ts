@@ -61,6 +61,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
               match: { prefix: '/' },
               cluster: 'app',
               timeout: 15_000,
+              maxGrpcTimeout: 15_000,
               idleTimeout: 0,
               retries: {
                 attempts: 1,
@@ -79,6 +80,7 @@ describe('the minimal file of CONTRACT §2 gets every default', () => {
         {
           name: 'app',
           endpoints: [{ address: '127.0.0.1', port: 8080, weight: 1 }],
+          protocol: 'http1',
           loadBalancing: 'round_robin',
           panicThreshold: 0,
           connectTimeout: 1000,

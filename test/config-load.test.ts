@@ -17,6 +17,18 @@ function errorsOf(text: string): string[] {
 // A valid tail shared by the cases that break something above it.
 const CLUSTERS = ['clusters:', '  - name: app', '    endpoints: [127.0.0.1:8080]'];
 
+/** One listener routing to cluster `app`, whose further keys are `lines` (from line 9). */
+const oneCluster = (...lines: string[]) =>
+  yaml(
+    'listeners:', //                                   1
+    '  - port: 15000', //                              2
+    '    routes:', //                                  3
+    '      - match: { prefix: / }', //                 4
+    '        cluster: app', //                         5
+    ...CLUSTERS, //                                    6-8
+    ...lines,
+  );
+
 describe('error positions and messages', () => {
   test('unknown key points at the key, with a hint when close', () => {
     const text = yaml(
@@ -374,7 +386,7 @@ describe('error positions and messages', () => {
       'f.yaml:6:46: listeners.0.routes.0.match.methods.1: not a valid HTTP method',
       'f.yaml:7:35: listeners.0.routes.0.directResponse.status: must be at least 200',
       'f.yaml:8:30: listeners.0.routes.0.retries.attempts: expected an integer, got 1.5',
-      'f.yaml:8:50: listeners.0.routes.0.retries.retryOn.1: must be one of connect-failure | reset | 5xx | gateway-error | retriable-status-codes, got "teapot"',
+      'f.yaml:8:50: listeners.0.routes.0.retries.retryOn.1: must be one of connect-failure | reset | 5xx | gateway-error | retriable-status-codes | cancelled | deadline-exceeded | resource-exhausted | internal | unavailable, got "teapot"',
       'f.yaml:9:11: clusters: expected a list, got a mapping',
     ]);
   });
@@ -448,15 +460,7 @@ describe('error positions and messages', () => {
   });
 
   test('peak_ewma takes no hashOn, and panicThreshold is a percentage', () => {
-    const text = yaml(
-      'listeners:', //                                   1
-      '  - port: 15000', //                              2
-      '    routes:', //                                  3
-      '      - match: { prefix: / }', //                 4
-      '        cluster: app', //                         5
-      'clusters:', //                                    6
-      '  - name: app', //                                7
-      '    endpoints: [127.0.0.1:8080]', //              8
+    const text = oneCluster(
       '    loadBalancing: peak_ewma', //                 9
       '    hashOn: { header: x-user }', //               10
       '    panicThreshold: 101', //                      11
@@ -521,3 +525,35 @@ function byPosition(a: string, b: string): number {
   const [lb, cb] = pos(b);
   return la - lb || ca - cb;
 }
+
+describe('cluster protocol', () => {
+  test('defaults to http1; h2c and h2 (with tls) load, with gRPC health checks', () => {
+    expect(loadConfigText(oneCluster(), 'f.yaml')).toMatchObject({ ok: true, config: { clusters: [{ protocol: 'http1' }] } });
+    expect(loadConfigText(oneCluster('    protocol: h2c', '    healthCheck: { grpc: {} }'), 'f.yaml')).toMatchObject({
+      ok: true,
+      config: { clusters: [{ protocol: 'h2c', healthCheck: { grpc: { service: '' }, interval: 5000, timeout: 1000 } }] },
+    });
+    expect(loadConfigText(oneCluster('    protocol: h2', '    tls: {}', '    healthCheck: { grpc: { service: app.Greeter } }'), 'f.yaml')).toMatchObject({
+      ok: true,
+      config: { clusters: [{ protocol: 'h2', healthCheck: { grpc: { service: 'app.Greeter' } } }] },
+    });
+  });
+
+  test('h2 needs tls and h2c refuses it', () => {
+    expect(errorsOf(oneCluster('    protocol: h2'))).toEqual([
+      'f.yaml:9:15: clusters.0.protocol: h2 needs tls (HTTP/2 is offered by TLS ALPN); use h2c for HTTP/2 without TLS',
+    ]);
+    expect(errorsOf(oneCluster('    protocol: h2c', '    tls: {}'))).toEqual(['f.yaml:9:15: clusters.0.protocol: h2c is HTTP/2 without TLS; use h2 with tls']);
+    expect(errorsOf(oneCluster('    protocol: http2'))[0]).toMatch(/^f\.yaml:9:15: clusters\.0\.protocol: must be one of http1 \| h2 \| h2c/);
+  });
+
+  test('a health check has exactly one of path | grpc, and grpc needs an HTTP/2 protocol', () => {
+    expect(errorsOf(oneCluster('    healthCheck: { grpc: { service: "" } }'))).toEqual([
+      'f.yaml:9:20: clusters.0.healthCheck.grpc: gRPC health checks need protocol: h2c or h2 (gRPC runs over HTTP/2)',
+    ]);
+    expect(errorsOf(oneCluster('    protocol: h2c', '    healthCheck: { path: /healthz, grpc: {} }'))).toEqual([
+      'f.yaml:10:36: clusters.0.healthCheck.grpc: only one of path | grpc may be set, "path" is already set',
+    ]);
+    expect(errorsOf(oneCluster('    healthCheck: { interval: 1s }'))).toEqual(['f.yaml:9:18: clusters.0.healthCheck: needs one of path | grpc']);
+  });
+});

@@ -5,7 +5,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it, vi } from 'vitest';
-import { DeadlineQueue, deadlinesOf } from '../src/proxy/deadlines.js';
+import { DeadlineQueue, OwnDeadline, deadlinesOf } from '../src/proxy/deadlines.js';
 import { useFakeTime } from './support/fake-time.js';
 
 describe('deadlines', () => {
@@ -75,6 +75,26 @@ describe('deadlines', () => {
     const all = Array.from({ length: 100 }, () => queue.add(() => undefined, null));
     expect(vi.getTimerCount()).toBe(1);
     for (const d of all) d.cancel();
+  });
+
+  it('a deadline of its own fires once, its duration after it was set, says when, and leaves no timer once cancelled', () => {
+    const t0 = performance.now();
+    const fired: number[] = [];
+    const own = new OwnDeadline(137, (at: number) => fired.push(performance.now() - at), t0);
+    expect(own.at).toBe(t0 + 137);
+    vi.advanceTimersByTime(136);
+    expect(fired).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(fired).toEqual([137]);
+    vi.advanceTimersByTime(1000);
+    expect(fired).toHaveLength(1);
+
+    const cancelled = new OwnDeadline(50, () => fired.push(-1), 0);
+    expect(vi.getTimerCount()).toBe(1);
+    cancelled.cancel();
+    expect(vi.getTimerCount()).toBe(0);
+    vi.advanceTimersByTime(100);
+    expect(fired).toEqual([137]);
   });
 
   it('deadlinesOf shares one queue per duration', () => {

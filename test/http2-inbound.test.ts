@@ -152,6 +152,28 @@ describe('h2c beside HTTP/1.1 on one plaintext port', () => {
     expect(line!.flags).toContain('DC');
   });
 
+  it('refuses CONNECT with 405, as on HTTP/1.1', async () => {
+    const { origin, upstream } = await start();
+    const s = session(origin);
+    const answer = await h2Request(s, { method: 'CONNECT', headers: { ':authority': 'example.com:443' }, path: undefined });
+    expect(answer.status).toBe(405);
+    expect(answer.headers['x-tandem-error']).toBe('method_not_allowed');
+    expect(upstream.seen).toHaveLength(0);
+  });
+
+  it('answers 408 to a stream whose body does not arrive within requestTimeout', async () => {
+    const { origin, upstream, t } = await start(undefined, '    limits: { requestTimeout: 300ms }');
+    const s = session(origin);
+    const stream = s.request({ ':method': 'POST', ':path': '/api/slow-body' });
+    stream.on('error', () => {});
+    stream.write('part of it');
+    const status = await new Promise<number>((resolve) => stream.once('response', (h) => resolve(Number(h[':status']))));
+    expect(status).toBe(408);
+    const [line] = await waitForAccessLog(t, 1);
+    expect(line).toMatchObject({ status: 408, flags: expect.arrayContaining(['DPE']) });
+    expect(upstream.seen).toHaveLength(0);
+  });
+
   it('announces listeners[].http2.maxConcurrentStreams in its SETTINGS', async () => {
     const { origin } = await start(undefined, '    http2: { maxConcurrentStreams: 7 }');
     const s = session(origin);

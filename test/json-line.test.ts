@@ -26,7 +26,9 @@ const entry: fc.Arbitrary<AccessLogEntry> = fc.record({
   clientIp: text,
   method: text,
   path: text,
+  protocol: fc.constantFrom('HTTP/1.0', 'HTTP/1.1', 'HTTP/2'),
   status: fc.integer({ min: 100, max: 599 }),
+  grpcStatus: fc.option(fc.oneof(fc.integer({ min: 0, max: 16 }), fc.integer({ min: 0, max: 999_999_999 })), { nil: null }),
   bytesIn: fc.oneof(fc.integer({ min: 0, max: 20 }), fc.maxSafeNat()),
   bytesOut: fc.oneof(fc.integer({ min: 0, max: 20 }), fc.maxSafeNat()),
   durationMs: micros.map((m) => m / 1000),
@@ -53,7 +55,7 @@ describe('JSON access-log line', () => {
     const worst = '\u0001'.repeat(50) + '😀'.repeat(50) + '\ud800'.repeat(50);
     const e: AccessLogEntry = {
       time: Date.UTC(2026, 10, 26), requestId: worst, traceId: worst, spanId: worst, clientIp: worst, method: worst, path: worst,
-      status: 599, bytesIn: Number.MAX_SAFE_INTEGER, bytesOut: Number.MAX_SAFE_INTEGER, durationMs: 2 ** 40 / 1000,
+      protocol: 'HTTP/1.1', status: 599, grpcStatus: 999_999_999, bytesIn: Number.MAX_SAFE_INTEGER, bytesOut: Number.MAX_SAFE_INTEGER, durationMs: 2 ** 40 / 1000,
       upstreamMs: 2 ** 40 / 1000, listener: worst, route: worst, cluster: worst, endpoint: worst, attempts: 12,
       flags: ['URX', 'UF', 'DC', 'DI'],
     };
@@ -66,7 +68,7 @@ describe('JSON access-log line', () => {
 
   it('writes numbers outside the usual range as JSON.stringify does, null for what JSON cannot hold', () => {
     const base: AccessLogEntry = {
-      time: 0, requestId: 'r', traceId: 't', spanId: null, clientIp: 'c', method: 'GET', path: '/', status: 200, bytesIn: 0, bytesOut: 0,
+      time: 0, requestId: 'r', traceId: 't', spanId: null, clientIp: 'c', method: 'GET', path: '/', protocol: 'HTTP/1.1', status: 200, grpcStatus: null, bytesIn: 0, bytesOut: 0,
       durationMs: 0, upstreamMs: null, listener: 'l', route: null, cluster: null, endpoint: null, attempts: 1, flags: [],
     };
     for (const odd of [Number.NaN, Infinity, -1, 2 ** 60, 1.5, -0.25, 1e21]) {
@@ -78,7 +80,7 @@ describe('JSON access-log line', () => {
   it('writes common lines without touching bytes before its start', () => {
     const e: AccessLogEntry = {
       time: Date.UTC(2026, 10, 26, 14, 3, 7, 5), requestId: 'r-1', traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7',
-      clientIp: '127.0.0.1', method: 'GET', path: '/small?x=1', status: 200, bytesIn: 0, bytesOut: 20, durationMs: 0.034,
+      clientIp: '127.0.0.1', method: 'GET', path: '/small?x=1', protocol: 'HTTP/2', status: 200, grpcStatus: 0, bytesIn: 0, bytesOut: 20, durationMs: 0.034,
       upstreamMs: 12.5, listener: 'bench', route: 'small', cluster: 'alpha', endpoint: '127.0.0.1:8080', attempts: 1, flags: [],
     };
     const buf = Buffer.alloc(1024, 0x2a);
@@ -86,7 +88,7 @@ describe('JSON access-log line', () => {
     expect(buf.toString('latin1', 0, 3)).toBe('***');
     expect(buf.toString('utf8', 3, end)).toBe(
       '{"time":"2026-11-26T14:03:07.005Z","requestId":"r-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","clientIp":"127.0.0.1",' +
-        '"method":"GET","path":"/small?x=1","status":200,"bytesIn":0,"bytesOut":20,"durationMs":0.034,"upstreamMs":12.5,' +
+        '"method":"GET","path":"/small?x=1","protocol":"HTTP/2","status":200,"grpcStatus":0,"bytesIn":0,"bytesOut":20,"durationMs":0.034,"upstreamMs":12.5,' +
         '"listener":"bench","route":"small","cluster":"alpha","endpoint":"127.0.0.1:8080","attempts":1,"flags":[]}\n',
     );
   });

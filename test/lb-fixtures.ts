@@ -8,6 +8,7 @@ export function clusterOf(loadBalancing: LoadBalancing, weights: number[], hashO
   return new Cluster({
     name: 'test',
     endpoints: weights.map((weight, i) => ({ address: '127.0.0.1', port: 20001 + i, weight })),
+    protocol: 'http1',
     loadBalancing,
     ...(hashOn === undefined ? {} : { hashOn }),
     panicThreshold,

@@ -92,6 +92,39 @@ describe('Metrics', () => {
     expect(labels).toHaveBeenCalledTimes(2);
   });
 
+  it('counts gRPC requests per route by status name, any unknown number as UNKNOWN', async () => {
+    const m = new Metrics();
+    const route = m.route('inbound', 'greeter');
+    route.grpc(0);
+    route.grpc(0);
+    route.grpc(14);
+    route.grpc(2);
+    route.grpc(99);
+    route.grpc(-3);
+    m.route('inbound', 'no_route').grpc(12);
+    const grpc = await samples(m, 'tandem_grpc_requests_total');
+    expect(grpc.map((s) => [s.labels.listener, s.labels.route, s.labels.grpc_code, s.value]).sort()).toEqual([
+      ['inbound', 'greeter', 'OK', 2],
+      ['inbound', 'greeter', 'UNAVAILABLE', 1],
+      ['inbound', 'greeter', 'UNKNOWN', 3],
+      ['inbound', 'no_route', 'UNIMPLEMENTED', 1],
+    ]);
+    const text = await m.render();
+    expect(text).toContain('# TYPE tandem_grpc_requests_total counter');
+    expect(text).toContain('tandem_grpc_requests_total{listener="inbound",route="greeter",grpc_code="UNAVAILABLE"} 1');
+    // a gRPC request is a request too: tandem_requests_total is the caller's to count
+    expect(await value(m, 'tandem_requests_total', { route: 'greeter' })).toBeUndefined();
+  });
+
+  it('binds gRPC label children once per status name, whatever numbers arrive', () => {
+    const m = new Metrics();
+    const family = m.registry.getSingleMetric('tandem_grpc_requests_total') as unknown as CellValue;
+    const labels = vi.spyOn(family, 'cell');
+    const route = m.route('inbound', 'hot');
+    for (let i = 0; i < 1000; i++) route.grpc(i % 2 === 0 ? 0 : 17 + i);
+    expect(labels).toHaveBeenCalledTimes(2);
+  });
+
   it('records attempts, retries, in-flight requests, breaker state and ejections per cluster', async () => {
     const m = new Metrics();
     const app = m.cluster('app');

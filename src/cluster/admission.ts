@@ -4,6 +4,7 @@
 // requests and WebSocket tunnels take and give back their place the same way.
 
 import { CLIENT_CLOSED, type Flag } from '../proxy/exchange.js';
+import { isGrpcFailure } from '../proxy/grpc.js';
 import type { ClusterRuntime } from '../snapshot-types.js';
 
 /** Takes a place for one request, or refuses it (503 `overflow`, `circuit_open`) and counts the refusal. */
@@ -34,13 +35,14 @@ export function leaveCluster(c: ClusterRuntime, verdict: boolean | null | undefi
  * The error-rate breaker's verdict on a request that ended with `status`
  * (CLIENT_CLOSED when the client left before any answer), for forwarded
  * requests and WebSocket upgrades alike: a 5xx (the upstream's or tandem's
- * own) or an answer cut mid-body (UR, UT) is a failure. No verdict from a
- * client that left first, nor from a 503 no_healthy_upstream (UH): no
- * endpoint was there to take the request, which says nothing of the
- * upstream's error rate (docs/resilience.md).
+ * own), a gRPC failure status (`grpcStatus`, from the answer's headers or
+ * trailers) or an answer cut mid-body (UR, UT) is a failure. No verdict from
+ * a client that left first, nor from no_healthy_upstream (UH): no endpoint
+ * was there to take the request, which says nothing of the upstream's error
+ * rate (docs/resilience.md).
  */
-export function breakerVerdict(status: number, flags: readonly Flag[] | null): boolean | null {
+export function breakerVerdict(status: number, flags: readonly Flag[] | null, grpcStatus: number | null = null): boolean | null {
   if (status === CLIENT_CLOSED) return null;
-  if (status >= 500) return flags !== null && flags.includes('UH') ? null : false;
+  if (status >= 500 || isGrpcFailure(grpcStatus)) return flags !== null && flags.includes('UH') ? null : false;
   return flags === null || !(flags.includes('UR') || flags.includes('UT'));
 }

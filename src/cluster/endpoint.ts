@@ -3,7 +3,8 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Client as UndiciClient, Dispatcher } from 'undici';
 import { Client, Pool } from '../undici.js';
 import { ReuseTrackingClient } from './reuse-tracking-client.js';
-import type { ClusterConfig, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
+import type { ClusterConfig, ClusterProtocol, ClusterTlsConfig, EndpointConfig } from '../config/types.js';
+import { protocolOptions, type ProtocolOptions } from './protocol.js';
 import type { PanicThreshold } from './panic.js';
 import { PeakEwma } from './peak-ewma.js';
 
@@ -37,9 +38,11 @@ export class Endpoint {
   readonly origin: string;
   /** the cluster's TLS origination options, for every client of this endpoint (health checks too) */
   readonly tls: ConnectionOptions | undefined;
+  /** the cluster's protocol, for every client of this endpoint (health checks too) */
+  readonly protocol: ClusterProtocol;
   readonly pool: Pool;
   /** the pool's clients' options, for the one-off connections of free retries */
-  private readonly clientOptions: UndiciClient.Options;
+  private readonly clientOptions: UndiciClient.Options & ProtocolOptions;
   /** one-off connections still carrying their request */
   private readonly oneOff = new Set<Client>();
   activeRequests = 0;
@@ -60,7 +63,7 @@ export class Endpoint {
   /** `panic` is the cluster's panic threshold, null when it is off. */
   constructor(
     endpoint: EndpointConfig,
-    cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'> & Partial<Pick<ClusterConfig, 'loadBalancing'>>,
+    cluster: Pick<ClusterConfig, 'connectTimeout' | 'pool' | 'tls'> & Partial<Pick<ClusterConfig, 'loadBalancing' | 'protocol'>>,
     private readonly panic: PanicThreshold | null = null,
   ) {
     this.address = endpoint.address;
@@ -68,17 +71,18 @@ export class Endpoint {
     this.weight = endpoint.weight;
     this.key = endpointKey(endpoint.address, endpoint.port);
     this.tls = cluster.tls === undefined ? undefined : upstreamTlsOptions(cluster.tls);
+    this.protocol = cluster.protocol ?? 'http1';
     this.origin = `${this.tls === undefined ? 'http' : 'https'}://${this.key}`;
     this.clientOptions = {
       keepAliveTimeout: cluster.pool.keepAliveTimeout,
       keepAliveMaxTimeout: cluster.pool.keepAliveTimeout,
       keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
+      // HTTP/1.1 only: on HTTP/2 the endpoint's stream limit applies
       pipelining: 1,
-      connect: { ...this.tls, timeout: cluster.connectTimeout },
+      ...protocolOptions(this.protocol, this.tls, cluster.connectTimeout),
       // The proxy runs its own timers: undici's may fire up to ~1s late.
       headersTimeout: 0,
       bodyTimeout: 0,
-      allowH2: false,
     };
     this.pool = new Pool(this.origin, {
       ...this.clientOptions,
@@ -95,7 +99,7 @@ export class Endpoint {
    * connection. The connection is one over `pool.connections` while it lasts.
    */
   dispatchOnNewConnection(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    const client = new Client(this.origin, this.clientOptions);
+    const client = new ReuseTrackingClient(this.origin, this.clientOptions);
     this.oneOff.add(client);
     client.dispatch(options, handler);
     client.close(() => this.oneOff.delete(client));

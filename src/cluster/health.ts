@@ -1,7 +1,10 @@
+import type { Dispatcher } from 'undici';
 import { Client, request } from '../undici.js';
 import { after, cancel, type Timer } from '../clock.js';
 import type { HealthCheckConfig } from '../config/types.js';
 import type { Endpoint } from './endpoint.js';
+import { HEALTH_CHECK_PATH, healthCheckRequest, SERVING, servingStatus } from './grpc-health.js';
+import { protocolOptions } from './protocol.js';
 
 const USER_AGENT = 'tandem-health-check';
 
@@ -34,9 +37,11 @@ interface Session {
 }
 
 /**
- * Active HTTP health checks (CONTRACT §2, Envoy's HTTP health checker): one
- * GET `path` per endpoint every `interval`, a 2xx within `timeout` passes,
- * anything else fails. Endpoints start healthy; `unhealthyThreshold`
+ * Active health checks (CONTRACT §2, Envoy's HTTP and gRPC health checkers):
+ * one probe per endpoint every `interval`, over the cluster's protocol. An
+ * HTTP probe is a GET `path` and passes on a 2xx within `timeout`; a gRPC
+ * probe is a grpc.health.v1.Health/Check call and passes on HTTP 200,
+ * grpc-status 0 and SERVING within `timeout`. Anything else fails. Endpoints start healthy; `unhealthyThreshold`
  * consecutive failures mark one unhealthy, `healthyThreshold` consecutive
  * passes mark it healthy again. Unlike Envoy, which marks a host unhealthy at
  * once on an unexpected status, a non-2xx answer counts like any failure
@@ -47,12 +52,16 @@ export class HealthChecker {
   private readonly sessions: Session[] = [];
   private started = false;
   private closed = false;
+  /** the framed HealthCheckRequest of a gRPC check, the same for every probe; null for an HTTP check */
+  private readonly grpcRequest: Buffer | null;
 
   constructor(
     private readonly cfg: HealthCheckConfig,
     private readonly endpoints: readonly Endpoint[],
     private readonly onChange: (e: Endpoint, healthy: boolean) => void,
-  ) {}
+  ) {
+    this.grpcRequest = cfg.grpc === undefined ? null : healthCheckRequest(cfg.grpc.service);
+  }
 
   start(): void {
     if (this.started || this.closed) return;
@@ -65,11 +74,10 @@ export class HealthChecker {
         keepAliveTimeout: idle,
         keepAliveMaxTimeout: idle,
         keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
-        connect: { ...endpoint.tls, timeout: this.cfg.timeout },
+        ...protocolOptions(endpoint.protocol, endpoint.tls, this.cfg.timeout),
         // The probe's own timer bounds it: undici's may fire up to ~1s late.
         headersTimeout: 0,
         bodyTimeout: 0,
-        allowH2: false,
       });
       const session: Session = { endpoint, client, timer: undefined, inFlight: undefined, successes: 0, failures: 0 };
       this.sessions.push(session);
@@ -108,9 +116,10 @@ export class HealthChecker {
     session.inFlight = controller;
     const deadline = after(this.cfg.timeout, () => controller.abort());
     try {
+      if (this.grpcRequest !== null) return await grpcProbe(session.client, this.grpcRequest, controller.signal);
       const { statusCode, body } = await request(session.client, {
         method: 'GET',
-        path: this.cfg.path,
+        path: this.cfg.path!,
         headers: { 'user-agent': USER_AGENT, connection: 'keep-alive' },
         signal: controller.signal,
       });
@@ -142,4 +151,34 @@ export class HealthChecker {
       this.onChange(endpoint, false);
     }
   }
+}
+
+/**
+ * One Health/Check call. grpc-status comes in the trailers, or in the
+ * headers of a trailers-only answer; the trailers are known once the body
+ * was read to its end.
+ */
+async function grpcProbe(client: Client, message: Buffer, signal: AbortSignal): Promise<boolean> {
+  const { statusCode, headers, trailers, body } = await request(client, {
+    method: 'POST',
+    path: HEALTH_CHECK_PATH,
+    headers: { 'user-agent': USER_AGENT, 'content-type': 'application/grpc', te: 'trailers' },
+    body: message,
+    signal,
+  });
+  const bytes = await readLimited(body);
+  const grpcStatus = trailers['grpc-status'] ?? headers['grpc-status'];
+  return statusCode === 200 && grpcStatus === '0' && bytes !== null && servingStatus(bytes) === SERVING;
+}
+
+/** The whole body, or null once it outgrows BODY_LIMIT (leaving the loop early destroys the body). */
+async function readLimited(body: Dispatcher.ResponseData['body']): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > BODY_LIMIT) return null;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, length);
 }

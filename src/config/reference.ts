@@ -139,7 +139,8 @@ function defaultOf(node: JsonSchema, required: boolean): string {
   const unit = unitOf(node);
   if (unit === 'duration' && typeof value === 'number') return `\`${formatDuration(value)}\``;
   if (unit === 'size' && typeof value === 'number') return `\`${formatSize(value)}\``;
-  return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\``;
+  // an empty string would read as no default at all
+  return `\`${typeof value === 'string' && value !== '' ? value : JSON.stringify(value)}\``;
 }
 
 function formatDuration(ms: number): string {

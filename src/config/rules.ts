@@ -1,7 +1,8 @@
 // Relations between keys that a shape cannot express: exactly-one-of groups,
-// references to clusters, unique names and non-conflicting ports. They read
-// the raw parsed YAML, tolerating any shape, so that they are reported
-// together with shape errors rather than after the user has fixed those.
+// references to clusters, unique names, non-conflicting ports and what a
+// cluster's protocol needs. They read the raw parsed YAML, tolerating any
+// shape, so that they are reported together with shape errors rather than
+// after the user has fixed those.
 
 import { readFileSync } from 'node:fs';
 import type { ConfigIssue, ConfigPath } from './errors.js';
@@ -36,6 +37,7 @@ function checkClusters(clusters: unknown, issues: ConfigIssue[]): Set<string> {
     }
     exactlyOne(cluster, ['endpoints', 'dns'], path, issues);
     checkTlsFiles(cluster.tls, [...path, 'tls'], issues);
+    checkProtocol(cluster, path, issues);
     if (isRaw(cluster.hashOn)) {
       exactlyOne(cluster.hashOn, ['header', 'cookie', 'clientIp'], [...path, 'hashOn'], issues);
       if ((cluster.loadBalancing ?? 'round_robin') !== 'ring_hash') {
@@ -44,6 +46,24 @@ function checkClusters(clusters: unknown, issues: ConfigIssue[]): Set<string> {
     }
   });
   return new Set(firstIndex.keys());
+}
+
+/** h2 is offered by TLS ALPN and h2c is HTTP/2 without TLS; gRPC runs over HTTP/2 only. */
+function checkProtocol(cluster: Raw, path: ConfigPath, issues: ConfigIssue[]): void {
+  const protocol = cluster.protocol ?? 'http1';
+  const tls = has(cluster, 'tls');
+  if (protocol === 'h2' && !tls) {
+    issues.push({ path: [...path, 'protocol'], at: 'value', message: 'h2 needs tls (HTTP/2 is offered by TLS ALPN); use h2c for HTTP/2 without TLS' });
+  }
+  if (protocol === 'h2c' && tls) {
+    issues.push({ path: [...path, 'protocol'], at: 'value', message: 'h2c is HTTP/2 without TLS; use h2 with tls' });
+  }
+  if (!isRaw(cluster.healthCheck)) return;
+  const healthPath: ConfigPath = [...path, 'healthCheck'];
+  exactlyOne(cluster.healthCheck, ['path', 'grpc'], healthPath, issues);
+  if (has(cluster.healthCheck, 'grpc') && protocol === 'http1') {
+    issues.push({ path: [...healthPath, 'grpc'], at: 'key', message: 'gRPC health checks need protocol: h2c or h2 (gRPC runs over HTTP/2)' });
+  }
 }
 
 interface Bound {

@@ -14,7 +14,10 @@ import {
 } from './units.js';
 import { parseHostPort } from './host-port.js';
 
-const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes'] as const satisfies readonly RetryOn[];
+const RETRY_ON = [
+  'connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes',
+  'cancelled', 'deadline-exceeded', 'resource-exhausted', 'internal', 'unavailable',
+] as const satisfies readonly RetryOn[];
 const DEFAULT_RETRY_ON: RetryOn[] = ['connect-failure'];
 const RETRY_BLOCK_RETRY_ON: RetryOn[] = ['connect-failure', 'reset', 'gateway-error'];
 
@@ -195,7 +198,10 @@ const retriesSchema = z
       .array(z.enum(RETRY_ON))
       .min(1)
       .optional()
-      .meta({ description: 'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent.' }),
+      .meta({
+        description:
+          'What a try may fail with to be retried; [connect-failure, reset, gateway-error] when absent. cancelled, deadline-exceeded, resource-exhausted, internal and unavailable match the grpc-status of a trailers-only answer to a gRPC request, whatever its method.',
+      }),
     retriableStatusCodes: z
       .array(z.int().min(100).max(599))
       .optional()
@@ -316,6 +322,9 @@ const routeSchema = z
     timeout: duration()
       .default(15 * MS.second)
       .meta({ description: "From the end of the client's request to the end of the response, all tries included; 0 for none." }),
+    maxGrpcTimeout: duration()
+      .optional()
+      .meta({ description: "Cap on the grpc-timeout of a gRPC request, which replaces the route timeout for it; the route's timeout when absent, 0 for no cap." }),
     idleTimeout: duration()
       .default(0)
       .meta({ description: 'Longest time without a byte either way (request body, response head or body) once the request is forwarded; then 504 before the response head, the client connection aborted after it. For streams (SSE, gRPC) that outlive any total timeout; 0 = off.' }),
@@ -325,8 +334,9 @@ const routeSchema = z
     rateLimit: rateLimitSchema.optional().meta({ description: 'A local token bucket per key (per tandem process); an empty one answers 429 rate_limited.' }),
     auth: authSchema.optional().meta({ description: 'Authentication required on the route.' }),
   })
-  .transform(({ retries, ...route }) => ({
+  .transform(({ retries, maxGrpcTimeout, ...route }) => ({
     ...route,
+    maxGrpcTimeout: maxGrpcTimeout ?? route.timeout,
     retries: resolveRetries(retries, route.timeout),
   }));
 
@@ -464,7 +474,20 @@ const outlierDetectionSchema = z.strictObject({
 });
 
 const healthCheckSchema = z.strictObject({
-  path: z.string().startsWith('/', { error: 'must start with "/"' }).meta({ description: 'Path probed with GET; a 2xx answer is a success.' }),
+  path: z
+    .string()
+    .startsWith('/', { error: 'must start with "/"' })
+    .optional()
+    .meta({ description: 'Path probed with GET; a 2xx answer is a success (exactly one of path | grpc).' }),
+  grpc: z
+    .strictObject({
+      service: z.string().default('').meta({ description: 'Service name asked about; "" asks about the server as a whole.' }),
+    })
+    .optional()
+    .meta({
+      description:
+        'Probe with the gRPC health protocol (grpc.health.v1.Health/Check) instead of a GET: healthy only on HTTP 200, grpc-status 0 and SERVING. Needs protocol h2 or h2c.',
+    }),
   interval: duration(1).default(5 * MS.second).meta({ description: 'Time between probes of an endpoint.' }),
   timeout: duration(1).default(MS.second).meta({ description: 'Time a probe may take.' }),
   healthyThreshold: z.int().min(1).default(2).meta({ description: 'Successes in a row that mark an unhealthy endpoint healthy.' }),
@@ -490,6 +513,13 @@ const clusterSchema = z
     name: name.meta({ description: 'Cluster name that routes refer to.' }),
     endpoints: z.array(endpointSchema).min(1).optional().meta({ description: 'Fixed endpoints: "host:port" or { address, port, weight }; exactly one of endpoints | dns.' }),
     dns: dnsSchema.optional().meta({ description: 'Endpoints discovered and refreshed from a DNS name; exactly one of endpoints | dns.' }),
+    protocol: z
+      .enum(['http1', 'h2', 'h2c'])
+      .default('http1')
+      .meta({
+        description:
+          'What tandem speaks to the endpoints: http1 (HTTP/1.1), h2 (HTTP/2 over TLS, offered by ALPN: needs tls, and an endpoint that picks http/1.1 is spoken to in HTTP/1.1) or h2c (HTTP/2 over plain TCP, prior knowledge). On h2 and h2c each connection carries as many concurrent requests as the endpoint allows (its SETTINGS_MAX_CONCURRENT_STREAMS) and pool.connections caps the connections.',
+      }),
     loadBalancing: z
       .enum(['round_robin', 'least_request', 'random', 'ring_hash', 'peak_ewma'])
       .default('round_robin')
@@ -520,7 +550,7 @@ const clusterSchema = z
       .prefault({})
       .meta({ description: 'Retries in flight as a share of the requests in flight, always on; circuitBreaker.maxRetries stays a hard cap. Over it a retry is skipped.' }),
     outlierDetection: outlierDetectionSchema.optional().meta({ description: 'Ejects endpoints that fail in a row; off when absent.' }),
-    healthCheck: healthCheckSchema.optional().meta({ description: 'Active HTTP health checks; off when absent (endpoints start healthy).' }),
+    healthCheck: healthCheckSchema.optional().meta({ description: 'Active health checks, HTTP or gRPC; off when absent (endpoints start healthy).' }),
     tls: clusterTlsSchema.optional().meta({ description: 'Originate TLS (and mTLS) to the endpoints, always verifying their certificates; plain HTTP when absent.' }),
   })
   .transform(({ endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));

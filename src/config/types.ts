@@ -5,7 +5,12 @@
 
 export type AccessLogFormat = 'json' | 'text' | 'off';
 export type LoadBalancing = 'round_robin' | 'least_request' | 'random' | 'ring_hash' | 'peak_ewma';
-export type RetryOn = 'connect-failure' | 'reset' | '5xx' | 'gateway-error' | 'retriable-status-codes';
+export type HttpRetryOn = 'connect-failure' | 'reset' | '5xx' | 'gateway-error' | 'retriable-status-codes';
+/** match the grpc-status of a trailers-only answer to a gRPC request */
+export type GrpcRetryOn = 'cancelled' | 'deadline-exceeded' | 'resource-exhausted' | 'internal' | 'unavailable';
+export type RetryOn = HttpRetryOn | GrpcRetryOn;
+/** HTTP/1.1, HTTP/2 negotiated by TLS ALPN, or HTTP/2 over plain TCP with prior knowledge */
+export type ClusterProtocol = 'http1' | 'h2' | 'h2c';
 
 export interface Config {
   admin: AdminConfig;
@@ -149,6 +154,8 @@ export interface RouteConfig {
   directResponse?: DirectResponseConfig;
   /** 0 = none */
   timeout: number;
+  /** cap on a gRPC request's grpc-timeout, defaulted to `timeout`; 0 = no cap */
+  maxGrpcTimeout: number;
   /** ms without a byte either way; 0 = off */
   idleTimeout: number;
   retries: RetryConfig;
@@ -242,11 +249,19 @@ export interface OutlierDetectionConfig {
 }
 
 export interface HealthCheckConfig {
-  path: string;
+  /** exactly one of path | grpc */
+  path?: string;
+  grpc?: GrpcHealthCheckConfig;
   interval: number;
   timeout: number;
   healthyThreshold: number;
   unhealthyThreshold: number;
+}
+
+/** grpc.health.v1.Health/Check; SERVING is healthy */
+export interface GrpcHealthCheckConfig {
+  /** the service asked about; "" is the server as a whole */
+  service: string;
 }
 
 export interface DnsConfig {
@@ -261,6 +276,7 @@ export interface ClusterConfig {
   /** exactly one of endpoints | dns in the file; empty here for a dns cluster, whose endpoints come and go at run time */
   endpoints: EndpointConfig[];
   dns?: DnsConfig;
+  protocol: ClusterProtocol;
   loadBalancing: LoadBalancing;
   hashOn?: HashOnConfig;
   /** percent of endpoints healthy and not ejected below which all are balanced over; 0 = off */

@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
+import { after, cancel } from '../clock.js';
 import { presentTrailers, type Downstream, type Trailers } from '../proxy/downstream.js';
 import { Exchange, type ListenerContext } from '../proxy/exchange.js';
 import { handle } from '../proxy/handle.js';
@@ -18,10 +19,28 @@ export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, head
   // a client's RST_STREAM surfaces here as an error, then a close: the close ends the exchange
   stream.on('error', ignore);
   stream.once('close', () => ex.finish());
+  const limit = ctx.listener.config.limits.requestTimeout;
+  if (inbound.body !== null && limit > 0) boundRequestTime(ex, stream, limit);
   handle(ex);
 }
 
+/**
+ * The listener's requestTimeout, per stream: its body must have arrived
+ * within it (HTTP/1.1 bounds the same span per request, in Node's server).
+ */
+function boundRequestTime(ex: Exchange, stream: ServerHttp2Stream, limit: number): void {
+  const timer = after(limit, () => {
+    ex.fail('request_timeout', 'DPE', true);
+    if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+  });
+  const stop = (): void => cancel(timer);
+  stream.once('end', stop);
+  stream.once('close', stop);
+}
+
 function ignore(): void {}
+
+type OutgoingFields = Record<string, string | string[] | number>;
 
 class Http2Inbound implements Inbound {
   readonly protocol: HttpProtocol = 'HTTP/2';
@@ -83,6 +102,12 @@ class Http2Answer implements Downstream {
   status = 0;
   private trailers: Trailers | null = null;
   private ended = false;
+  /**
+   * The head of a gRPC trailers-only answer (grpc-status in it), held until
+   * the end: gRPC clients read the call's status from a head only when that
+   * HEADERS frame also ends the stream.
+   */
+  private held: OutgoingFields | null = null;
 
   /** `wantsTrailers`: the client said it takes trailers (TE: trailers, as every gRPC client does) */
   constructor(
@@ -101,14 +126,19 @@ class Http2Answer implements Downstream {
 
   start(status: number, headers: string[]): void {
     this.status = status;
-    const stream = this.stream;
-    if (stream.destroyed) return;
-    const fields: Record<string, string | string[] | number> = { ':status': status };
+    if (this.stream.destroyed) return;
+    const fields: OutgoingFields = { ':status': status };
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!.toLowerCase();
       const prev = fields[name];
       fields[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [String(prev), headers[i + 1]!];
     }
+    if (fields['grpc-status'] !== undefined) this.held = fields;
+    else this.respond(fields);
+  }
+
+  private respond(fields: OutgoingFields): void {
+    const stream = this.stream;
     if (this.wantsTrailers) {
       stream.respond(fields, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers(presentTrailers(this.trailers) ?? {}));
@@ -118,7 +148,15 @@ class Http2Answer implements Downstream {
   }
 
   write(chunk: Buffer): boolean {
+    this.release();
     return this.stream.write(chunk);
+  }
+
+  /** A held head followed by a body after all: it goes as any head. */
+  private release(): void {
+    if (this.held === null) return;
+    this.respond(this.held);
+    this.held = null;
   }
 
   onDrain(resume: () => void): void {
@@ -128,6 +166,12 @@ class Http2Answer implements Downstream {
   end(body?: Buffer | string, trailers?: Trailers | null): void {
     if (this.stream.destroyed) return;
     this.ended = true;
+    if (this.held !== null && (body === undefined || body.length === 0) && presentTrailers(trailers) === null) {
+      this.stream.respond(this.held, { endStream: true });
+      this.held = null;
+      return;
+    }
+    this.release();
     this.trailers = trailers ?? null;
     this.stream.end(body);
   }

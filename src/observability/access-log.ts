@@ -1,5 +1,6 @@
 import { pino } from 'pino';
 import type { AccessLogConfig } from '../config/types.js';
+import type { HttpProtocol } from '../proxy/inbound.js';
 import { encodeJsonLine, jsonLineBound } from './json-line.js';
 import { log } from './log.js';
 import { isoTime } from './log-time.js';
@@ -14,7 +15,11 @@ export interface AccessLogEntry {
   clientIp: string;
   method: string;
   path: string;
+  /** the client's HTTP version */
+  protocol: HttpProtocol;
   status: number;
+  /** the grpc-status the client got (headers or trailers); null when none was sent */
+  grpcStatus: number | null;
   bytesIn: number;
   bytesOut: number;
   durationMs: number;
@@ -194,18 +199,18 @@ function quotable(s: string): string {
  * The text format, one line per request, `-` for a missing value (a
  * request Node refused before parsing its head has no method or path):
  *
- *   CLIENTIP - - [TIME] "METHOD PATH" STATUS BYTESOUT DURATIONms route=R cluster=C endpoint=E attempts=N flags=F rid=REQUESTID span=SPANID
+ *   CLIENTIP - - [TIME] "METHOD PATH PROTOCOL" STATUS BYTESOUT DURATIONms route=R cluster=C endpoint=E attempts=N flags=F grpc=G rid=REQUESTID span=SPANID
  *
  * TIME is ISO-8601 UTC (the request start), PATH the target as received with
  * quotes, backslashes and control characters escaped as in JSON, F the
- * comma-separated flags (`UF,URX`) or `-`.
+ * comma-separated flags (`UF,URX`) or `-`, G the grpc-status or `-`.
  */
 export function formatText(e: AccessLogEntry): string {
   return (
-    `${e.clientIp} - - [${isoTime(e.time)}] "${e.method || '-'} ${e.path === '' ? '-' : quotable(e.path)}" ` +
+    `${e.clientIp} - - [${isoTime(e.time)}] "${e.method || '-'} ${e.path === '' ? '-' : quotable(e.path)} ${e.protocol}" ` +
     `${e.status} ${e.bytesOut} ${e.durationMs}ms route=${e.route ?? '-'} cluster=${e.cluster ?? '-'} ` +
     `endpoint=${e.endpoint ?? '-'} attempts=${e.attempts} flags=${e.flags.length > 0 ? e.flags.join(',') : '-'} ` +
-    `rid=${e.requestId} span=${e.spanId ?? '-'}\n`
+    `grpc=${e.grpcStatus ?? '-'} rid=${e.requestId} span=${e.spanId ?? '-'}\n`
   );
 }
 

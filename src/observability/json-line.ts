@@ -48,8 +48,12 @@ export function encodeJsonLine(e: AccessLogEntry, o: Buffer, start: number): num
   p = str(o, p, e.method);
   p = lit(o, p, '","path":"');
   p = str(o, p, e.path);
+  p = lit(o, p, '","protocol":"');
+  p = lit(o, p, e.protocol);
   p = lit(o, p, '","status":');
   p = int(o, p, e.status);
+  p = lit(o, p, ',"grpcStatus":');
+  p = e.grpcStatus === null ? lit(o, p, 'null') : int(o, p, e.grpcStatus);
   p = lit(o, p, ',"bytesIn":');
   p = int(o, p, e.bytesIn);
   p = lit(o, p, ',"bytesOut":');

@@ -1,5 +1,6 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { SpanCounters } from '../tracing/exporter.js';
+import { grpcStatusName, knownGrpcStatus } from '../proxy/grpc.js';
 import { CellHistogram, CellValue, type Cell } from './cells.js';
 
 // A sidecar adds well under a millisecond and upstreams rarely exceed the
@@ -12,6 +13,8 @@ export type RejectionReason = 'open' | 'overflow' | 'retry_budget';
 /** Bound once per route at compile time; `request` runs on the hot path. */
 export interface RouteMetrics {
   request(status: number, seconds: number): void;
+  /** a gRPC request answered with this grpc-status (any number: unknown ones count as UNKNOWN) */
+  grpc(code: number): void;
 }
 
 /** Bound once per cluster at compile time; the methods run on the hot path. */
@@ -26,10 +29,10 @@ export interface ClusterMetrics {
   ejected(): void;
 }
 
-/** Cells per status code: the code label is the only one that varies per request. */
-function codeCells(family: CellValue, fixed: string[]): (status: number) => Cell {
+/** Cells per status code: the code label (`label` of the code) is the only one that varies per request. */
+function codeCells(family: CellValue, fixed: string[], label: (code: number) => string = String): (status: number) => Cell {
   const cells: Cell[] = [];
-  return (status) => (cells[status] ??= family.cell(...fixed, String(status)));
+  return (status) => (cells[status] ??= family.cell(...fixed, label(status)));
 }
 
 export class Metrics {
@@ -38,6 +41,7 @@ export class Metrics {
 
   private readonly requests: CellValue;
   private readonly requestDuration: CellHistogram;
+  private readonly grpcRequests: CellValue;
   private readonly upstreamRequests: CellValue;
   private readonly upstreamDuration: CellHistogram;
   private readonly retries: CellValue;
@@ -55,6 +59,7 @@ export class Metrics {
     this.contentType = r.contentType;
     this.requests = new CellValue(r, 'counter', 'tandem_requests_total', 'Downstream requests answered, by listener, route and status code', ['listener', 'route', 'code']);
     this.requestDuration = new CellHistogram(r, 'tandem_request_duration_seconds', 'Time from the start of a downstream request to the end of its response', ['listener', 'route'], DURATION_BUCKETS);
+    this.grpcRequests = new CellValue(r, 'counter', 'tandem_grpc_requests_total', 'gRPC requests answered, by listener, route and the grpc-status name the client got', ['listener', 'route', 'grpc_code']);
     this.upstreamRequests = new CellValue(r, 'counter', 'tandem_upstream_requests_total', 'Upstream attempts, by cluster and status code (502/504 when no response came back)', ['cluster', 'code']);
     this.upstreamDuration = new CellHistogram(r, 'tandem_upstream_request_duration_seconds', 'Duration of each upstream attempt', ['cluster'], DURATION_BUCKETS);
     this.retries = new CellValue(r, 'counter', 'tandem_upstream_retries_total', 'Retries sent to a cluster (the first try is not counted)', ['cluster']);
@@ -76,10 +81,14 @@ export class Metrics {
   route(listener: string, route: string): RouteMetrics {
     const code = codeCells(this.requests, [listener, route]);
     const duration = this.requestDuration.cell(listener, route);
+    const grpcCode = codeCells(this.grpcRequests, [listener, route], grpcStatusName);
     return {
       request(status, seconds) {
         code(status).value++;
         duration.observe(seconds);
+      },
+      grpc(status) {
+        grpcCode(knownGrpcStatus(status)).value++;
       },
     };
   }

@@ -7,8 +7,11 @@ import { errors } from '../undici.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { UpstreamTry } from '../cluster/upstream-try.js';
 import type { ReuseAware } from '../cluster/reuse-tracking-client.js';
+import { neverProcessed } from '../cluster/unprocessed.js';
+import type { BodyCopy } from './body-copy.js';
 import type { Trailers } from './downstream.js';
 import type { Exchange } from './exchange.js';
+import { parseGrpcStatus } from './grpc.js';
 import { buildResponseHeaders } from './headers.js';
 import type { IdleWatch } from './idle-watch.js';
 
@@ -20,8 +23,13 @@ export interface AttemptOwner {
   readonly idle: IdleWatch | null;
   /** the body is sent from a copy, whose bytes were counted once when it was read */
   readonly bodyBuffered: boolean;
-  /** may this response status be retried (and is there a try left)? then it is discarded */
-  retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean;
+  /** keeps the chunks of a streamed body as they go, when a retry may send it again */
+  readonly bodyCopy: BodyCopy | null;
+  /**
+   * May this response status (with its `grpc-status`, for a gRPC request) be
+   * retried, and is there a try left? Then it is discarded.
+   */
+  retriesStatus(status: number, retryAfter: string | string[] | undefined, grpcStatus: number | null): boolean;
   /** the whole request body went upstream */
   requestSent(): void;
   /** the try ended without committing a response */
@@ -52,6 +60,8 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
   failure: Failure | null = null;
   /** the CLIENT span's id: null when the request is not traced */
   spanId: string | null = null;
+  /** a gRPC request's answer: the grpc-status in its headers or trailers, once seen */
+  grpcStatus: number | null = null;
   private readonly maxBody: number;
 
   constructor(
@@ -83,6 +93,7 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
     if (this.owner.bodyBuffered) return;
     const ex = this.ex;
     ex.bytesIn += chunk.length;
+    this.owner.bodyCopy?.keep(chunk);
     // A declared Content-Length was checked on arrival; a chunked body is
     // only known too large here, once part of it went upstream.
     if (ex.bytesIn > this.maxBody && !this.settled) this.bodyTooLarge();
@@ -120,13 +131,16 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
       return;
     }
     this.answered();
-    if (this.owner.retriesStatus(status, headers['retry-after'])) {
+    const ex = this.ex;
+    // in the head only when the answer is trailers-only
+    if (ex.grpc) this.grpcStatus = parseGrpcStatus(headers['grpc-status']);
+    if (this.owner.retriesStatus(status, headers['retry-after'], this.grpcStatus)) {
       this.fail('status', status);
       controller.abort(new Error('retrying'));
       return;
     }
-    const ex = this.ex;
     this.committed = true;
+    ex.grpcStatus = this.grpcStatus;
     ex.down.start(status, buildResponseHeaders(headers, ex.requestId, ex.route!.responseOps), ex.ctx.drain.draining);
   }
 
@@ -143,6 +157,7 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
   onResponseEnd(_controller: Controller, trailers: Trailers): void {
     if (this.settled) return;
     this.settled = true;
+    if (this.ex.grpc) this.trailerStatus(trailers);
     this.ex.down.end(undefined, trailers);
     this.owner.attemptEnded(this, true);
   }
@@ -164,9 +179,15 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
       this.fail('timeout', 504);
       return;
     }
-    // A request that never started was never written: the application
-    // cannot have seen it, whatever the error says.
-    this.fail(this.controller === null ? 'connect-failure' : 'reset', 502);
+    // A request that never started was never written, and one an HTTP/2
+    // upstream refused was never processed: the application cannot have
+    // seen it, whatever the error says.
+    this.fail(this.controller === null || neverProcessed(err) ? 'connect-failure' : 'reset', 502);
+  }
+
+  private trailerStatus(trailers: Trailers): void {
+    const status = parseGrpcStatus(trailers['grpc-status']);
+    if (status !== null) this.grpcStatus = this.ex.grpcStatus = status;
   }
 
   private fail(failure: Failure, status: number): void {

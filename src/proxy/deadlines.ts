@@ -9,7 +9,7 @@
 // pointer updates. The timer fires no earlier than a setTimeout of the same
 // duration would.
 
-import { after, now, type Timer } from '../clock.js';
+import { after, cancel as cancelTimer, now, type Timer } from '../clock.js';
 
 type Fire<T> = (arg: T) => void;
 
@@ -102,4 +102,30 @@ export function deadlinesOf(ms: number): DeadlineQueue {
     queues.set(ms, queue);
   }
   return queue;
+}
+
+/** A pending deadline of either kind: when it fires (in now()'s clock), and how to call it off. */
+export interface PendingDeadline {
+  readonly at: number;
+  cancel(): void;
+}
+
+/**
+ * A deadline of a duration no route shares (a gRPC request's own
+ * grpc-timeout): a Node timer of its own, cleared when cancelled. A shared
+ * queue per such duration would outlive its one request, and a client picks
+ * the durations.
+ */
+export class OwnDeadline<T> implements PendingDeadline {
+  readonly at: number;
+  private readonly timer: Timer;
+
+  constructor(ms: number, fire: Fire<T>, arg: T) {
+    this.at = now() + ms;
+    this.timer = after(ms, () => fire(arg));
+  }
+
+  cancel(): void {
+    cancelTimer(this.timer);
+  }
 }

@@ -10,6 +10,7 @@ import type { ClusterRuntime, CompiledListener, CompiledRoute } from '../snapsho
 import type { TraceFields, Tracer } from '../tracing/tracer.js';
 import type { Downstream } from './downstream.js';
 import { ERRORS, errorBody, type ErrorCode } from './errors.js';
+import { grpcErrorHeaders, grpcStatusCounted, grpcStatusOfError, isGrpc } from './grpc.js';
 import type { Inbound } from './inbound.js';
 import { requestIdFrom, traceFrom } from './request-id.js';
 
@@ -60,6 +61,10 @@ export class RequestRecord implements TraceFields {
   bytesIn = 0;
   bytesOut = 0;
   upstreamMs: number | null = null;
+  /** a gRPC request (its content type): errors, retries, deadlines and metrics follow gRPC's rules */
+  readonly grpc: boolean;
+  /** the grpc-status the client got, in headers or trailers; null when none was sent */
+  grpcStatus: number | null = null;
 
   constructor(
     readonly ctx: ListenerContext,
@@ -70,6 +75,7 @@ export class RequestRecord implements TraceFields {
     this.clientIp = clientAddress(socket);
     // identified before anything can fail, so every answer carries the id
     const headers = this.headers;
+    this.grpc = isGrpc(headers['content-type']);
     this.requestId = requestIdFrom(headers['x-request-id']);
     const tracer = ctx.listener.tracer;
     this.tracer = tracer;
@@ -99,6 +105,7 @@ export class RequestRecord implements TraceFields {
     const endHr = performance.now();
     const durationMs = endHr - this.startedHr;
     this.metrics.request(status, durationMs / 1000);
+    if (this.grpc) this.metrics.grpc(grpcStatusCounted(this.grpcStatus, status, this.flags !== null && this.flags.includes('DC')));
     if (this.spanId !== null) this.tracer!.server(this, status, endHr);
     const accessLog = this.ctx.accessLog;
     if (!accessLog.enabled) return;
@@ -111,7 +118,10 @@ export class RequestRecord implements TraceFields {
       clientIp: this.clientIp,
       method: this.inbound?.method ?? '',
       path: this.inbound?.target ?? '',
+      // a request refused before parsing came over HTTP/1.x
+      protocol: this.inbound?.protocol ?? 'HTTP/1.1',
       status,
+      grpcStatus: this.grpcStatus,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
       durationMs: Math.round(durationMs * 1000) / 1000,
@@ -141,7 +151,10 @@ export class Exchange extends RequestRecord {
     super(ctx, inbound, inbound.socket);
   }
 
-  /** Answers with tandem's own JSON error (CONTRACT §4). */
+  /**
+   * Answers with tandem's own JSON error (CONTRACT §4); a gRPC request gets
+   * it as a trailers-only answer instead, which its client can read.
+   */
   fail(code: ErrorCode, flag?: Flag, close = false, extra?: Record<string, string>): void {
     if (flag) this.flag(flag);
     this.errorCode = code;
@@ -150,11 +163,21 @@ export class Exchange extends RequestRecord {
       down.abort();
       return;
     }
+    if (this.grpc) return this.failGrpc(code, close, extra);
     const body = errorBody(code, this.requestId);
     const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'x-tandem-error', code, 'x-request-id', this.requestId];
     if (extra) for (const k in extra) headers.push(k, extra[k]!);
     down.start(ERRORS[code].status, headers, close || this.ctx.drain.draining);
     down.end(body);
+  }
+
+  /** HTTP 200, no body: the call's status is in the headers (docs/grpc.md). */
+  private failGrpc(code: ErrorCode, close: boolean, extra: Record<string, string> | undefined): void {
+    this.grpcStatus = grpcStatusOfError(code);
+    const headers = grpcErrorHeaders(code, ERRORS[code].message, this.requestId);
+    if (extra) for (const k in extra) headers.push(k, extra[k]!);
+    this.down.start(200, headers, close || this.ctx.drain.draining);
+    this.down.end();
   }
 
   /** Refuses the request with tandem's error `code` and that code's flag, closing the connection when the request itself is at fault. */

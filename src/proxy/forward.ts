@@ -2,18 +2,22 @@
 // try goes out directly: a request answered by it allocates no promise and
 // no retry state. A failed try asks the request's RetryState what follows
 // (retry-state.ts). Owns the route and per-try timers and the cancellation
-// when the client goes away.
+// when the client goes away. A gRPC request brings its own deadline
+// (grpc-timeout), passed on to each try as the time left (docs/grpc.md).
 
 import type { Readable } from 'node:stream';
+import { now } from '../clock.js';
 import { breakerVerdict, enterCluster, leaveCluster } from '../cluster/admission.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
-import type { Deadline } from './deadlines.js';
+import { BodyCopy } from './body-copy.js';
+import { OwnDeadline, type Deadline, type PendingDeadline } from './deadlines.js';
 import { CLIENT_CLOSED, type Exchange } from './exchange.js';
-import { traceparentSlot } from './headers.js';
+import { formatGrpcTimeout, grpcRequestTimeout, isGrpcFailure, parseGrpcTimeout } from './grpc.js';
+import { headerSlot } from './headers.js';
 import { IdleWatch } from './idle-watch.js';
 import { newSpanId } from './request-id.js';
-import { isIdempotent, mayResendBody, retriesOnStatus, retryAfterMs, type RetryPolicy } from './retry-policy.js';
+import { isIdempotent, mayResendBody, retriesOnStatus, retryAfterMs, type RetryCause, type RetryPolicy } from './retry-policy.js';
 import { RetryState, type RetryOwner, type Verdict } from './retry-state.js';
 
 const ROUTE_TIMEOUT = timeoutReason('route timeout');
@@ -22,7 +26,7 @@ const CLIENT_GONE = new Error('client closed the connection');
 
 export class Forward implements AttemptOwner, RetryOwner {
   private attempt: Attempt | null = null;
-  private routeTimer: Deadline<Forward> | null = null;
+  private routeTimer: PendingDeadline | null = null;
   private tryTimer: Deadline<Attempt> | null = null;
   /** the route's idleTimeout, when it has one: bytes either way keep it from firing */
   idle: IdleWatch | null = null;
@@ -33,6 +37,12 @@ export class Forward implements AttemptOwner, RetryOwner {
   private expired = false;
   /** the whole request body, when it is small and a retry may need to send it again */
   private buffered: Buffer | null = null;
+  /** a gRPC request's streamed body, kept as it goes when a retry may need it (it becomes `buffered` once sent whole) */
+  bodyCopy: BodyCopy | null = null;
+  /** the request's timeout in ms, 0 = none: the route's, or a gRPC request's own grpc-timeout within maxGrpcTimeout */
+  private readonly timeout: number;
+  /** where each try writes a gRPC request's time left in `headers` (its grpc-timeout); -1: it sent none */
+  private readonly grpcTimeoutSlot: number;
   private readonly policy: RetryPolicy;
   private readonly idempotent: boolean;
   private readonly method: string;
@@ -50,7 +60,11 @@ export class Forward implements AttemptOwner, RetryOwner {
     this.policy = route.retry;
     this.method = ex.inbound.method;
     this.idempotent = isIdempotent(this.method);
-    this.traceSlot = ex.spanId === null ? -1 : traceparentSlot(headers, ex.traceparent);
+    this.traceSlot = ex.spanId === null ? -1 : headerSlot(headers, 'traceparent', ex.traceparent);
+    const sent = ex.grpc ? ex.inbound.headers['grpc-timeout'] : undefined;
+    const requested = parseGrpcTimeout(sent);
+    this.timeout = grpcRequestTimeout(requested, route.maxGrpcTimeout, route.timeout);
+    this.grpcTimeoutSlot = requested === null ? -1 : headerSlot(headers, 'grpc-timeout', sent as string);
   }
 
   start(): void {
@@ -61,6 +75,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     if (idle > 0) this.idle = new IdleWatch(idle, () => this.expire());
     const body = this.body;
     if (body !== null && this.keepsBody()) return this.bufferBody(body);
+    if (body !== null && this.ex.grpc && mayResendBody(this.policy, this.idempotent, true)) this.bodyCopy = new BodyCopy(this.policy.bufferLimit);
     // The route timeout runs from the end of the client's request: a request
     // without a body is complete now, one with a body once it was sent.
     if (body === null) this.startRouteTimer();
@@ -73,7 +88,7 @@ export class Forward implements AttemptOwner, RetryOwner {
 
   /** A body of unknown length (chunked) streams: it could outgrow the limit. */
   private keepsBody(): boolean {
-    if (!mayResendBody(this.policy, this.idempotent)) return false;
+    if (!mayResendBody(this.policy, this.idempotent, this.ex.grpc)) return false;
     const length = this.ex.inbound.headers['content-length'];
     return length !== undefined && Number(length) <= this.policy.bufferLimit;
   }
@@ -110,19 +125,26 @@ export class Forward implements AttemptOwner, RetryOwner {
   /** The breaker's verdict on the request's answer, or on the client that left before one. */
   private verdict(): boolean | null {
     const status = this.ex.down.status;
-    return breakerVerdict(status === 0 ? CLIENT_CLOSED : status, this.ex.flags);
+    return breakerVerdict(status === 0 ? CLIENT_CLOSED : status, this.ex.flags, this.ex.grpcStatus);
   }
 
   requestSent(): void {
+    if (this.bodyCopy !== null) {
+      this.buffered = this.bodyCopy.whole();
+      this.bodyCopy = null;
+    }
     if (this.routeTimer === null && !this.expired) this.startRouteTimer();
   }
 
   /**
    * A retriable status is decided as it arrives: the response is discarded
-   * only when a retry will follow; otherwise it goes to the client.
+   * only when a retry will follow; otherwise it goes to the client. A gRPC
+   * condition matches a trailers-only answer: HTTP 200 with the grpc-status
+   * in its head.
    */
-  retriesStatus(status: number, retryAfter: string | string[] | undefined): boolean {
+  retriesStatus(status: number, retryAfter: string | string[] | undefined, grpcStatus: number | null): boolean {
     const p = this.policy;
+    if (grpcStatus !== null && status === 200 && p.grpcStatuses.has(grpcStatus)) return this.decide('grpc-status', grpcStatus, false, null) === 'retry';
     if (!p.onStatus || !retriesOnStatus(p, status)) return false;
     const honoured = retryAfter === undefined ? null : this.honouredRetryAfter(retryAfter);
     return this.decide('status', status, false, honoured) === 'retry';
@@ -130,7 +152,7 @@ export class Forward implements AttemptOwner, RetryOwner {
 
   attemptFailed(attempt: Attempt, failure: Failure, status: number): void {
     // a discarded 4xx (a retriable-status-codes match) is no fault of the endpoint's
-    this.endTry(attempt, status, failure !== 'status' || status >= 500);
+    this.endTry(attempt, status, failure !== 'status' || status >= 500 || isGrpcFailure(attempt.grpcStatus));
     if (this.ex.done) return;
     // A discarded status was granted its retry when it arrived (retriesStatus).
     const next = failure === 'status' ? 'retry' : this.decide(failure, status, attempt.reusedConnection && !attempt.responded, null);
@@ -140,7 +162,7 @@ export class Forward implements AttemptOwner, RetryOwner {
   }
 
   /** The retry state's answer; a request whose retries ran out is flagged URX. */
-  private decide(failure: Failure, status: number, stale: boolean, retryAfter: number | null): Verdict {
+  private decide(failure: RetryCause, status: number, stale: boolean, retryAfter: number | null): Verdict {
     const retry = (this.retry ??= new RetryState(this.policy, this.idempotent, this.cluster.limits, this.cluster.metrics, this));
     const next = retry.decide(failure, status, stale, retryAfter);
     // Exhausted only when some retry was made: a POST never retried is not.
@@ -158,7 +180,7 @@ export class Forward implements AttemptOwner, RetryOwner {
 
   attemptEnded(attempt: Attempt, clean: boolean): void {
     const status = this.ex.down.status;
-    this.endTry(attempt, status, !clean || status >= 500);
+    this.endTry(attempt, status, !clean || status >= 500 || isGrpcFailure(attempt.grpcStatus));
     this.stopTimers();
     this.retry?.finish();
   }
@@ -185,6 +207,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     const attempt = new Attempt(ex, this, endpoint);
     if (ex.spanId !== null) this.traceTry(attempt);
     this.attempt = attempt;
+    if (this.grpcTimeoutSlot !== -1) this.headers[this.grpcTimeoutSlot] = formatGrpcTimeout(this.timeLeft());
     const tries = this.route.tryDeadlines;
     if (tries !== null) this.tryTimer = tries.add(onTryTimeout, attempt);
     const options = { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body };
@@ -219,7 +242,7 @@ export class Forward implements AttemptOwner, RetryOwner {
   private honouredRetryAfter(value: string | string[]): number | null {
     const ms = retryAfterMs(Array.isArray(value) ? value[0]! : value);
     if (ms === null) return null;
-    const left = this.route.timeout === 0 ? Infinity : this.route.timeout - (performance.now() - this.ex.startedHr);
+    const left = this.timeout === 0 ? Infinity : this.timeout - (performance.now() - this.ex.startedHr);
     return ms < left ? ms : null;
   }
 
@@ -244,8 +267,14 @@ export class Forward implements AttemptOwner, RetryOwner {
   }
 
   private startRouteTimer(): void {
-    const deadlines = this.route.routeDeadlines;
-    if (deadlines !== null) this.routeTimer = deadlines.add<Forward>(onRouteTimeout, this);
+    const route = this.route;
+    if (this.timeout !== route.timeout) this.routeTimer = new OwnDeadline(this.timeout, onRouteTimeout, this);
+    else if (route.routeDeadlines !== null) this.routeTimer = route.routeDeadlines.add<Forward>(onRouteTimeout, this);
+  }
+
+  /** The request's time left in ms: all of it until its timer starts with the end of the request. */
+  private timeLeft(): number {
+    return this.routeTimer === null ? this.timeout : this.routeTimer.at - now();
   }
 
   /** The route timeout or the idle timeout fired: no further try, 504 or an aborted response. */

@@ -44,7 +44,7 @@ export function runStages<R extends StagedRequest>(rec: R, proceed: Act<R>): voi
   // admit
   const { path, query } = splitTarget(inbound.target);
   const normalized = normalizePath(path);
-  const rejected = normalized === null ? 'bad_request' : admissionError(inbound, ctx.listener.config.limits);
+  const rejected = admissionError(inbound, normalized, ctx.listener.config.limits);
   if (rejected !== null) return rec.refuse(rejected);
 
   // route
@@ -101,7 +101,8 @@ export function upstreamHeaders(rec: StagedRequest, route: CompiledRoute, ops: C
 }
 
 /**
- * What Node's parser lets through but a proxy must not: TRACE, more header
+ * What Node's parser lets through but a proxy must not: TRACE (and CONNECT),
+ * a target that does not normalize, more header
  * lines than the limit (Node silently drops those past its own cap), an
  * empty or repeated Host on HTTP/1.1 (routing and the upstream could
  * disagree on which one counts), a Transfer-Encoding other than one
@@ -110,8 +111,10 @@ export function upstreamHeaders(rec: StagedRequest, route: CompiledRoute, ops: C
  * Host that disagrees with HTTP/2's :authority, and, unless allowed, a
  * header name with an underscore.
  */
-function admissionError(inbound: Inbound, limits: ListenerLimits): ErrorCode | null {
-  if (inbound.method === 'TRACE') return 'method_not_allowed';
+function admissionError(inbound: Inbound, path: string | null, limits: ListenerLimits): ErrorCode | null {
+  // CONNECT reaches here over HTTP/2 only (Node hands an HTTP/1.1 one to the listener)
+  if (inbound.method === 'TRACE' || inbound.method === 'CONNECT') return 'method_not_allowed';
+  if (path === null) return 'bad_request';
   const raw = inbound.rawHeaders;
   if (raw.length > limits.maxHeaders * 2) return 'headers_too_large';
   const rejectUnderscores = limits.headersWithUnderscores === 'reject';

@@ -6,7 +6,7 @@
 // To the upstream (buildUpstreamHeaders, from `req.rawHeaders`):
 // - dropped: Connection and every header its tokens name, Keep-Alive,
 //   Proxy-Connection, TE (but `te: trailers` is sent when the client's TE
-//   lists `trailers`), Trailer, Transfer-Encoding, Upgrade,
+//   lists `trailers`), Trailer, Transfer-Encoding, Upgrade, HTTP2-Settings,
 //   Proxy-Authorization, Proxy-Authenticate, Expect (tandem answers it),
 //   `x-tandem-*` (clients must not steer tandem), names with an underscore
 //   when `dropUnderscored`. A Connection token naming
@@ -145,13 +145,15 @@ export function buildUpstreamHeaders(raw: string[], opts: UpstreamHeaderOptions)
 }
 
 /**
- * The index of the value tandem's own traceparent took in `headers` (from
- * buildUpstreamHeaders), so each try can put its own there; -1 when route
- * ops replaced or removed it.
+ * The index of the value of header `name` (lowercase; matched in any case)
+ * in `headers` (from buildUpstreamHeaders) that still holds `value`, so each
+ * try can put its own there (tandem's traceparent, a gRPC request's time
+ * left); -1 when route ops replaced or removed it.
  */
-export function traceparentSlot(headers: readonly string[], traceparent: string): number {
+export function headerSlot(headers: readonly string[], name: string, value: string): number {
   for (let i = 0; i + 1 < headers.length; i += 2) {
-    if (headers[i] === 'traceparent' && headers[i + 1] === traceparent) return i + 1;
+    const n = headers[i]!;
+    if (headers[i + 1] === value && n.length === name.length && (n === name || n.toLowerCase() === name)) return i + 1;
   }
   return -1;
 }
@@ -232,6 +234,9 @@ function classify(name: string): number {
       break;
     case 12:
       if (eqi(name, 'x-request-id')) return REQUEST_ID;
+      break;
+    case 14:
+      if (eqi(name, 'http2-settings')) return HOP;
       break;
     case 15:
       if (eqi(name, 'x-forwarded-for')) return FORWARDED_FOR;

@@ -1,8 +1,9 @@
 // The retry rules of CONTRACT §4, compiled once per route so a decision
 // per failed try is a few field reads.
 
-import type { RetryConfig } from '../config/types.js';
+import type { GrpcRetryOn, RetryConfig } from '../config/types.js';
 import type { Failure } from './attempt.js';
+import { GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_INTERNAL, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE } from './grpc.js';
 
 export interface RetryPolicy {
   /** retries after the first try */
@@ -20,11 +21,23 @@ export interface RetryPolicy {
   readonly bufferLimit: number;
   /** true when some response status can be retried: only then is a status looked at */
   readonly onStatus: boolean;
+  /** the grpc-status values of a trailers-only answer to a gRPC request that are retried, whatever the method */
+  readonly grpcStatuses: ReadonlySet<number>;
 }
+
+const GRPC_RETRY_ON: Readonly<Record<GrpcRetryOn, number>> = {
+  cancelled: GRPC_CANCELLED,
+  'deadline-exceeded': GRPC_DEADLINE_EXCEEDED,
+  'resource-exhausted': GRPC_RESOURCE_EXHAUSTED,
+  internal: GRPC_INTERNAL,
+  unavailable: GRPC_UNAVAILABLE,
+};
 
 export function compileRetryPolicy(cfg: RetryConfig): RetryPolicy {
   const on = new Set(cfg.retryOn);
   const codes = on.has('retriable-status-codes') ? new Set(cfg.retriableStatusCodes) : new Set<number>();
+  const grpcStatuses = new Set<number>();
+  for (const condition of cfg.retryOn) if (Object.hasOwn(GRPC_RETRY_ON, condition)) grpcStatuses.add(GRPC_RETRY_ON[condition as GrpcRetryOn]);
   return {
     attempts: cfg.attempts,
     perTryTimeout: cfg.perTryTimeout,
@@ -38,6 +51,7 @@ export function compileRetryPolicy(cfg: RetryConfig): RetryPolicy {
     backoffMax: cfg.backoff.max,
     bufferLimit: cfg.bufferLimit,
     onStatus: on.has('5xx') || on.has('gateway-error') || codes.size > 0,
+    grpcStatuses,
   };
 }
 
@@ -57,12 +71,20 @@ export function retriesOnStatus(p: RetryPolicy, status: number): boolean {
 }
 
 /**
+ * What a retry is asked for: a failed try, or a gRPC request's trailers-only
+ * answer whose `grpc-status` is the `status`.
+ */
+export type RetryCause = Failure | 'grpc-status';
+
+/**
  * Does the policy allow another try after this failure (ignoring the count)?
  * Only a connect failure is safe for any method: nothing reached the
- * application. A per-try timeout counts as a 504.
+ * application. A per-try timeout counts as a 504. A gRPC condition holds for
+ * any method: gRPC calls are all POSTs, and the route opted in by naming it.
  */
-export function allowsRetry(p: RetryPolicy, failure: Failure, status: number, idempotent: boolean): boolean {
+export function allowsRetry(p: RetryPolicy, failure: RetryCause, status: number, idempotent: boolean): boolean {
   if (failure === 'connect-failure') return p.connectFailure;
+  if (failure === 'grpc-status') return p.grpcStatuses.has(status);
   if (!idempotent && !p.nonIdempotent) return false;
   switch (failure) {
     case 'reset':
@@ -77,11 +99,12 @@ export function allowsRetry(p: RetryPolicy, failure: Failure, status: number, id
 /**
  * Could a try that sent the request body be followed by another? Only then is
  * the body worth keeping. Idempotent methods always could: the free retry
- * after a reset (CONTRACT §3).
+ * after a reset (CONTRACT §3); so could a gRPC request on a route with gRPC
+ * conditions.
  */
-export function mayResendBody(p: RetryPolicy, idempotent: boolean): boolean {
+export function mayResendBody(p: RetryPolicy, idempotent: boolean, grpc: boolean): boolean {
   if (p.bufferLimit === 0) return false;
-  if (idempotent) return true;
+  if (idempotent || (grpc && p.grpcStatuses.size > 0)) return true;
   return p.nonIdempotent && p.attempts > 0 && (p.reset || p.onStatus);
 }
 

@@ -7,8 +7,7 @@
 import { after, cancel, type Timer } from '../clock.js';
 import type { ConcurrencyLimits } from '../cluster/limits.js';
 import type { ClusterMetrics } from '../observability/metrics.js';
-import type { Failure } from './attempt.js';
-import { allowsRetry, backoffDelay, type RetryPolicy } from './retry-policy.js';
+import { allowsRetry, backoffDelay, type RetryCause, type RetryPolicy } from './retry-policy.js';
 
 /**
  * What follows a failed try: the free retry (now, on a new connection), a
@@ -55,7 +54,7 @@ export class RetryState {
    * to be the backoff. A granted retry holds its slot from now, so no other
    * request can take the last slot meanwhile.
    */
-  decide(failure: Failure, status: number, stale: boolean, retryAfter: number | null): Verdict {
+  decide(failure: RetryCause, status: number, stale: boolean, retryAfter: number | null): Verdict {
     if (!this.owner.resendable) return this.finish();
     // The free retry is not a retry: neither counted nor budgeted.
     if (stale && failure === 'reset' && this.idempotent && !this.freeUsed) {

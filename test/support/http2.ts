@@ -11,6 +11,8 @@ export interface H2Answer {
   trailers: IncomingHttpHeaders | null;
   /** the RST_STREAM code when the stream was reset, else 0 */
   rstCode: number;
+  /** the answer was its head alone, one HEADERS frame ending the stream (a gRPC trailers-only answer) */
+  headersOnly: boolean;
 }
 
 export interface H2Options {
@@ -32,22 +34,29 @@ export function h2Connect(origin: string, tls: { ca?: Buffer } = {}): ClientHttp
 /** One request on `session`; rejects when the stream fails before any answer. */
 export function h2Request(session: ClientHttp2Session, opts: H2Options = {}): Promise<H2Answer> {
   return new Promise((resolve, reject) => {
-    const stream = session.request({ ':method': opts.method ?? 'GET', ':path': opts.path ?? '/', ...opts.headers });
+    const method = opts.method ?? 'GET';
+    // CONNECT carries no :path
+    const path = method === 'CONNECT' ? {} : { ':path': opts.path ?? '/' };
+    const stream = session.request({ ':method': method, ...path, ...opts.headers });
     let headers: IncomingHttpHeaders | null = null;
     let trailers: IncomingHttpHeaders | null = null;
+    let headersOnly = false;
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       stream.close();
       reject(new Error(`no complete answer within ${opts.timeoutMs ?? 5000} ms`));
     }, opts.timeoutMs ?? 5000);
-    stream.on('response', (h) => (headers = h));
+    stream.on('response', (h, flags) => {
+      headers = h;
+      headersOnly = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    });
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('trailers', (t) => (trailers = t));
     stream.on('error', () => {});
     stream.on('close', () => {
       clearTimeout(timer);
       if (headers === null) return reject(new Error(`stream closed without an answer (RST_STREAM ${stream.rstCode})`));
-      resolve({ status: Number(headers[':status']), headers, body: Buffer.concat(chunks), trailers, rstCode: stream.rstCode ?? 0 });
+      resolve({ status: Number(headers[':status']), headers, body: Buffer.concat(chunks), trailers, rstCode: stream.rstCode ?? 0, headersOnly });
     });
     stream.end(opts.body);
   });
