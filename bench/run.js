@@ -1,25 +1,28 @@
 // tandem's benchmark: the same upstream reached directly and through tandem,
 // http-proxy, fastify's reply-from, a bare undici pass-through (with and
 // without tandem's flags) and nginx, interleaved round by round (A B C D E,
-// B C D E A, ...) and reduced to medians; then start-up and memory at rest,
-// and instructions per request counted by callgrind. Tracing's cost rides
-// along: tandem with tracing on (and with its collector down) in the same
-// rounds, a 60 s collector-down run for memory, and tracing's instruction
-// count (lib/tracing-rows.js; full run only).
+// B C D E A, ...) and reduced to medians; then the HTTP/2 scenarios (h2c GET,
+// gRPC unary) the same way against their own peers (lib/h2-peers.js); then
+// start-up and memory at rest, and instructions per request counted by
+// callgrind. Tracing's cost rides along: tandem with tracing on (and with its
+// collector down) in the HTTP/1.1 rounds, a 60 s collector-down run for
+// memory, and tracing's instruction count (lib/tracing-rows.js; full run only).
 //
 //   node bench/run.js            full run (about 30 minutes), writes bench/results/latest.{json,md}
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
-// Options: --duration S, --rounds N, --peers a,b,c, --skip-startup, --skip-instructions
+// Options: --duration S, --rounds N, --peers a,b,c, --protocols http1,h2c,grpc, --skip-startup, --skip-instructions,
+// --results NAME (write bench/results/NAME.{json,md} instead of latest / latest-ci)
 import { parseArgs } from 'node:util';
 import { PEERS, PROXY_CPU } from './lib/peers.js';
-import { tasksetAvailable } from './lib/processes.js';
+import { H2_PEERS } from './lib/h2-peers.js';
+import { tasksetAvailable, stop } from './lib/processes.js';
 import { peakRssBytes, cpuTicks } from './lib/proc-stats.js';
 import { headToHead } from './lib/head-to-head.js';
-import { throughputLoop, wrkAvailable } from './lib/load.js';
-import { prepare, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
-import { summarize, machine, scenarioTable, ratios, ratioTable, headToHeadTable, startupTable, instructionsTable, markdown, writeResults } from './lib/report.js';
+import { wrkAvailable, h2loadAvailable } from './lib/load.js';
+import { prepare, prepareH2, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
+import { summarize, machine, scenarioTable, ratios, ratioTable, h2TargetsTable, headToHeadTable, startupTable, instructionsTable, markdown, writeResults } from './lib/report.js';
 import { startupAndRest } from './lib/startup.js';
 import { instructionsPerRequest, valgrindAvailable } from './lib/instructions.js';
 import { TRACING_PEERS, collectorDownRss, tracingInstructions, tracingRatios, tracingSections } from './lib/tracing-rows.js';
@@ -32,22 +35,25 @@ const { values: opts } = parseArgs({
     duration: { type: 'string' },
     rounds: { type: 'string' },
     peers: { type: 'string' },
+    protocols: { type: 'string' },
     'skip-startup': { type: 'boolean', default: false },
     'skip-instructions': { type: 'boolean', default: false },
+    results: { type: 'string' },
   },
 });
 
 const resultsDir = new URL('./results/', import.meta.url);
 const ALL_PEERS = [...PEERS, ...TRACING_PEERS];
 
-async function startPeers(wanted, ctx, notes) {
+async function startPeers(wanted, ctx, notes, protocol) {
   const running = [];
+  const suffix = protocol === 'http1' ? '' : ` (${protocol})`;
   for (const peer of wanted) {
     try {
       running.push({ ...peer, proxy: await peer.start(ctx) });
-      console.log(`started ${peer.label}`);
+      console.log(`started ${peer.label}${suffix}`);
     } catch (err) {
-      const reason = peer.name === 'tandem' ? `tandem failed to start: ${err.message}` : `${peer.label} skipped: ${err.message}`;
+      const reason = peer.name === 'tandem' ? `tandem${suffix} failed to start: ${err.message}` : `${peer.label}${suffix} skipped: ${err.message}`;
       notes.push(reason.split('\n')[0].slice(0, 300));
       console.log(reason);
     }
@@ -55,34 +61,21 @@ async function startPeers(wanted, ctx, notes) {
   return running;
 }
 
-async function benchmark() {
-  const ci = opts.ci;
-  // Many short rounds rather than a few long ones: this VM's speed drifts over seconds, and
-  // the ratios pair tandem with each peer round by round (bench/README.md).
-  const durationS = Number(opts.duration ?? (ci ? 2 : 3));
-  // --ci gates on the median of per-round ratios: nine rounds ride out four slow ones (its
-  // ratio read 1.05 to 1.40 over seven runs on this VM, where a build A/B against itself
-  // gave per-round ratios from 0.67 to 1.40)
-  const rounds = Number(opts.rounds ?? (ci ? 9 : 7));
-  const names = opts.peers?.split(',') ?? ALL_PEERS.filter((p) => !(ci && (p.name === 'nginx' || p.fullOnly))).map((p) => p.name);
-  const wanted = ALL_PEERS.filter((p) => names.includes(p.name));
-  const scenarios = scenarioList({ ci, durationS });
-  const notes = [];
-  if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
-  if (ci) notes.push('nginx and the tracing rows are left out of --ci runs');
-  if (!wrkAvailable()) notes.push('wrk not found: autocannon drove the throughput runs, and it saturates before the fastest proxies do');
+/** The peers that were started for one protocol's scenarios, stopped after them (the upstream, shared, stays). */
+async function stopPeers(running) {
+  for (const peer of running) if (!peer.proxy.shared) await stop(peer.proxy.tracked);
+}
 
-  const ctx = await prepare();
-  const running = await startPeers(wanted, ctx, notes);
-  const ticksAtStart = cpuTicks(PROXY_CPU);
-
+/**
+ * `scenarios` (all of one protocol) against `running`, round by round, in
+ * turn; each run's figures go into `raw`, their medians and each proxy's
+ * peak RSS after the scenario into `results`.
+ */
+async function runRounds({ scenarios, running, rounds, ctx, raw, results, notes }) {
   // Warm-up: JIT, connection pools and the upstream's keep-alive sockets. Two seconds: tandem
   // optimizes on its main thread (--no-concurrent-recompilation): a short warm-up leaves more
   // of that compiling inside the first round.
-  for (const peer of running) await throughputLoop({ generator: peer.generator, url: `${peer.proxy.origin}/small`, connections: 50, durationS: 2 });
-
-  const raw = {};
-  const results = {};
+  for (const peer of running) await measure(peer.proxy, { ...scenarios[0], durationS: 2 }, ctx, peer.generator);
   for (const scenario of scenarios) {
     raw[scenario.name] = {};
     for (let round = 1; round <= rounds; round += 1) {
@@ -91,7 +84,7 @@ async function benchmark() {
         try {
           const r = await measure(peer.proxy, scenario, ctx, peer.generator);
           (raw[scenario.name][peer.name] ??= []).push({ round, ...r });
-          console.log(`${scenario.name} round ${round} ${peer.name}: ${r.rps.toFixed(0)} req/s, ${r.cpuUsPerReq?.toFixed(1)} µs CPU/req, ${r.failures} failures`);
+          console.log(`${scenario.name} round ${round} ${peer.name}: ${r.rps.toFixed(0)} req/s, ${r.cpuUsPerReq?.toFixed(1)} µs CPU/req, ${r.failures} failures${r.firstError ? ` (first: ${r.firstError})` : ''}`);
         } catch (err) {
           console.log(`${scenario.name} round ${round} ${peer.name} failed: ${err.message.slice(0, 300)}`);
         }
@@ -104,19 +97,64 @@ async function benchmark() {
       results[scenario.name][name] = { ...summarize(runs), peakRss: peakRssBytes(proxy.pid) };
     }
   }
-  const tandemRunning = running.some((p) => p.name === 'tandem');
+}
+
+// The protocols in the order they run; each has its own peers (lib/peers.js, lib/h2-peers.js).
+const PROTOCOLS = ['http1', 'h2c', 'grpc'];
+const peersOf = (protocol) => (protocol === 'http1' ? ALL_PEERS : H2_PEERS[protocol]);
+
+async function benchmark() {
+  const ci = opts.ci;
+  // Many short rounds rather than a few long ones: this VM's speed drifts over seconds, and
+  // the ratios pair tandem with each peer round by round (bench/README.md).
+  const durationS = Number(opts.duration ?? (ci ? 2 : 3));
+  // --ci gates on the median of per-round ratios: nine rounds ride out four slow ones (its
+  // ratio read 1.05 to 1.40 over seven runs on this VM, where a build A/B against itself
+  // gave per-round ratios from 0.67 to 1.40)
+  const rounds = Number(opts.rounds ?? (ci ? 9 : 7));
+  const names = opts.peers?.split(',');
+  // --ci leaves nginx out, and on HTTP/2 runs tandem and the bare pass-through alone: the pair its h2c row reports on
+  const leftOut = (protocol, p) => ci && (p.name === 'nginx' || p.fullOnly || (protocol !== 'http1' && p.name !== 'tandem' && p.name !== 'bare-http2'));
+  const wantedFor = (protocol) => peersOf(protocol).filter((p) => (names ? names.includes(p.name) : !leftOut(protocol, p)));
+  const protocols = opts.protocols?.split(',') ?? PROTOCOLS;
+  const notes = [];
+  if (!tasksetAvailable()) notes.push('taskset not found: processes were not pinned, so the proxy may not be the bottleneck');
+  if (ci) notes.push('nginx and the tracing rows are left out of --ci runs; its h2c scenario runs tandem and the bare node:http2 pass-through alone');
+  if (!wrkAvailable()) notes.push('wrk not found: autocannon drove the throughput runs, and it saturates before the fastest proxies do');
+  if (protocols.includes('h2c') && !h2loadAvailable()) notes.push('h2load not found (apt-get install nghttp2-client): no h2c scenario');
+  const scenarios = scenarioList({ ci, durationS }).filter((s) => protocols.includes(s.protocol) && (s.client !== 'h2load' || h2loadAvailable()));
+
+  const ctx = await prepare();
+  const ticksAtStart = cpuTicks(PROXY_CPU);
+  const raw = {};
+  const results = {};
+  const shown = {};
+  let h2h = [];
+  let tandemRunning = false;
   let tracingRss = null;
-  if (!ci) {
-    try {
-      tracingRss = await collectorDownRss(running);
-    } catch (err) {
-      notes.push(`the collector-down RSS run failed: ${err.message.slice(0, 300)}`);
+  for (const protocol of PROTOCOLS) {
+    const group = scenarios.filter((s) => s.protocol === protocol);
+    if (group.length === 0) continue;
+    if (protocol !== 'http1') await prepareH2(ctx);
+    shown[protocol] = wantedFor(protocol);
+    const running = await startPeers(shown[protocol], ctx, notes, protocol);
+    if (running.length) await runRounds({ scenarios: group, running, rounds, ctx, raw, results, notes });
+    if (protocol === 'http1') {
+      tandemRunning = running.some((p) => p.name === 'tandem');
+      // The full run also pits tandem against its two Node peers at the same time (lib/head-to-head.js).
+      const tandemPeer = running.find((p) => p.name === 'tandem' && !p.proxy.tracked.exited);
+      const rivals = running.filter((p) => (p.name === 'http-proxy' || p.name === 'bare-undici') && !p.proxy.tracked.exited);
+      if (!ci && tandemPeer && rivals.length) h2h = await headToHead({ tandem: tandemPeer, peers: rivals, ctx, rounds, durationS });
+      if (!ci) {
+        try {
+          tracingRss = await collectorDownRss(running);
+        } catch (err) {
+          notes.push(`the collector-down RSS run failed: ${err.message.slice(0, 300)}`);
+        }
+      }
     }
+    await stopPeers(running);
   }
-  // The full run also pits tandem against its two Node peers at the same time (lib/head-to-head.js).
-  const tandemPeer = running.find((p) => p.name === 'tandem' && !p.proxy.tracked.exited);
-  const rivals = running.filter((p) => (p.name === 'http-proxy' || p.name === 'bare-undici') && !p.proxy.tracked.exited);
-  const h2h = !ci && tandemPeer && rivals.length ? await headToHead({ tandem: tandemPeer, peers: rivals, ctx, rounds, durationS }) : [];
   const ticksAtEnd = cpuTicks(PROXY_CPU);
   const steal = (ticksAtEnd.steal - ticksAtStart.steal) / Math.max(1, ticksAtEnd.total - ticksAtStart.total);
   notes.push(`the hypervisor took ${(steal * 100).toFixed(1)}% of the proxy CPU's time during the run (steal, /proc/stat)`);
@@ -143,7 +181,7 @@ async function benchmark() {
     }
   }
   let tracingCount = null;
-  if (!opts['skip-instructions'] && valgrindAvailable() && !ci && wanted.some((p) => TRACING_PEERS.includes(p))) {
+  if (!opts['skip-instructions'] && valgrindAvailable() && !ci && (shown.http1 ?? []).some((p) => TRACING_PEERS.includes(p))) {
     try {
       tracingCount = await tracingInstructions();
     } catch (err) {
@@ -153,11 +191,12 @@ async function benchmark() {
 
   const info = machine();
   const settings = `${rounds} interleaved rounds of ${durationS} s, medians; proxy on CPU 0, load and upstream on CPU 1`;
-  const shown = ALL_PEERS.filter((p) => wanted.includes(p));
   console.log(`\n${info.date} node ${info.node} ${info.cpuModel}`);
-  for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown)}`);
+  for (const scenario of scenarios) console.log(`\n${scenario.label}\n${scenarioTable(scenario, results, shown[scenario.protocol])}`);
   const rel = ratios(scenarios, raw);
   console.log(`\nratios: median of the per-round ratios (range)\n${ratioTable(scenarios, rel)}`);
+  const h2 = h2TargetsTable(scenarios, results, rel);
+  if (h2) console.log(`\nHTTP/2 targets\n${h2}`);
   if (instructions) console.log(`\ninstructions per request (callgrind, small GET)\n${instructionsTable(instructions)}`);
   const tracing = { ratios: tracingRatios(scenarios, raw), instructions: tracingCount, rss: tracingRss };
   const sections = tracingSections({ scenarios, ...tracing });
@@ -168,9 +207,12 @@ async function benchmark() {
 
   const title = ci ? 'tandem benchmark (--ci)' : 'tandem benchmark';
   const json = { mode: ci ? 'ci' : 'full', ...info, settings, scenarios, results, ratios: rel, headToHead: h2h, startup, instructions, tracing, raw, notes };
-  writeResults(resultsDir, ci ? 'latest-ci' : 'latest', json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, sections, notes }));
+  writeResults(resultsDir, opts.results ?? (ci ? 'latest-ci' : 'latest'), json, markdown({ title, info, settings, scenarios, results, raw, peers: shown, headToHead: h2h, startup, instructions, sections, notes }));
 
-  if (ci) ciGate(results, rel, instructions, tandemRunning);
+  // the gate reads the HTTP/1.1 small GET: a run without it (--protocols) has nothing to gate on
+  if (ci && results['small-get']) ciGate(results, rel, instructions, tandemRunning);
+  // reported, never gated: one short h2c row does not yet tell a regression from this VM's drift
+  if (ci && rel['h2c-get']) console.log(`h2c (report only): tandem/bare node:http2 CPU per request ${rel['h2c-get'].cpuPerReqVsBareHttp2?.toFixed(2) ?? '—'}`);
 }
 
 // Gates for broken, not for targets missed: tandem slower than http-proxy (per-round

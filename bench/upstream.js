@@ -1,7 +1,10 @@
 // The cheap upstream every peer sits in front of. One process listens on
 // as many loopback ports as asked (`node bench/upstream.js 2`) and prints
 // `{"ports":[...]}` once all are bound, so the harness learns them.
+// `node bench/upstream.js 2 h2c` serves the same answers over h2c (HTTP/2
+// with prior knowledge) for the HTTP/2 scenarios.
 import http from 'node:http';
+import http2 from 'node:http2';
 
 const SMALL = Buffer.from('hello from upstream\n');
 const BIG = Buffer.alloc(16 * 1024, 'x');
@@ -20,11 +23,14 @@ function reply(res, body) {
   res.end(body);
 }
 
+const h2c = process.argv[3] === 'h2c';
+
 function listen() {
-  const server = http.createServer(handle);
+  // node:http2's compatibility API takes the same handler; an HTTP/2 server has no idle timeout by default
+  const server = h2c ? http2.createServer(handle) : http.createServer(handle);
   // Longer than any proxy's pool idle timeout, so the upstream never races a
   // proxy that is about to reuse a pooled connection.
-  server.keepAliveTimeout = 60_000;
+  if (!h2c) server.keepAliveTimeout = 60_000;
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 }
 

@@ -31,6 +31,7 @@ describe('loading in a child process', () => {
     ['the embedded default', DEFAULT_CONFIG_YAML],
     ['the demo', readFileSync(join(root, 'config/demo.yaml'), 'utf8')],
     ['the bench', readFileSync(join(root, 'bench/tandem.bench.yaml'), 'utf8')],
+    ['the HTTP/2 bench', readFileSync(join(root, 'bench/tandem.h2.bench.yaml'), 'utf8')],
   ])('%s: the same Config as in process, prototypes and all', async (_name, text) => {
     const isolated = await loadConfigTextIsolated(text, 'x.yaml');
     expect(isolated.ok).toBe(true);

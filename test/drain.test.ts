@@ -21,6 +21,7 @@ import {
   type RawClient,
   type Upstream,
 } from './support/harness.js';
+import { h2cClient } from './support/client.js';
 import { ERROR, RawH2Client, getRequest } from './support/h2-frames.js';
 
 const cleanup = useCleanup();
@@ -305,3 +306,59 @@ async function eventuallyStatus(adminUrl: string, status: number, withinMs = 100
   }
   return false;
 }
+
+// The drain in process for an HTTP/2 client: where HTTP/1.1 closes idle
+// connections and answers with `connection: close`, HTTP/2 sends GOAWAY and
+// lets the streams in flight finish.
+describe('drain in process over h2c', () => {
+  const h2 = h2cClient(cleanup);
+
+  it('not ready at once, serves new connections during the delay, then GOAWAY; the stream in flight finishes', async () => {
+    const up = await slowUpstream();
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 400ms, timeout: 5s }')));
+    const warm = await h2.request(`${t.url}/warm`);
+    expect(await warm.body.text()).toBe('done /warm');
+    const slow = h2.request(`${t.url}/slow?ms=900`);
+    expect(await eventually(() => up.seen.length === 2)).toBe(true);
+
+    const started = Date.now();
+    const drained = t.tandem.drain();
+    expect(await readyStatus(t.adminUrl)).toBe(503);
+
+    // within the delay: a new connection is served, the open one not told to go
+    const other = h2cClient(cleanup);
+    const during = await other.request(`http://localhost:${t.port}/during`);
+    expect(during.statusCode).toBe(200);
+    expect(await during.body.text()).toBe('done /during');
+    expect(await h2.connectionClosed(t.url, 0)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(400);
+
+    // after the delay: GOAWAY, new connections refused, the slow stream still answered
+    expect(await h2.connectionClosed(t.url, 1000)).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+    expect(await refuses(t.port)).toBe(true);
+    const res = await slow;
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('done /slow?ms=900');
+
+    await drained;
+    expect(Date.now() - started).toBeLessThan(3000);
+    await t.tandem.finished;
+  });
+
+  it('POST /quitquitquit starts the same drain', async () => {
+    const up = await slowUpstream();
+    const t = cleanup.add(await startTandem(config(up.port, '{ delay: 100ms, timeout: 2s }')));
+    const slow = h2.request(`${t.url}/slow?ms=300`);
+    expect(await eventually(() => up.seen.length === 1)).toBe(true);
+    const quit = await fetch(`${t.adminUrl}/quitquitquit`, { method: 'POST' });
+    expect(quit.status).toBe(200);
+    await quit.text();
+    expect(t.tandem.isDraining).toBe(true);
+    const res = await slow;
+    expect(await res.body.text()).toBe('done /slow?ms=300');
+    expect(await h2.connectionClosed(t.url, 1000)).toBe(true);
+    await t.tandem.finished;
+    expect(await refuses(t.port)).toBe(true);
+  });
+});

@@ -4,7 +4,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { formatConfigError } from '../src/config/errors.js';
 import { loadConfigText } from '../src/config/load.js';
@@ -18,6 +17,7 @@ import {
   useCleanup,
   writeTempFile,
 } from './support/harness.js';
+import { clientFor, PROTOCOLS } from './support/client.js';
 
 const ISSUER = 'https://issuer.test';
 const AUDIENCE = 'orders';
@@ -108,115 +108,116 @@ beforeAll(async () => {
   impostor = await signingKey('RS256', 'rsa-1');
 });
 
-describe('route auth.jwt with a jwksFile', () => {
+describe.each(PROTOCOLS)('route auth.jwt over %s', (protocol) => {
   const cleanup = useCleanup();
+  const client = clientFor(protocol, cleanup);
 
-  async function setup() {
-    const up = cleanup.add(await startUpstream());
-    const file = writeTempFile(jwksDoc([rsa, ec, ed]), 'jwks.json');
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], authConfig(`jwksFile: ${file}`))));
-    return { up, t };
-  }
+  describe('with a jwksFile', () => {
+    async function setup() {
+      const up = cleanup.add(await startUpstream());
+      const file = writeTempFile(jwksDoc([rsa, ec, ed]), 'jwks.json');
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], authConfig(`jwksFile: ${file}`))));
+      return { up, t };
+    }
 
-  it('a valid RS256, ES256 or EdDSA token passes: claims go upstream as headers, with the Authorization header', async () => {
-    const { up, t } = await setup();
-    for (const key of [rsa, ec, ed]) {
-      const token = await sign(key, { claims: { admin: true, level: 3 } });
-      const res = await request(`${t.url}/orders`, {
-        headers: { authorization: `Bearer ${token}`, 'x-user-id': 'spoofed', 'x-team': 'spoofed' },
-      });
+    it('a valid RS256, ES256 or EdDSA token passes: claims go upstream as headers, with the Authorization header', async () => {
+      const { up, t } = await setup();
+      for (const key of [rsa, ec, ed]) {
+        const token = await sign(key, { claims: { admin: true, level: 3 } });
+        const res = await client.request(`${t.url}/orders`, {
+          headers: { authorization: `Bearer ${token}`, 'x-user-id': 'spoofed', 'x-team': 'spoofed' },
+        });
+        expect(res.statusCode).toBe(200);
+        await res.body.text();
+        const seen = up.seen.at(-1)!;
+        expect(seen.headers.authorization).toBe(`Bearer ${token}`);
+        expect(seen.headers['x-user-id']).toBe('user-42');
+        expect(seen.headers['x-admin']).toBe('true');
+        expect(seen.headers['x-level']).toBe('3');
+        // the token has no team claim: the client's header is removed and none is sent
+        expect(seen.headers['x-team']).toBeUndefined();
+        expect(seen.rawHeaders.filter((n) => n.toLowerCase() === 'x-user-id')).toHaveLength(1);
+      }
+      expect(up.seen).toHaveLength(3);
+    });
+
+    it('a JWKS whose key jose cannot use (bad bytes in the modulus) refuses every token with 401, and tandem keeps serving', async () => {
+      const up = cleanup.add(await startUpstream());
+      const broken = { ...rsa.jwk, n: '!!not-base64url!!' };
+      const file = writeTempFile(JSON.stringify({ keys: [broken] }), 'jwks.json');
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], authConfig(`jwksFile: ${file}`))));
+      for (let i = 0; i < 2; i++) {
+        const res = await client.request(t.url, { headers: { authorization: `Bearer ${await sign(rsa)}` } });
+        await expectTandemError(res, 401, 'unauthorized');
+        expect(res.headers['www-authenticate']).toBe(CHALLENGE_INVALID);
+      }
+      expect(up.seen).toHaveLength(0);
+    });
+
+    it('a token expired by less than the clock skew still passes', async () => {
+      const { up, t } = await setup();
+      const token = await sign(rsa, { exp: nowSeconds() - 10 });
+      const res = await client.request(t.url, { headers: { authorization: `bearer ${token}` } });
       expect(res.statusCode).toBe(200);
       await res.body.text();
-      const seen = up.seen.at(-1)!;
-      expect(seen.headers.authorization).toBe(`Bearer ${token}`);
-      expect(seen.headers['x-user-id']).toBe('user-42');
-      expect(seen.headers['x-admin']).toBe('true');
-      expect(seen.headers['x-level']).toBe('3');
-      // the token has no team claim: the client's header is removed and none is sent
-      expect(seen.headers['x-team']).toBeUndefined();
-      expect(seen.rawHeaders.filter((n) => n.toLowerCase() === 'x-user-id')).toHaveLength(1);
-    }
-    expect(up.seen).toHaveLength(3);
+      expect(up.seen).toHaveLength(1);
+    });
+
+    it('no bearer token: 401 unauthorized with a challenge that carries no error', async () => {
+      const { up, t } = await setup();
+      for (const headers of [{}, { authorization: 'Basic dXNlcjpwdw==' }]) {
+        const res = await client.request(t.url, { headers });
+        await expectTandemError(res, 401, 'unauthorized');
+        expect(res.headers['www-authenticate']).toBe(CHALLENGE_MISSING);
+      }
+      expect(up.seen).toHaveLength(0);
+    });
+
+    it('invalid tokens get 401 invalid_token and never reach the upstream', async () => {
+      const { up, t } = await setup();
+      const good = await sign(rsa);
+      const [head, payload] = good.split('.');
+      const hs256 = await new SignJWT({ sub: 'user-42' })
+        .setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' })
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setExpirationTime(nowSeconds() + 300)
+        .sign(new TextEncoder().encode('a shared secret of at least thirty-two bytes'));
+      const cases: Record<string, string> = {
+        'expired beyond the skew': await sign(rsa, { exp: nowSeconds() - 60 }),
+        'wrong issuer': await sign(rsa, { iss: 'https://evil.test' }),
+        'wrong audience': await sign(ec, { aud: 'billing' }),
+        'signed by another key': await sign(impostor),
+        'signature of another token': `${head}.${b64url({ sub: 'admin', iss: ISSUER, aud: AUDIENCE })}.${good.split('.')[2]}`,
+        'alg none': `${b64url({ alg: 'none', kid: 'rsa-1' })}.${payload}.`,
+        HS256: hs256,
+        'not a JWT': 'garbage',
+      };
+      for (const [what, token] of Object.entries(cases)) {
+        const res = await client.request(t.url, { headers: { authorization: `Bearer ${token}` } });
+        await expectTandemError(res, 401, 'unauthorized');
+        expect(res.headers['www-authenticate'], what).toBe(CHALLENGE_INVALID);
+      }
+      expect(up.seen).toHaveLength(0);
+    });
   });
 
-  it('a JWKS whose key jose cannot use (bad bytes in the modulus) refuses every token with 401, and tandem keeps serving', async () => {
-    const up = cleanup.add(await startUpstream());
-    const broken = { ...rsa.jwk, n: '!!not-base64url!!' };
-    const file = writeTempFile(JSON.stringify({ keys: [broken] }), 'jwks.json');
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], authConfig(`jwksFile: ${file}`))));
-    for (let i = 0; i < 2; i++) {
-      const res = await request(t.url, { headers: { authorization: `Bearer ${await sign(rsa)}` } });
-      await expectTandemError(res, 401, 'unauthorized');
-      expect(res.headers['www-authenticate']).toBe(CHALLENGE_INVALID);
-    }
-    expect(up.seen).toHaveLength(0);
-  });
-
-  it('a token expired by less than the clock skew still passes', async () => {
-    const { up, t } = await setup();
-    const token = await sign(rsa, { exp: nowSeconds() - 10 });
-    const res = await request(t.url, { headers: { authorization: `bearer ${token}` } });
-    expect(res.statusCode).toBe(200);
-    await res.body.text();
-    expect(up.seen).toHaveLength(1);
-  });
-
-  it('no bearer token: 401 unauthorized with a challenge that carries no error', async () => {
-    const { up, t } = await setup();
-    for (const headers of [{}, { authorization: 'Basic dXNlcjpwdw==' }]) {
-      const res = await request(t.url, { headers });
-      await expectTandemError(res, 401, 'unauthorized');
-      expect(res.headers['www-authenticate']).toBe(CHALLENGE_MISSING);
-    }
-    expect(up.seen).toHaveLength(0);
-  });
-
-  it('invalid tokens get 401 invalid_token and never reach the upstream', async () => {
-    const { up, t } = await setup();
-    const good = await sign(rsa);
-    const [head, payload] = good.split('.');
-    const hs256 = await new SignJWT({ sub: 'user-42' })
-      .setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' })
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setExpirationTime(nowSeconds() + 300)
-      .sign(new TextEncoder().encode('a shared secret of at least thirty-two bytes'));
-    const cases: Record<string, string> = {
-      'expired beyond the skew': await sign(rsa, { exp: nowSeconds() - 60 }),
-      'wrong issuer': await sign(rsa, { iss: 'https://evil.test' }),
-      'wrong audience': await sign(ec, { aud: 'billing' }),
-      'signed by another key': await sign(impostor),
-      'signature of another token': `${head}.${b64url({ sub: 'admin', iss: ISSUER, aud: AUDIENCE })}.${good.split('.')[2]}`,
-      'alg none': `${b64url({ alg: 'none', kid: 'rsa-1' })}.${payload}.`,
-      HS256: hs256,
-      'not a JWT': 'garbage',
-    };
-    for (const [what, token] of Object.entries(cases)) {
-      const res = await request(t.url, { headers: { authorization: `Bearer ${token}` } });
-      await expectTandemError(res, 401, 'unauthorized');
-      expect(res.headers['www-authenticate'], what).toBe(CHALLENGE_INVALID);
-    }
-    expect(up.seen).toHaveLength(0);
-  });
-});
-
-describe('route auth.jwt with a jwksUri', () => {
-  const cleanup = useCleanup();
-
-  it('verifies with the keys fetched from the server', async () => {
+  it('with a jwksUri, verifies with the keys fetched from the server', async () => {
     const jwks = cleanup.add(await startJwksServer(() => jwksDoc([ec])));
     const up = cleanup.add(await startUpstream());
     const t = cleanup.add(await startTandem(simpleConfig([up.port], authConfig(`jwksUri: ${jwks.url}`))));
-    const ok = await request(t.url, { headers: { authorization: `Bearer ${await sign(ec)}` } });
+    const ok = await client.request(t.url, { headers: { authorization: `Bearer ${await sign(ec)}` } });
     expect(ok.statusCode).toBe(200);
     await ok.body.text();
     expect(up.seen[0]!.headers['x-user-id']).toBe('user-42');
-    const refused = await request(t.url, { headers: { authorization: `Bearer ${await sign(rsa)}` } });
+    const refused = await client.request(t.url, { headers: { authorization: `Bearer ${await sign(rsa)}` } });
     await expectTandemError(refused, 401, 'unauthorized');
     expect(refused.headers['www-authenticate']).toBe(CHALLENGE_INVALID);
     expect(up.seen).toHaveLength(1);
   });
+});
 
+describe('route auth.jwt with a jwksUri', () => {
   it('refreshes the set, and keeps the last good keys while the server is down', async () => {
     let published = [rsa];
     const jwks = await startJwksServer(() => jwksDoc(published));

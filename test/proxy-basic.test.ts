@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { request } from 'undici';
-import { rawRequest, simpleConfig, startTandem, startUpstream, statusOf, useCleanup } from './support/harness.js';
+import { rawRequest, simpleConfig, startTandem, startUpstream, statusOf, useCleanup, waitForAccessLog } from './support/harness.js';
+import { clientFor, PROTOCOLS } from './support/client.js';
+import { h2Connect, h2Request } from './support/http2.js';
 
 const cleanup = useCleanup();
 
-describe('proxying', () => {
+describe.each(PROTOCOLS)('proxying over %s', (protocol) => {
+  const client = clientFor(protocol, cleanup);
+
   it('forwards a GET and streams the answer back with x-request-id', async () => {
     const up = await startUpstream((_req, res) => {
       res.writeHead(201, { 'x-app': 'yes' });
@@ -12,7 +15,7 @@ describe('proxying', () => {
     });
     cleanup.add(up);
     const t = cleanup.add(await startTandem(simpleConfig([up.port])));
-    const res = await request(`${t.url}/a/b?x=1`);
+    const res = await client.request(`${t.url}/a/b?x=1`);
     expect(res.statusCode).toBe(201);
     expect(await res.body.text()).toBe('hello');
     expect(res.headers['x-app']).toBe('yes');
@@ -21,11 +24,31 @@ describe('proxying', () => {
     expect(up.seen[0]!.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(up.seen[0]!.headers['x-forwarded-proto']).toBe('http');
     expect(up.seen[0]!.headers['x-request-id']).toBe(res.headers['x-request-id']);
-    const log = await t.accessLog();
+    const log = await waitForAccessLog(t);
     expect(log).toHaveLength(1);
     expect(log[0]).toMatchObject({ method: 'GET', path: '/a/b?x=1', status: 201, route: 'all', cluster: 'app', attempts: 1, flags: [] });
+    expect(log[0]!.protocol).toBe(protocol === 'http1' ? 'HTTP/1.1' : 'HTTP/2');
   });
 
+  it("passes the upstream's trailers to a client that takes them (TE: trailers)", async () => {
+    const up = cleanup.add(
+      await startUpstream((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('body');
+        res.addTrailers({ 'x-checksum': 'abc' });
+        res.end();
+      }),
+    );
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const res = await client.request(`${t.url}/t`, { headers: { te: 'trailers' } });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('body');
+    expect(res.trailers['x-checksum']).toBe('abc');
+    expect(up.seen[0]!.headers.te).toBe('trailers');
+  });
+});
+
+describe('HTTP/1.1 only', () => {
   it('forwards a POST body from curl-like clients (Expect: 100-continue)', async () => {
     const up = await startUpstream((_req, res, body) => res.end(`got ${body.length}`));
     cleanup.add(up);
@@ -49,5 +72,22 @@ describe('proxying', () => {
     expect(raw.closed).toBe(true);
     expect(raw.text).toContain('x-tandem-error: bad_request');
     expect(up.seen).toHaveLength(0);
+  });
+});
+
+describe('HTTP/2 only', () => {
+  // where HTTP/1.1 closes the connection on a malformed Host (above), HTTP/2 refuses the one stream
+  it('answers 400 to a stream whose Host differs from its :authority and serves the next one on the same connection', async () => {
+    const up = cleanup.add(await startUpstream());
+    const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+    const session = h2Connect(t.url);
+    cleanup.add({ close: () => void session.destroy() });
+    const refused = await h2Request(session, { path: '/two', headers: { ':authority': 'a', host: 'b' } });
+    expect(refused.status).toBe(400);
+    expect(refused.headers['x-tandem-error']).toBe('bad_request');
+    const next = await h2Request(session, { path: '/next' });
+    expect(next.status).toBe(200);
+    expect(next.body.toString()).toBe('ok');
+    expect(up.seen.map((s) => s.url)).toEqual(['/next']);
   });
 });

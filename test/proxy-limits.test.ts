@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   expectRawTandemError,
+  expectTandemError,
   parseResponses,
   rawClient,
   rawRequest,
@@ -16,7 +17,10 @@ import {
   type RawClient,
   type RunningTandem,
   type Upstream,
+  useCleanup,
+  waitForAccessLog,
 } from './support/harness.js';
+import { h2cClient } from './support/client.js';
 
 let t: RunningTandem | undefined;
 let ups: Upstream[] = [];
@@ -330,6 +334,117 @@ describe('timeouts', () => {
       await sleep(150);
     }
     expect(c.closed()).toBe(false);
+    expect(up.seen.map((s) => s.url)).toEqual(['/1', '/2', '/3', '/4']);
+  });
+});
+
+// The same limits on HTTP/2: where HTTP/1.1 answers and closes the
+// connection, an HTTP/2 client gets the answer on its stream and the
+// connection serves on (asserted by the next request on the same session).
+describe('over h2c: answered on the stream', () => {
+  const h2 = h2cClient(useCleanup());
+  const fields = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-h${i}`, String(i)]));
+
+  async function servesOn(): Promise<void> {
+    const next = await h2.request(`${t!.url}/next`);
+    expect(next.statusCode).toBe(200);
+    await next.body.text();
+  }
+
+  it('a head just under maxHeaderBytes is served', async () => {
+    const { up } = await proxy('maxHeaderBytes: 1KiB');
+    const res = await h2.request(`${t!.url}/`, { headers: { 'x-big': 'b'.repeat(800) } });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect(up.seen[0]!.headers['x-big']).toHaveLength(800);
+  });
+
+  it('more header fields than maxHeaders (Host from :authority counted): 431, nothing upstream', async () => {
+    const { up } = await proxy('maxHeaders: 10');
+    await expectTandemError(await h2.request(`${t!.url}/many`, { headers: fields(10) }), 431, 'headers_too_large');
+    await servesOn();
+    expect(up.seen.map((s) => s.url)).toEqual(['/next']);
+  });
+
+  it('exactly maxHeaders fields are served, every one forwarded', async () => {
+    const { up } = await proxy('maxHeaders: 10');
+    const res = await h2.request(`${t!.url}/`, { headers: fields(9) });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    for (let i = 0; i < 9; i++) expect(up.seen[0]!.headers[`x-h${i}`]).toBe(String(i));
+  });
+
+  it('a content-length over maxBodyBytes: 413 before anything goes upstream', async () => {
+    const { up } = await proxy('maxBodyBytes: 100');
+    await expectTandemError(await h2.request(`${t!.url}/big`, { method: 'POST', body: 'x'.repeat(101) }), 413, 'payload_too_large');
+    await servesOn();
+    expect(up.seen.map((s) => s.url)).toEqual(['/next']);
+    const log = await waitForAccessLog(t!);
+    expect(log[0]).toMatchObject({ path: '/big', status: 413, attempts: 0 });
+  });
+
+  it('a content-length of exactly maxBodyBytes is forwarded', async () => {
+    const { up } = await proxy('maxBodyBytes: 100');
+    const res = await h2.request(`${t!.url}/ok`, { method: 'POST', body: 'x'.repeat(100) });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect(up.seen[0]!.body).toHaveLength(100);
+  });
+
+  it('a body of unknown length outgrowing maxBodyBytes: 413, the upstream never gets it whole', async () => {
+    const track = await startTrackingUpstream();
+    t = await startTandem(config(track.port, 'maxBodyBytes: 1000'));
+    const ex = h2.open(`${t.url}/stream`, { method: 'POST', bodyLength: 'unknown' });
+    ex.write('a'.repeat(600));
+    await sleep(50);
+    ex.write('b'.repeat(600));
+    expect((await ex.answer()).status).toBe(413);
+    await sleep(100);
+    expect(track.events[0]).toBe('start /stream');
+    expect(track.events).toContain('aborted');
+    expect(track.events.some((e) => e.startsWith('complete'))).toBe(false);
+    const log = await waitForAccessLog(t);
+    expect(log[0]).toMatchObject({ status: 413, attempts: 1 });
+    await servesOn();
+  });
+
+  it('requestTimeout: a body too slow gets 408, and the upstream request is aborted', async () => {
+    const track = await startTrackingUpstream();
+    t = await startTandem(config(track.port, 'requestTimeout: 500ms'));
+    const started = performance.now();
+    const ex = h2.open(`${t.url}/slow-body`, { method: 'POST', bodyLength: 100 });
+    ex.write('0123456789');
+    expect((await ex.answer()).status).toBe(408);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(450);
+    expect(elapsed).toBeLessThan(1900);
+    await sleep(100);
+    expect(track.events).toEqual(['start /slow-body', 'aborted']);
+    const log = await waitForAccessLog(t);
+    expect(log[0]).toMatchObject({ path: '/slow-body', status: 408, flags: ['DPE'] });
+  });
+
+  it('idleTimeout: an idle connection is told to go away (GOAWAY)', async () => {
+    await proxy('idleTimeout: 300ms');
+    const res = await h2.request(`${t!.url}/1`);
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    const answered = performance.now();
+    expect(await h2.connectionClosed(t!.url, 2000)).toBe(true);
+    const idle = performance.now() - answered;
+    expect(idle).toBeGreaterThanOrEqual(250);
+    expect(idle).toBeLessThan(1900);
+  });
+
+  it('idleTimeout does not end a connection in use', async () => {
+    const { up } = await proxy('idleTimeout: 300ms');
+    for (let i = 1; i <= 4; i++) {
+      const res = await h2.request(`${t!.url}/${i}`);
+      expect(res.statusCode).toBe(200);
+      await res.body.text();
+      await sleep(150);
+    }
+    expect(await h2.connectionClosed(t!.url, 0)).toBe(false);
     expect(up.seen.map((s) => s.url)).toEqual(['/1', '/2', '/3', '/4']);
   });
 });

@@ -4,7 +4,6 @@
 
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { request } from 'undici';
 import {
   eventually,
   expectTandemError,
@@ -16,6 +15,7 @@ import {
   useCleanup,
   waitForAccessLog,
 } from './support/harness.js';
+import { clientFor, PROTOCOLS } from './support/client.js';
 
 type RawUpstream = Awaited<ReturnType<typeof startRawUpstream>>;
 
@@ -43,129 +43,135 @@ async function rawUpstream(onRequest: (socket: net.Socket) => void = () => undef
   return { ...raw, conns };
 }
 
-describe('route timeout before the response head', () => {
-  it('answers 504 upstream_timeout on time and aborts the upstream request', async () => {
-    const up = await rawUpstream();
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 300ms')));
-    const started = Date.now();
-    const res = await request(`${t.url}/slow`);
-    const answeredAt = Date.now();
-    await expectTandemError(res, 504, 'upstream_timeout');
-    expect(up.conns).toHaveLength(1);
-    // Timed from the request reaching the upstream, which leaves connection
-    // set-up out: tandem's own timer, not undici's coarse (~1 s) ones.
-    const requestAt = up.conns[0]!.requestAt;
-    expect(answeredAt - started).toBeGreaterThanOrEqual(290);
-    expect(answeredAt - requestAt).toBeLessThan(1000);
-    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
-    expect(up.conns[0]!.closedAt! - requestAt).toBeLessThan(1500);
-    const [line] = await waitForAccessLog(t);
-    expect(line).toMatchObject({ status: 504, attempts: 1, flags: ['UT'], endpoint: `127.0.0.1:${up.port}` });
-    expect(line!.upstreamMs).toBeGreaterThanOrEqual(250);
-    expect(line!.upstreamMs).toBeLessThan(1000);
-    expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '504' })).toBe(1);
-  });
+describe.each(PROTOCOLS)('over %s', (protocol) => {
+  const client = clientFor(protocol, cleanup);
 
-  // POST streams its body; PUT's is kept for the free retry and sent once complete.
-  it.each(['POST', 'PUT'])('times a %s from the end of its body, not from its first byte', async (method) => {
-    const up = await startUpstream((_req, res) => setTimeout(() => res.end('late but fine'), 100));
-    cleanup.add(up);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 400ms')));
-    // The body trickles in over ~400 ms; the answer takes 100 ms after it: 500 ms in all.
-    const socket = net.connect(t.port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
-    const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.write(`${method} /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nConnection: close\r\n\r\nab`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    socket.write('cd');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    socket.write('ef');
-    await new Promise((resolve) => socket.once('close', resolve));
-    const text = Buffer.concat(chunks).toString();
-    expect(text).toMatch(/^HTTP\/1\.1 200 /);
-    expect(text).toContain('late but fine');
-    expect(up.seen[0]!.body).toBe('abcdef');
-  });
-});
-
-describe('route timeout after the response head', () => {
-  it('aborts the client connection and logs UT', async () => {
-    const up = await rawUpstream((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nstart'));
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 300ms')));
-    const started = Date.now();
-    const res = await request(`${t.url}/stall`);
-    expect(res.statusCode).toBe(200);
-    await expect(res.body.text()).rejects.toThrow();
-    expect(Date.now() - started).toBeLessThan(1000);
-    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
-    const [line] = await waitForAccessLog(t);
-    expect(line).toMatchObject({ status: 200, attempts: 1, bytesOut: 5 });
-    expect(line!.flags).toEqual(['UT']);
-  });
-});
-
-describe('client abort', () => {
-  // A FIN there reads as a half-close and gets a 400 (see proxy-protocol); a reset cannot be answered.
-  it('logs 499 with DC when the client resets in the middle of its body', async () => {
-    const up = await startUpstream();
-    cleanup.add(up);
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
-    for (const method of ['POST', 'PUT']) {
-      const client = net.connect(t.port, '127.0.0.1');
-      client.on('error', () => undefined);
-      client.write(`${method} /half HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      client.resetAndDestroy();
-    }
-    const log = await waitForAccessLog(t, 2);
-    expect(log.map((l) => [l.method, l.status, l.flags])).toEqual([
-      ['POST', 499, ['DC']],
-      ['PUT', 499, ['DC']],
-    ]);
-    expect(up.seen).toHaveLength(0);
-    // still serving
-    const res = await request(`${t.url}/after`);
-    expect(res.statusCode).toBe(200);
-    await res.body.text();
-  });
-
-  it('cancels the upstream request and logs 499 with DC', async () => {
-    const up = await rawUpstream();
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
-    const client = net.connect(t.port, '127.0.0.1');
-    client.on('error', () => undefined);
-    client.write('GET /wait HTTP/1.1\r\nHost: a\r\n\r\n');
-    expect(await eventually(() => up.conns.length === 1 && up.conns[0]!.requestAt > 0, 2000)).toBe(true);
-    const leftAt = Date.now();
-    client.destroy();
-    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
-    expect(up.conns[0]!.closedAt! - leftAt).toBeLessThan(1000);
-    const [line] = await waitForAccessLog(t);
-    expect(line).toMatchObject({ status: 499, attempts: 1, path: '/wait' });
-    expect(line!.flags).toEqual(['DC']);
-    expect(await metricValue(t.adminUrl, 'tandem_requests_total', { route: 'all', code: '499' })).toBe(1);
-  });
-
-  it('cancels an upstream response that is streaming when the client leaves', async () => {
-    let ticker: NodeJS.Timeout | undefined;
-    const up = await rawUpstream((s) => {
-      s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
-      ticker = setInterval(() => s.write('4\r\ntick\r\n'), 10);
-      s.on('close', () => clearInterval(ticker));
+  describe('route timeout before the response head', () => {
+    it('answers 504 upstream_timeout on time and aborts the upstream request', async () => {
+      const up = await rawUpstream();
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 300ms')));
+      const started = Date.now();
+      const res = await client.request(`${t.url}/slow`);
+      const answeredAt = Date.now();
+      await expectTandemError(res, 504, 'upstream_timeout');
+      expect(up.conns).toHaveLength(1);
+      // Timed from the request reaching the upstream, which leaves connection
+      // set-up out: tandem's own timer, not undici's coarse (~1 s) ones.
+      const requestAt = up.conns[0]!.requestAt;
+      expect(answeredAt - started).toBeGreaterThanOrEqual(290);
+      expect(answeredAt - requestAt).toBeLessThan(1000);
+      expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+      expect(up.conns[0]!.closedAt! - requestAt).toBeLessThan(1500);
+      const [line] = await waitForAccessLog(t);
+      expect(line).toMatchObject({ status: 504, attempts: 1, flags: ['UT'], endpoint: `127.0.0.1:${up.port}` });
+      expect(line!.upstreamMs).toBeGreaterThanOrEqual(250);
+      expect(line!.upstreamMs).toBeLessThan(1000);
+      expect(await metricValue(t.adminUrl, 'tandem_upstream_requests_total', { cluster: 'app', code: '504' })).toBe(1);
     });
-    const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
-    const client = net.connect(t.port, '127.0.0.1');
-    client.on('error', () => undefined);
-    let got = 0;
-    client.on('data', (c: Buffer) => (got += c.length));
-    client.write('GET /stream HTTP/1.1\r\nHost: a\r\n\r\n');
-    expect(await eventually(() => got > 200, 2000)).toBe(true);
-    client.destroy();
-    expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
-    clearInterval(ticker);
-    const [line] = await waitForAccessLog(t);
-    expect(line).toMatchObject({ status: 200 });
-    expect(line!.flags).toEqual(['DC']);
+
+    // POST streams its body; PUT's is kept for the free retry and sent once complete.
+    it.each(['POST', 'PUT'])('times a %s from the end of its body, not from its first byte', async (method) => {
+      const up = await startUpstream((_req, res) => setTimeout(() => res.end('late but fine'), 100));
+      cleanup.add(up);
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 400ms')));
+      // The body trickles in over ~400 ms; the answer takes 100 ms after it: 500 ms in all.
+      const ex = client.open(`${t.url}/trickle`, { method, bodyLength: 6 });
+      ex.write('ab');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      ex.write('cd');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      ex.write('ef');
+      ex.end();
+      expect(await ex.answer()).toEqual({ status: 200, body: 'late but fine' });
+      expect(up.seen[0]!.body).toBe('abcdef');
+    });
+  });
+
+  describe('route timeout after the response head', () => {
+    it('aborts the client connection and logs UT', async () => {
+      const up = await rawUpstream((s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nstart'));
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 300ms')));
+      const started = Date.now();
+      const res = await client.request(`${t.url}/stall`);
+      expect(res.statusCode).toBe(200);
+      await expect(res.body.text()).rejects.toThrow();
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+      const [line] = await waitForAccessLog(t);
+      expect(line).toMatchObject({ status: 200, attempts: 1, bytesOut: 5 });
+      expect(line!.flags).toEqual(['UT']);
+    });
+  });
+
+  describe('client abort', () => {
+    // A FIN there reads as a half-close and gets a 400 (see proxy-protocol); a reset cannot be answered.
+    it('logs 499 with DC when the client resets in the middle of its body', async () => {
+      const up = await startUpstream();
+      cleanup.add(up);
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
+      for (const method of ['POST', 'PUT']) {
+        const ex = client.open(`${t.url}/half`, { method, bodyLength: 100 });
+        ex.write('0123456789');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        ex.leave();
+      }
+      const log = await waitForAccessLog(t, 2);
+      expect(log.map((l) => [l.method, l.status, l.flags])).toEqual([
+        ['POST', 499, ['DC']],
+        ['PUT', 499, ['DC']],
+      ]);
+      expect(up.seen).toHaveLength(0);
+      // still serving
+      const res = await client.request(`${t.url}/after`);
+      expect(res.statusCode).toBe(200);
+      await res.body.text();
+    });
+
+    // HTTP/2 only: HEADERS and RST_STREAM in one packet, the stream reset before tandem sees it
+    it.runIf(protocol === 'h2c')('logs 499 with DC for a stream reset with its headers, and serves on', async () => {
+      const up = await startUpstream();
+      cleanup.add(up);
+      const t = cleanup.add(await startTandem(simpleConfig([up.port])));
+      for (let i = 0; i < 5; i++) client.open(`${t.url}/gone/${i}`, { method: 'POST', bodyLength: 10 }).leave();
+      const log = await waitForAccessLog(t, 5);
+      expect(log.map((l) => [l.status, l.flags])).toEqual(Array(5).fill([499, ['DC']]));
+      expect(up.seen).toHaveLength(0);
+      const res = await client.request(`${t.url}/after`);
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toBe('ok');
+    });
+
+    it('cancels the upstream request and logs 499 with DC', async () => {
+      const up = await rawUpstream();
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
+      const ex = client.open(`${t.url}/wait`, { method: 'GET' });
+      expect(await eventually(() => up.conns.length === 1 && up.conns[0]!.requestAt > 0, 2000)).toBe(true);
+      const leftAt = Date.now();
+      ex.leave();
+      expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+      expect(up.conns[0]!.closedAt! - leftAt).toBeLessThan(1000);
+      const [line] = await waitForAccessLog(t);
+      expect(line).toMatchObject({ status: 499, attempts: 1, path: '/wait' });
+      expect(line!.flags).toEqual(['DC']);
+      expect(await metricValue(t.adminUrl, 'tandem_requests_total', { route: 'all', code: '499' })).toBe(1);
+    });
+
+    it('cancels an upstream response that is streaming when the client leaves', async () => {
+      let ticker: NodeJS.Timeout | undefined;
+      const up = await rawUpstream((s) => {
+        s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+        ticker = setInterval(() => s.write('4\r\ntick\r\n'), 10);
+        s.on('close', () => clearInterval(ticker));
+      });
+      const t = cleanup.add(await startTandem(simpleConfig([up.port], 'timeout: 5s')));
+      const ex = client.open(`${t.url}/stream`, { method: 'GET' });
+      expect(await eventually(() => ex.received() > 200, 2000)).toBe(true);
+      ex.leave();
+      expect(await eventually(() => up.conns[0]!.closedAt !== null, 2000)).toBe(true);
+      clearInterval(ticker);
+      const [line] = await waitForAccessLog(t);
+      expect(line).toMatchObject({ status: 200 });
+      expect(line!.flags).toEqual(['DC']);
+    });
   });
 });

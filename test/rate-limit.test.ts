@@ -3,7 +3,6 @@
 // 429 end to end over sockets.
 
 import { describe, expect, it } from 'vitest';
-import { request } from 'undici';
 import { loadConfigText } from '../src/config/load.js';
 import { formatConfigError } from '../src/config/errors.js';
 import { TokenBuckets, compileRateLimit } from '../src/proxy/rate-limit.js';
@@ -17,6 +16,7 @@ import {
   type RunningTandem,
   type Upstream,
 } from './support/harness.js';
+import { clientFor, PROTOCOLS } from './support/client.js';
 
 /** A clock the test moves by hand, in ms. */
 function manualClock(): { now: () => number; advance(ms: number): void } {
@@ -189,8 +189,9 @@ describe('rateLimit configuration', () => {
   });
 });
 
-describe('rate limiting end to end', () => {
+describe.each(PROTOCOLS)('rate limiting end to end over %s', (protocol) => {
   const cleanup = useCleanup();
+  const client = clientFor(protocol, cleanup);
 
   async function proxy(rateLimit: string): Promise<{ t: RunningTandem; up: Upstream }> {
     const up = cleanup.add(await startUpstream());
@@ -199,14 +200,14 @@ describe('rate limiting end to end', () => {
   }
 
   async function get(t: RunningTandem, headers: Record<string, string> = {}) {
-    return request(`${t.url}/x`, { headers });
+    return client.request(`${t.url}/x`, { headers });
   }
 
   async function statuses(t: RunningTandem, n: number, headers: Record<string, string> = {}): Promise<number[]> {
     const out: number[] = [];
     for (let i = 0; i < n; i++) {
       const res = await get(t, headers);
-      await res.body.dump();
+      await res.body.text();
       out.push(res.statusCode);
     }
     return out;

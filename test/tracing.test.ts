@@ -72,7 +72,7 @@ function exporterTo(r: OtlpReceiver): { exporter: BatchExporter; counts: { expor
     dropped: (n) => void (counts.dropped += n),
   });
   cleanups.push(() => exporter.close());
-  const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id');
+  const span = new ServerSpan(INCOMING_TRACE, INCOMING_PARENT, null, 1, 2, 'GET', '/', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id', false, null);
   return { exporter, counts, span };
 }
 
@@ -223,6 +223,42 @@ describe('spans', () => {
   });
 });
 
+describe('gRPC calls', () => {
+  it('carry rpc.system, rpc.service, rpc.method and rpc.grpc.status_code on SERVER and CLIENT spans; other requests none', () => {
+    const path = '/helloworld.Greeter/SayHello';
+    const spans = [
+      new ServerSpan(INCOMING_TRACE, 'b'.repeat(16), null, 1, 3, 'POST', path, 'http', 'h', '127.0.0.1', undefined, '2', 200, null, 'r', 'c', [], 'id', true, 14),
+      new ClientSpan(INCOMING_TRACE, 'c'.repeat(16), 'b'.repeat(16), 1, 2, 'POST', '10.0.0.1', 50051, 0, 200, null, path, 14),
+      new ServerSpan(INCOMING_TRACE, 'd'.repeat(16), null, 1, 3, 'GET', '/plain', 'http', 'h', '127.0.0.1', undefined, '1.1', 200, null, 'r', 'c', [], 'id2', false, null),
+    ];
+    const [server, client, plain] = decodeExportRequest(encodeTraces(spans, 'tandem'));
+    for (const span of [server!, client!]) {
+      expect(span.attributes['rpc.system']).toBe('grpc');
+      expect(span.attributes['rpc.service']).toBe('helloworld.Greeter');
+      expect(span.attributes['rpc.method']).toBe('SayHello');
+      expect(span.attributes['rpc.grpc.status_code']).toBe(14n);
+    }
+    expect(plain!.attributes['rpc.system']).toBeUndefined();
+  });
+
+  it("a gRPC call through tandem: its spans carry the status the upstream's trailers-only answer gave", async () => {
+    const r = await receiver();
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'not found' });
+      res.end();
+    });
+    const t = await tandemWith(tracing(r.url) + simpleConfig([up.port]));
+    const res = await fetch(`${t.url}/shop.Orders/Get`, { method: 'POST', headers: { 'content-type': 'application/grpc', te: 'trailers' }, body: '' });
+    expect(res.headers.get('grpc-status')).toBe('5');
+    await waitForAccessLog(t);
+    const spans = await drained(t, r);
+    for (const kind of [2, 3]) {
+      const span = spans.find((s) => s.kind === kind)!;
+      expect([span.attributes['rpc.service'], span.attributes['rpc.method'], span.attributes['rpc.grpc.status_code']]).toEqual(['shop.Orders', 'Get', 5n]);
+    }
+  });
+});
+
 describe('encoding', () => {
   // values that repeat from span to span are copied from their first encoding (spans.ts): each must still read back as its own
   it('writes repeated, alternating and missing attribute values as each span has them', () => {
@@ -230,8 +266,8 @@ describe('encoding', () => {
     const agents = ['probe/1', 'probe/1', undefined, 'probe/1', 'probe/2', 'probe/2'];
     const flags = [[], [], ['UF', 'URX'], ['UF', 'URX'], [], ['UF']];
     const spans = hosts.flatMap((host, i) => [
-      new ClientSpan(INCOMING_TRACE, `${i}`.padStart(16, 'c'), `${i}`.padStart(16, 'b'), 1, 2, 'GET', i % 2 ? '10.0.0.2' : '10.0.0.1', 8080 + (i % 2), i, i === 3 ? 0 : 200, i === 3 ? 'upstream_reset' : null),
-      new ServerSpan(INCOMING_TRACE, `${i}`.padStart(16, 'b'), null, 1, 3, 'GET', `/p/${i % 2}?q=${i}`, 'http', host, '127.0.0.1', agents[i], '1.1', i === 3 ? 502 : 200, i === 3 ? 'upstream_reset' : null, i === 4 ? null : 'r', i === 4 ? null : 'c', flags[i]!, `id-${i}`),
+      new ClientSpan(INCOMING_TRACE, `${i}`.padStart(16, 'c'), `${i}`.padStart(16, 'b'), 1, 2, 'GET', i % 2 ? '10.0.0.2' : '10.0.0.1', 8080 + (i % 2), i, i === 3 ? 0 : 200, i === 3 ? 'upstream_reset' : null, null, null),
+      new ServerSpan(INCOMING_TRACE, `${i}`.padStart(16, 'b'), null, 1, 3, 'GET', `/p/${i % 2}?q=${i}`, 'http', host, '127.0.0.1', agents[i], '1.1', i === 3 ? 502 : 200, i === 3 ? 'upstream_reset' : null, i === 4 ? null : 'r', i === 4 ? null : 'c', flags[i]!, `id-${i}`, false, null),
     ]);
     const decoded = decodeExportRequest(encodeTraces(spans, 'tandem'));
     expect(decoded).toHaveLength(12);
@@ -290,16 +326,37 @@ describe('tunnels', () => {
     c.destroy();
     const [line] = await waitForAccessLog(t);
     const spans = await drained(t, r);
-    expect(spans).toHaveLength(1);
-    const span = spans[0]!;
-    expect(span.kind).toBe(2);
+    expect(spans).toHaveLength(2);
+    const span = spans.find((s) => s.kind === 2)!;
     expect(span.name).toBe('GET all');
     expect(span.attributes['http.response.status_code']).toBe(101n);
     expect(span.attributes['server.address']).toBe('chat.example');
     expect(span.attributes['server.port']).toBeUndefined();
     expect(Number(span.endNanos - span.startNanos) / 1e6).toBeGreaterThanOrEqual(290);
-    expect(seenTraceparent).toBe(`00-${span.traceId}-${span.spanId}-01`);
     expect(line!.spanId).toBe(span.spanId);
+    // the upgrade's try is a CLIENT span under it, and the upstream's parent
+    const client = spans.find((s) => s.kind === 3)!;
+    expect(client.parentSpanId).toBe(span.spanId);
+    expect(client.traceId).toBe(span.traceId);
+    expect(client.attributes['http.response.status_code']).toBe(101n);
+    expect(client.attributes['error.type']).toBeUndefined();
+    expect(seenTraceparent).toBe(`00-${span.traceId}-${client.spanId}-01`);
+  });
+
+  it("an upgrade that cannot reach its endpoint has a CLIENT span with the try's error", async () => {
+    const r = await receiver();
+    const t = await tandemWith(tracing(r.url) + simpleConfig([await deadPort()]));
+    const c = await rawClient(t.port);
+    c.write('GET /chat HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    expect(statusOf(await c.waitFor((s) => s.includes('\r\n\r\n')))).toBe(502);
+    c.destroy();
+    await waitForAccessLog(t);
+    const spans = await drained(t, r);
+    const server = spans.find((s) => s.kind === 2)!;
+    const client = spans.find((s) => s.kind === 3)!;
+    expect(client.parentSpanId).toBe(server.spanId);
+    expect(client.attributes['error.type']).toBe('upstream_connect_failure');
+    expect(client.attributes['http.response.status_code']).toBeUndefined();
   });
 });
 

@@ -2,8 +2,11 @@
 // compete with the proxy under test: wrk (C, one thread) for the throughput
 // and CPU-per-request runs, where the client must outrun the proxy;
 // autocannon for the closed-loop runs of the chaos bench; open-loop.js for
-// latency at a fixed rate.
+// latency at a fixed rate; h2load (nghttp2, C, one thread) for the h2c runs
+// and grpc-load.js (grpc-js) for the gRPC runs.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runPinned } from './processes.js';
 import { LOAD_CPU } from './peers.js';
@@ -11,10 +14,16 @@ import { LOAD_CPU } from './peers.js';
 const autocannonJs = fileURLToPath(new URL('../../node_modules/autocannon/autocannon.js', import.meta.url));
 const openLoopJs = fileURLToPath(new URL('../open-loop.js', import.meta.url));
 const wrkScript = fileURLToPath(new URL('../wrk-report.lua', import.meta.url));
+const grpcLoadJs = fileURLToPath(new URL('../grpc-load.js', import.meta.url));
 const hasWrk = spawnSync('wrk', ['-v']).error === undefined;
+const hasH2load = spawnSync('h2load', ['--version']).error === undefined;
 
 export function wrkAvailable() {
   return hasWrk;
+}
+
+export function h2loadAvailable() {
+  return hasH2load;
 }
 
 /**
@@ -75,5 +84,57 @@ export async function openLoop({ url, rate, durationS, connections = 64 }) {
     p50Us: result.p50Us,
     p99Us: result.p99Us,
     p999Us: result.p999Us,
+  };
+}
+
+/** The `q` quantile (0..1) of ascending `sorted`. */
+function quantile(sorted, q) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null;
+}
+
+/**
+ * Closed loop over h2c: `connections` connections, each keeping `streams`
+ * requests in flight, for `durationS` seconds. Returns what throughputLoop
+ * returns; latency (ms) from h2load's per-request log, written into `dir`.
+ */
+export async function h2Loop({ url, connections, streams, durationS, dir }) {
+  const logFile = join(dir, 'h2load.log');
+  const args = ['-t1', '-c', String(connections), '-m', String(streams), '-D', String(durationS), `--log-file=${logFile}`, url];
+  const out = await runPinned(LOAD_CPU, 'h2load', args, (durationS + 30) * 1000);
+  const finished = /finished in ([\d.]+)s/.exec(out);
+  const counts = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  if (!finished || !counts) throw new Error(`unexpected h2load output: ${out.slice(-500)}`);
+  const [done, succeeded, failed, timeout] = [counts[3], counts[4], counts[5], counts[7]].map(Number);
+  // one line per request done in the measured time: start (µs since the epoch), status, duration (µs)
+  const durations = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((line) => Number(line.split('\t')[2])).sort((a, b) => a - b);
+  return {
+    requests: done,
+    // h2load's `failed` holds both the answers outside 2xx/3xx and the streams that errored
+    failures: failed + timeout,
+    successRate: done ? succeeded / done : 0,
+    rps: succeeded / Number(finished[1]),
+    p50Ms: quantile(durations, 0.5) / 1000,
+    p99Ms: quantile(durations, 0.99) / 1000,
+  };
+}
+
+/**
+ * Closed loop of gRPC unary calls (grpc-load.js): `connections` channels,
+ * `streams` calls in flight on each. Returns what throughputLoop returns,
+ * and the first failure's code and message when a call failed.
+ */
+export async function grpcLoop({ url, connections, streams, durationS }) {
+  const { host } = new URL(url);
+  const args = [grpcLoadJs, host, String(connections), String(connections * streams), String(durationS)];
+  const out = await runPinned(LOAD_CPU, process.execPath, args, (durationS + 30) * 1000);
+  const r = JSON.parse(out.trim().split('\n').pop());
+  return {
+    requests: r.requests,
+    failures: r.failures,
+    successRate: r.requests ? r.ok / r.requests : 0,
+    rps: r.ok / (r.durationUs / 1e6),
+    p50Ms: r.p50Us / 1000,
+    p99Ms: r.p99Us / 1000,
+    ...(r.firstError ? { firstError: r.firstError } : {}),
   };
 }

@@ -14,15 +14,21 @@ const node = process.execPath;
 const here = (relative) => fileURLToPath(new URL(relative, import.meta.url));
 const tandemCli = here('../../dist/cli.js');
 
-async function started(tracked, port, readyUrl) {
+/**
+ * Waits for the admin's `readyUrl` (if any), then for the proxy to answer
+ * through its listener: an HTTP/1.1 GET /small unless `probe` (a function
+ * of the origin) says otherwise. Stops the process if it never does.
+ */
+export async function started(tracked, port, readyUrl, probe) {
+  const origin = `http://127.0.0.1:${port}`;
   try {
     if (readyUrl) await waitFor200(readyUrl, tracked);
-    await waitFor200(`http://127.0.0.1:${port}/small`, tracked);
+    await (probe ? probe(origin, tracked) : waitFor200(`${origin}/small`, tracked));
   } catch (err) {
     await stop(tracked);
     throw err;
   }
-  return { tracked, pid: tracked.child.pid, origin: `http://127.0.0.1:${port}` };
+  return { tracked, pid: tracked.child.pid, origin };
 }
 
 /** The upstream itself: no proxy in the way. CPU and RSS are the upstream's. */
@@ -37,15 +43,18 @@ export function shippedFlags() {
   return m ? m[1].trim().split(/\s+/).filter(Boolean) : [];
 }
 
-/** `template`, `collectorPort`: as writeTandemConfig's; the result also has the admin API's `adminOrigin`. */
-export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem', template, collectorPort }) {
+/**
+ * `template`, `collectorPort`: as writeTandemConfig's; `probe`: how to tell its listener answers (see `started`).
+ * The result also has the admin API's `adminOrigin`.
+ */
+export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem', template, collectorPort, probe }) {
   nodeFlags ??= shippedFlags();
   if (!existsSync(tandemCli)) throw new Error('dist/cli.js is missing (npm run build)');
   const [listenPort, adminPort] = [await freePort(), await freePort()];
   const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag, template, collectorPort });
   const tracked = startPinned(PROXY_CPU, node, [...nodeFlags, tandemCli, '--config', config]);
   const adminOrigin = `http://127.0.0.1:${adminPort}`;
-  return { ...(await started(tracked, listenPort, `${adminOrigin}/ready`)), adminOrigin };
+  return { ...(await started(tracked, listenPort, `${adminOrigin}/ready`, probe)), adminOrigin };
 }
 
 export async function startHttpProxy({ upstreamPorts }) {
@@ -67,13 +76,14 @@ export async function startFastifyReplyFrom({ upstreamPorts }) {
   return started(tracked, port);
 }
 
-export async function startNginx({ dir, upstreamPorts }) {
+/** `protocol`: http1 (the default), h2c or grpc (lib/nginx.js); `probe` as for `started`. */
+export async function startNginx({ dir, upstreamPorts, protocol, probe }) {
   const binary = nginxBinary();
   if (!binary) throw new Error('nginx is not installed (apt-get install nginx)');
   const port = await freePort();
-  const { path, prefix } = writeNginxConfig({ dir, listenPort: port, upstreamPort: upstreamPorts[0] });
+  const { path, prefix } = writeNginxConfig({ dir, listenPort: port, upstreamPort: upstreamPorts[0], protocol });
   const tracked = startPinned(PROXY_CPU, binary, ['-p', prefix, '-e', `${prefix}/error.log`, '-c', path]);
-  return started(tracked, port);
+  return started(tracked, port, undefined, probe);
 }
 
 export const PEERS = [

@@ -11,7 +11,8 @@ export function median(values) {
 
 /** Collapses the rounds of one peer in one scenario into medians. */
 export function summarize(rounds) {
-  const keys = Object.keys(rounds[0] ?? {}).filter((k) => k !== 'failures' && k !== 'requests' && k !== 'round');
+  // strings (a gRPC run's first error) have no median
+  const keys = Object.keys(rounds[0] ?? {}).filter((k) => k !== 'failures' && k !== 'requests' && k !== 'round' && typeof rounds[0][k] === 'number');
   const summary = { rounds: rounds.length, failures: rounds.reduce((n, r) => n + r.failures, 0) };
   for (const key of keys) summary[key] = median(rounds.map((r) => r[key]));
   return summary;
@@ -94,6 +95,10 @@ const RATIOS = [
   ['cpuPerReqVsBareUndiciFlags', 'cpuUsPerReq', 'tandem', 'bare-undici-flags', "tandem/bare-undici-with-tandem's-flags CPU per req"],
   ['flagsCpuPerReq', 'cpuUsPerReq', 'bare-undici-flags', 'bare-undici', "tandem's flags on bare undici: CPU per req with/without"],
   ['directWrkVsAutocannon', 'rps', 'direct', 'direct-autocannon', 'upstream directly: wrk/autocannon req/s'],
+  ['throughputVsBareHttp2', 'rps', 'tandem', 'bare-http2', 'tandem/bare node:http2 req/s'],
+  ['cpuPerReqVsBareHttp2', 'cpuUsPerReq', 'tandem', 'bare-http2', 'tandem/bare node:http2 CPU per req'],
+  ['cpuPerReqVsBareHttp2Flags', 'cpuUsPerReq', 'tandem', 'bare-http2-flags', "tandem/bare-node:http2-with-tandem's-flags CPU per req"],
+  ['flagsCpuPerReqHttp2', 'cpuUsPerReq', 'bare-http2-flags', 'bare-http2', "tandem's flags on bare node:http2: CPU per req with/without"],
 ];
 
 export function ratios(scenarios, raw) {
@@ -111,11 +116,39 @@ export function ratios(scenarios, raw) {
 
 export const withRange = (value, range) => (value === null ? '—' : `${fmt(value, 2)} (${fmt(range[0], 2)}–${fmt(range[1], 2)})`);
 
-/** One row per ratio, one column per scenario; ratios a run could not take (a peer left out) are dropped. */
-export function ratioTable(scenarios, r) {
+function ratioTableOf(scenarios, r) {
   const rows = RATIOS.filter(([key]) => scenarios.some((s) => r[s.name][key] !== null))
     .map(([key, , , , heading]) => [heading, ...scenarios.map((s) => withRange(r[s.name][key], r[s.name][`${key}Range`]))]);
   return table(['ratio', ...scenarios.map((s) => s.label)], rows);
+}
+
+/**
+ * One row per ratio, one column per scenario; ratios a run could not take
+ * (a peer left out) are dropped. The HTTP/1.1 and the HTTP/2 scenarios, whose
+ * peers differ, get a table each.
+ */
+export function ratioTable(scenarios, r) {
+  const groups = [scenarios.filter((s) => s.protocol === 'http1'), scenarios.filter((s) => s.protocol !== 'http1')];
+  return groups.filter((g) => g.length).map((g) => ratioTableOf(g, r)).join('\n\n');
+}
+
+// Issue 10's targets for tandem's HTTP/2 path (bench/README.md): CPU per request over the bare node:http2 pass-through, peak RSS over its own HTTP/1.1 small-GET figure.
+const H2_CPU_TARGET = 1.3;
+const H2_RSS_TARGET = 1.2;
+
+/** tandem's figures on each HTTP/2 scenario against the issue's targets; null when no HTTP/2 scenario ran. */
+export function h2TargetsTable(scenarios, results, r) {
+  const h2 = scenarios.filter((s) => s.protocol !== 'http1');
+  if (h2.length === 0) return null;
+  const http1Rss = results['small-get']?.tandem?.peakRss;
+  const verdict = (value, target) => (value === null || value === undefined ? '' : value <= target ? ' ok' : ' over');
+  const rows = h2.map((s) => {
+    const t = results[s.name]?.tandem;
+    const cpu = r[s.name].cpuPerReqVsBareHttp2;
+    const rss = t?.peakRss && http1Rss ? t.peakRss / http1Rss : null;
+    return [s.label, `${withRange(cpu, r[s.name].cpuPerReqVsBareHttp2Range)}${verdict(cpu, H2_CPU_TARGET)}`, t ? String(t.failures) : '—', mib(t?.peakRss), `${fmt(rss, 2)}${verdict(rss, H2_RSS_TARGET)}`];
+  });
+  return table(['scenario', `tandem/bare node:http2 CPU per req (target ≤ ${H2_CPU_TARGET})`, 'tandem failures (target 0)', 'tandem peak RSS MiB', `over tandem's HTTP/1.1 small GET peak RSS, ${mib(http1Rss)} MiB (target ≤ ${H2_RSS_TARGET})`], rows);
 }
 
 /** Start-up and RSS at rest (lib/startup.js), tandem beside the bare node:http server. */
@@ -143,14 +176,18 @@ export function headToHeadTable(rows) {
     rows.map((h) => [h.label, fmt(h.tandemRps), fmt(h.peerRps), withRange(h.rpsRatio.median, h.rpsRatio.range), fmt(h.tandemCpuUsPerReq, 1), fmt(h.peerCpuUsPerReq, 1), withRange(h.cpuRatio.median, h.cpuRatio.range), String(h.failures)]));
 }
 
-/** `sections`: more parts before the notes, each { title, text } (lib/tracing-rows.js). */
+/**
+ * `peers`: the peers shown for each protocol (http1, h2c, grpc); `sections`: more parts before the notes, each { title, text } (lib/tracing-rows.js).
+ */
 export function markdown({ title, info, settings, scenarios, results, raw, peers, headToHead = [], startup, instructions, sections = [], notes }) {
   const parts = [`## ${title}`, '', `${info.date.slice(0, 10)} · Node ${info.node} · ${info.cpuModel} (${info.cpus} CPUs) · ${settings}`, ''];
   for (const scenario of scenarios) {
-    parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers), '');
+    parts.push(`### ${scenario.label}`, '', scenarioTable(scenario, results, peers[scenario.protocol]), '');
   }
   const r = ratios(scenarios, raw);
   parts.push('### ratios', '', 'Median of the per-round ratios (range over the rounds).', '', ratioTable(scenarios, r), '');
+  const h2 = h2TargetsTable(scenarios, results, r);
+  if (h2) parts.push('### HTTP/2 targets', '', 'Per-round CPU ratios (range); peak RSS of the tandem process started for that scenario.', '', h2, '');
   if (headToHead.length) {
     parts.push('### head to head: small GET, tandem and one peer on the proxy CPU at once', '',
       'Both loaded at the same time, so a slowdown of the machine hits both alike. Medians over the rounds; ratios are per round (range).', '',

@@ -1,4 +1,4 @@
-// Fills bench/tandem.bench.yaml (or a variant of it, bench/configs/) with
+// Fills bench/tandem.bench.yaml (or another template of the bench's, bench/configs/) with
 // the ports and paths of this run.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ const defaultTemplate = new URL('../tandem.bench.yaml', import.meta.url);
 
 /**
  * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string, template?: URL, collectorPort?: number }} run
- *   `collectorPort`: where a template with `tracing` exports its spans
+ *   the endpoints, cluster after cluster, take `upstreamPorts` in order; `collectorPort`: where a template with `tracing` exports its spans
  * @returns {string} the path of the generated file
  */
 export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem', template = defaultTemplate, collectorPort }) {

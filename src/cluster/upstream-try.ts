@@ -4,11 +4,20 @@
 // detection. Forwarded tries (proxy/attempt.ts) and WebSocket upgrades
 // (listener/upgrade.ts) both extend it, so the cluster sees them alike.
 
+import type { Failure } from '../proxy/attempt.js';
 import type { ClusterRuntime } from '../snapshot-types.js';
 import type { Endpoint } from './endpoint.js';
 
 export class UpstreamTry {
   readonly startedHr = performance.now();
+  /** the upstream's answer went on to the client: from here on failures abort the client */
+  committed = false;
+  /** how the try failed, if it did (a response cut mid-body is a reset) */
+  failure: Failure | null = null;
+  /** the CLIENT span's id: null when the request is not traced */
+  spanId: string | null = null;
+  /** a gRPC request's answer: the grpc-status in its headers or trailers, once seen */
+  grpcStatus: number | null = null;
   /** counted in the cluster's tries waiting for a connection */
   private queued = true;
   /** peak_ewma has this try's time to its answer's head */

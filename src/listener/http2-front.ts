@@ -14,22 +14,23 @@ import { serveHttp2 } from './http2.js';
 export class Http2Front {
   private readonly server: Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
+  private goingAway = false;
 
   constructor(ctx: ListenerContext) {
     const config = ctx.listener.config;
     this.server = http2.createServer(http2ServerOptions(config));
-    this.server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) => {
-      // Reset in the same read that opened it: gone before it was announced,
-      // nothing to serve; the error its reset code may carry is still to come.
-      if (stream.destroyed) stream.on('error', () => {});
-      else serveHttp2(ctx, stream, headers, raw);
-    });
     this.server.on('session', (session: ServerHttp2Session) => {
       guardSession(session);
       this.sessions.add(session);
+      // from the session, not the stream: a stream the client reset before
+      // this event has let go of its session (and so of the client's address)
+      session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, raw: string[]) =>
+        serveHttp2(ctx, session, stream, headers, raw),
+      );
       session.once('close', () => this.sessions.delete(session));
-      // a connection that arrives while the listener drains takes no stream
-      if (ctx.drain.draining) session.close();
+      // a connection handed over after the GOAWAYs went out takes no stream;
+      // during drain.delay new connections are served, as on HTTP/1.1
+      if (this.goingAway) session.close();
     });
     // A connection without a frame for the listener's idleTimeout is told to
     // go away; its streams still in flight finish.
@@ -47,6 +48,7 @@ export class Http2Front {
 
   /** Drain: every client gets GOAWAY; streams in flight go on. */
   goAway(): void {
+    this.goingAway = true;
     for (const s of this.sessions) s.close();
   }
 

@@ -3,7 +3,7 @@
 // (proxy/handle.ts), as listener/http1.ts does for HTTP/1.x. Pseudo-headers
 // become the method, target and authority; the upstream gets a Host.
 
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
@@ -13,11 +13,25 @@ import { Exchange, type ListenerContext } from '../proxy/exchange.js';
 import { handle } from '../proxy/handle.js';
 import type { HttpProtocol, Inbound } from '../proxy/inbound.js';
 
-export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-  const inbound = new Http2Inbound(stream, headers, rawHeaders);
-  const ex = new Exchange(ctx, inbound, new Http2Answer(stream, headers.te === 'trailers'));
-  // a client's RST_STREAM surfaces here as an error, then a close: the close ends the exchange
+export function serveHttp2(
+  ctx: ListenerContext,
+  session: ServerHttp2Session,
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  rawHeaders: string[],
+): void {
+  // A client's RST_STREAM surfaces as an error (whatever its code), then a
+  // close: the close ends the exchange.
   stream.on('error', ignore);
+  // a connection already gone has no client left to answer, nor its address to log
+  if (session.destroyed) return;
+  const inbound = new Http2Inbound(session, stream, headers, rawHeaders);
+  const answer = new Http2Answer(stream, headers.te === 'trailers');
+  const ex = new Exchange(ctx, inbound, answer);
+  answer.over = () => ex.finish();
+  // A stream reset before it got here is over already: logged as the client
+  // leaving, as an HTTP/1.1 request cut off by a reset is.
+  if (stream.destroyed) return ex.finish();
   stream.once('close', () => ex.finish());
   const limit = ctx.listener.config.limits.requestTimeout;
   if (inbound.body !== null && limit > 0) boundRequestTime(ex, stream, limit);
@@ -29,16 +43,15 @@ export function serveHttp2(ctx: ListenerContext, stream: ServerHttp2Stream, head
  * within it (HTTP/1.1 bounds the same span per request, in Node's server).
  */
 function boundRequestTime(ex: Exchange, stream: ServerHttp2Stream, limit: number): void {
-  const timer = after(limit, () => {
-    ex.fail('request_timeout', 'DPE', true);
-    if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
-  });
+  const timer = after(limit, () => ex.fail('request_timeout', 'DPE', true));
   const stop = (): void => cancel(timer);
   stream.once('end', stop);
   stream.once('close', stop);
 }
 
 function ignore(): void {}
+
+const CUT = new Error('answer cut short');
 
 type OutgoingFields = Record<string, string | string[] | number>;
 
@@ -52,6 +65,7 @@ class Http2Inbound implements Inbound {
   readonly socket: Socket;
 
   constructor(
+    session: ServerHttp2Session,
     stream: ServerHttp2Stream,
     readonly headers: IncomingHttpHeaders,
     raw: string[],
@@ -63,7 +77,7 @@ class Http2Inbound implements Inbound {
     // undici destroys a request body it has sent, which on the stream itself
     // would reset it before the answer could go back: it reads a pipe.
     this.body = stream.endAfterHeaders ? null : stream.pipe(new PassThrough());
-    this.socket = stream.session!.socket as Socket;
+    this.socket = session.socket as Socket;
   }
 
   /** An HTTP/2 stream's unread body never holds up its connection. */
@@ -102,6 +116,10 @@ class Http2Answer implements Downstream {
   status = 0;
   private trailers: Trailers | null = null;
   private ended = false;
+  /** the answer is the last the client gets on this request (start's `close`) */
+  private last = false;
+  /** ends the exchange (its upstream try, its log line) */
+  over: () => void = ignore;
   /**
    * The head of a gRPC trailers-only answer (grpc-status in it), held until
    * the end: gRPC clients read the call's status from a head only when that
@@ -124,8 +142,9 @@ class Http2Answer implements Downstream {
     return this.stream.destroyed;
   }
 
-  start(status: number, headers: string[]): void {
+  start(status: number, headers: string[], close: boolean): void {
     this.status = status;
+    this.last = close;
     if (this.stream.destroyed) return;
     const fields: OutgoingFields = { ':status': status };
     for (let i = 0; i < headers.length; i += 2) {
@@ -169,14 +188,26 @@ class Http2Answer implements Downstream {
     if (this.held !== null && (body === undefined || body.length === 0) && presentTrailers(trailers) === null) {
       this.stream.respond(this.held, { endStream: true });
       this.held = null;
-      return;
+    } else {
+      this.release();
+      this.trailers = trailers ?? null;
+      this.stream.end(body);
     }
-    this.release();
-    this.trailers = trailers ?? null;
-    this.stream.end(body);
+    // Where HTTP/1.1 would close the connection, a request body still coming
+    // is refused on its own: RST_STREAM NO_ERROR, sent once the answer is
+    // out, tells the client to stop sending (RFC 9113 §8.1). The exchange
+    // ends first, so that its upstream try is cancelled, not cut short by
+    // the body it reads ending early.
+    if (this.last && !this.stream.readableEnded) {
+      this.over();
+      this.stream.close(constants.NGHTTP2_NO_ERROR);
+    }
   }
 
   abort(): void {
-    if (!this.stream.destroyed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    // close() would end the writable side first: the client would read
+    // END_STREAM, a clean end, before the RST_STREAM. destroy() sends the
+    // reset alone (INTERNAL_ERROR).
+    if (!this.stream.destroyed) this.stream.destroy(CUT);
   }
 }

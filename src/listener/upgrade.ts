@@ -15,9 +15,11 @@ import type { Deadline } from '../proxy/deadlines.js';
 import { ERRORS, rawErrorResponse, type ErrorCode } from '../proxy/errors.js';
 import { CLIENT_CLOSED, RequestRecord, type ListenerContext } from '../proxy/exchange.js';
 import { runStages, upstreamHeaders, type StagedRequest } from '../proxy/handle.js';
-import { buildResponseHeaders, type CompiledHeaderOps } from '../proxy/headers.js';
+import type { Failure } from '../proxy/attempt.js';
+import { buildResponseHeaders, headerSlot, type CompiledHeaderOps } from '../proxy/headers.js';
 import type { Inbound } from '../proxy/inbound.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
+import { traceTry } from '../tracing/tracer.js';
 import { Http1Inbound } from './http1.js';
 
 export function tunnelUpgrade(ctx: ListenerContext, req: IncomingMessage, client: Duplex, head: Buffer, tunnels: Set<Duplex>): void {
@@ -98,10 +100,9 @@ class Tunnel extends RequestRecord implements StagedRequest {
     // (and the relay of a refusal), not the life of the tunnel.
     if (route.upgradeDeadlines !== null) this.timer = route.upgradeDeadlines.add(onUpgradeTimeout, dispatch);
     const inbound = this.inbound;
-    endpoint.pool.dispatch(
-      { path: upstreamPath, method: inbound.method, headers: upstreamHeaders(this, route, ops), upgrade: String(inbound.headers.upgrade ?? 'websocket') },
-      dispatch,
-    );
+    const headers = upstreamHeaders(this, route, ops);
+    if (this.spanId !== null) traceTry(this, dispatch, headers, headerSlot(headers, 'traceparent', this.traceparent));
+    endpoint.pool.dispatch({ path: upstreamPath, method: inbound.method, headers, upgrade: String(inbound.headers.upgrade ?? 'websocket') }, dispatch);
   }
 
   /** The upstream answered, failed, or was stopped. */
@@ -183,6 +184,7 @@ class Tunnel extends RequestRecord implements StagedRequest {
       const failed = status === CLIENT_CLOSED ? null : status >= 500 || this.flags?.includes('UR') === true;
       const ms = upgrade.finishTry(status, failed);
       this.upstreamMs = Math.round(ms * 1000) / 1000;
+      if (upgrade.spanId !== null) this.tracer!.client(this, upgrade, status);
     }
     // an established tunnel gave the breaker its verdict on its 101
     if (this.admitted) leaveCluster(this.cluster!, status === 101 ? undefined : breakerVerdict(status, this.flags));
@@ -201,6 +203,13 @@ type UpstreamAnswer =
   | { socket: null; error: null; status: number };
 
 const CLIENT_GONE = new Error('client closed the connection');
+
+/** the try's failure behind each error an upgrade can end with */
+const FAILURE_OF: Partial<Record<ErrorCode, Failure>> = {
+  upstream_connect_failure: 'connect-failure',
+  upstream_reset: 'reset',
+  upstream_timeout: 'timeout',
+};
 const UPGRADE_TIMEOUT = new Error('upgrade not answered within the route or idle timeout');
 
 /**
@@ -241,13 +250,17 @@ class UpgradeDispatch extends UpstreamTry implements Dispatcher.DispatchHandler 
 
   onRequestUpgrade(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, socket: Duplex): void {
     this.answered();
-    if (status === 101) return this.settle({ socket, headers });
+    if (status === 101) {
+      this.committed = true;
+      return this.settle({ socket, headers });
+    }
     socket.destroy();
     this.settle({ socket: null, error: 'upstream_reset' });
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     this.relaying = status;
+    this.committed = true;
     this.answered();
     const pairs = buildResponseHeaders(headers, this.tunnel.requestId, this.responseOps);
     let head = `HTTP/1.1 ${status} ${statusMessage || http.STATUS_CODES[status] || ''}\r\n`;
@@ -284,6 +297,8 @@ class UpgradeDispatch extends UpstreamTry implements Dispatcher.DispatchHandler 
   private settle(answer: UpstreamAnswer): void {
     if (this.settled) return;
     this.settled = true;
+    if (answer.socket === null && answer.error !== null) this.failure = FAILURE_OF[answer.error] ?? null;
+    else if (this.tunnel.flags?.includes('UR')) this.failure = 'reset';
     this.tunnel.answered(answer);
   }
 }

@@ -46,8 +46,6 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
   private controller: Controller | null = null;
   private cancelled: Error | null = null;
   private settled = false;
-  /** response head written to the client: from here on failures abort the client */
-  committed = false;
   /**
    * The upstream sent response bytes (an interim answer, or bytes its parser
    * refused): the connection was not a stale keep-alive one, so a failure
@@ -56,12 +54,6 @@ export class Attempt extends UpstreamTry implements Dispatcher.DispatchHandler, 
   responded = false;
   /** set by the pool's client at dispatch (ReuseAware) */
   reusedConnection = false;
-  /** how the try failed, if it did (a response cut mid-body is a reset) */
-  failure: Failure | null = null;
-  /** the CLIENT span's id: null when the request is not traced */
-  spanId: string | null = null;
-  /** a gRPC request's answer: the grpc-status in its headers or trailers, once seen */
-  grpcStatus: number | null = null;
   private readonly maxBody: number;
 
   constructor(

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { now } from '../clock.js';
 import { breakerVerdict, enterCluster, leaveCluster } from '../cluster/admission.js';
 import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
+import { traceTry } from '../tracing/tracer.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import { BodyCopy } from './body-copy.js';
 import { OwnDeadline, type Deadline, type PendingDeadline } from './deadlines.js';
@@ -16,7 +17,6 @@ import { CLIENT_CLOSED, type Exchange } from './exchange.js';
 import { formatGrpcTimeout, grpcRequestTimeout, isGrpcFailure, parseGrpcTimeout } from './grpc.js';
 import { headerSlot } from './headers.js';
 import { IdleWatch } from './idle-watch.js';
-import { newSpanId } from './request-id.js';
 import { isIdempotent, mayResendBody, retriesOnStatus, retryAfterMs, type RetryCause, type RetryPolicy } from './retry-policy.js';
 import { RetryState, type RetryOwner, type Verdict } from './retry-state.js';
 
@@ -205,7 +205,7 @@ export class Forward implements AttemptOwner, RetryOwner {
     ex.endpoint = endpoint;
     ex.attempts++;
     const attempt = new Attempt(ex, this, endpoint);
-    if (ex.spanId !== null) this.traceTry(attempt);
+    if (ex.spanId !== null) traceTry(ex, attempt, this.headers, this.traceSlot);
     this.attempt = attempt;
     if (this.grpcTimeoutSlot !== -1) this.headers[this.grpcTimeoutSlot] = formatGrpcTimeout(this.timeLeft());
     const tries = this.route.tryDeadlines;
@@ -213,13 +213,6 @@ export class Forward implements AttemptOwner, RetryOwner {
     const options = { path: this.path, method: this.method, headers: this.headers, body: this.buffered ?? this.body };
     if (fresh) endpoint.dispatchOnNewConnection(options, attempt);
     else endpoint.pool.dispatch(options, attempt);
-  }
-
-  /** A traced try is a CLIENT span, and the parent of what the upstream records. */
-  private traceTry(attempt: Attempt): void {
-    const spanId = newSpanId();
-    attempt.spanId = spanId;
-    if (this.traceSlot !== -1) this.headers[this.traceSlot] = `00-${this.ex.traceId}-${spanId}-01`;
   }
 
   /**

@@ -138,13 +138,35 @@ const server = {
   route: repeatingString('tandem.route'),
   cluster: repeatingString('tandem.cluster'),
   flags: new Repeating<readonly string[]>((w, v) => stringsAttribute(w, RESPONSE_FLAGS, v)),
+  rpc: rpcAttributes(),
 };
 const client = {
   name: new Repeating<string>((w, v) => w.string(SPAN_NAME, v)),
   method: repeatingString('http.request.method'),
   address: repeatingString('server.address'),
   errorType: repeatingString('error.type'),
+  rpc: rpcAttributes(),
 };
+
+const RPC_SYSTEM = key('rpc.system');
+const GRPC_STATUS = key('rpc.grpc.status_code');
+
+/** OpenTelemetry's RPC attributes of a gRPC call, from its path (`/package.Service/Method`) and status. */
+function rpcAttributes(): (w: ProtoWriter, path: string, grpcStatus: number | null) => void {
+  const service = repeatingString('rpc.service');
+  const method = repeatingString('rpc.method');
+  return (w, path, grpcStatus) => {
+    stringAttribute(w, SPAN_ATTRIBUTES, RPC_SYSTEM, 'grpc');
+    const query = path.indexOf('?');
+    const end = query === -1 ? path.length : query;
+    const slash = path.lastIndexOf('/', end - 1);
+    if (slash > 0) {
+      service.write(w, path.slice(1, slash));
+      method.write(w, path.slice(slash + 1, end));
+    }
+    if (grpcStatus !== null) intAttribute(w, GRPC_STATUS, grpcStatus);
+  };
+}
 
 /** The fields every span has, before its attributes. */
 function head(w: ProtoWriter, s: SpanTimes, parentId: string | null, names: Repeating<string>, name: string, kind: number): void {
@@ -194,6 +216,9 @@ export class ServerSpan implements QueuedSpan, SpanTimes {
     readonly cluster: string | null,
     readonly flags: readonly string[],
     readonly requestId: string,
+    /** a gRPC call: its status, when one was sent (null otherwise) */
+    readonly grpc: boolean,
+    readonly grpcStatus: number | null,
   ) {}
 
   encode(w: ProtoWriter): void {
@@ -216,6 +241,7 @@ export class ServerSpan implements QueuedSpan, SpanTimes {
     if (this.cluster !== null) server.cluster.write(w, this.cluster);
     server.flags.write(w, this.flags);
     stringAttribute(w, SPAN_ATTRIBUTES, REQUEST_ID, this.requestId);
+    if (this.grpc) server.rpc(w, this.target, this.grpcStatus);
     if (this.status >= 500) errorStatus(w);
   }
 }
@@ -235,6 +261,9 @@ export class ClientSpan implements QueuedSpan, SpanTimes {
     /** the upstream's status; 0 when the try got none */
     readonly status: number,
     readonly errorType: string | null,
+    /** a gRPC call's path (its service and method), null for other requests */
+    readonly rpcPath: string | null,
+    readonly grpcStatus: number | null,
   ) {}
 
   encode(w: ProtoWriter): void {
@@ -244,6 +273,7 @@ export class ClientSpan implements QueuedSpan, SpanTimes {
     intAttribute(w, SERVER_PORT, this.port);
     intAttribute(w, RESEND_COUNT, this.resendCount);
     if (this.status !== 0) intAttribute(w, STATUS, this.status);
+    if (this.rpcPath !== null) client.rpc(w, this.rpcPath, this.grpcStatus);
     if (this.errorType !== null) {
       client.errorType.write(w, this.errorType);
       errorStatus(w);

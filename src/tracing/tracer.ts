@@ -3,9 +3,9 @@
 // none, and the request path then only checks for null.
 
 import { isDeepStrictEqual } from 'node:util';
+import type { UpstreamTry } from '../cluster/upstream-try.js';
 import type { TracingConfig } from '../config/types.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { Attempt } from '../proxy/attempt.js';
 import type { RequestRecord } from '../proxy/exchange.js';
 import { PROTOCOL_VERSION } from '../proxy/inbound.js';
 import { isValidTraceparent, newSpanId, newTraceparent, sampledFlag } from '../proxy/request-id.js';
@@ -79,12 +79,14 @@ export class Tracer {
         rec.cluster === null ? null : rec.cluster.cluster.name,
         rec.flags === null ? NO_FLAGS : rec.flags.slice(),
         rec.requestId,
+        rec.grpc,
+        rec.grpcStatus,
       ),
     );
   }
 
-  /** The CLIENT span of a try, ended now; `status` is what endTry counted. */
-  client(rec: RequestRecord, attempt: Attempt, status: number): void {
+  /** The CLIENT span of a try (forwarded or an upgrade), ended now; `status` is what its cluster counted. */
+  client(rec: RequestRecord, attempt: UpstreamTry, status: number): void {
     const failure = attempt.failure;
     const answered = attempt.committed || failure === 'status';
     const errorType = failure !== null && failure !== 'status' ? FAILURE_ERROR[failure] : status >= 500 && answered ? String(status) : null;
@@ -101,12 +103,25 @@ export class Tracer {
         rec.attempts - 1,
         answered ? status : 0,
         errorType,
+        rec.grpc ? rec.inbound!.target : null,
+        attempt.grpcStatus,
       ),
     );
   }
 }
 
 const NO_FLAGS: readonly string[] = [];
+
+/**
+ * Makes `t` a CLIENT span of `rec`'s trace, and, when `slot` (from
+ * headerSlot) says where the request's traceparent is in `headers`, the
+ * parent of what the upstream records.
+ */
+export function traceTry(rec: RequestRecord, t: UpstreamTry, headers: string[], slot: number): void {
+  const spanId = newSpanId();
+  t.spanId = spanId;
+  if (slot !== -1) headers[slot] = `00-${rec.traceId}-${spanId}-01`;
+}
 
 /** tandem's error code for a try that got no (complete) answer */
 const FAILURE_ERROR = {
