@@ -10,6 +10,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { after, cancel } from '../clock.js';
 import { presentTrailers, type Downstream, type Trailers } from '../proxy/downstream.js';
 import { Exchange, type ListenerContext } from '../proxy/exchange.js';
+import { isGrpc } from '../proxy/grpc.js';
 import { handle } from '../proxy/handle.js';
 import type { HttpProtocol, Inbound } from '../proxy/inbound.js';
 
@@ -26,7 +27,7 @@ export function serveHttp2(
   // a connection already gone has no client left to answer, nor its address to log
   if (session.destroyed) return;
   const inbound = new Http2Inbound(session, stream, headers, rawHeaders);
-  const answer = new Http2Answer(stream, headers.te === 'trailers');
+  const answer = new Http2Answer(stream, headers.te === 'trailers', isGrpc(headers['content-type']));
   const ex = new Exchange(ctx, inbound, answer);
   answer.over = () => ex.finish();
   // A stream reset before it got here is over already: logged as the client
@@ -52,8 +53,6 @@ function boundRequestTime(ex: Exchange, stream: ServerHttp2Stream, limit: number
 function ignore(): void {}
 
 const CUT = new Error('answer cut short');
-
-type OutgoingFields = Record<string, string | string[] | number>;
 
 class Http2Inbound implements Inbound {
   readonly protocol: HttpProtocol = 'HTTP/2';
@@ -125,12 +124,17 @@ class Http2Answer implements Downstream {
    * the end: gRPC clients read the call's status from a head only when that
    * HEADERS frame also ends the stream.
    */
-  private held: OutgoingFields | null = null;
+  private held: string[] | null = null;
 
-  /** `wantsTrailers`: the client said it takes trailers (TE: trailers, as every gRPC client does) */
+  /**
+   * `wantsTrailers`: the client said it takes trailers (TE: trailers, as
+   * every gRPC client does); `grpc`: a gRPC request, whose answer may be
+   * trailers-only
+   */
   constructor(
     private readonly stream: ServerHttp2Stream,
     private readonly wantsTrailers: boolean,
+    private readonly grpc: boolean,
   ) {}
 
   /** Node counts a stream the client reset as finished: only one that closed without a reset code got everything */
@@ -146,17 +150,13 @@ class Http2Answer implements Downstream {
     this.status = status;
     this.last = close;
     if (this.stream.destroyed) return;
-    const fields: OutgoingFields = { ':status': status };
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i]!.toLowerCase();
-      const prev = fields[name];
-      fields[name] = prev === undefined ? headers[i + 1]! : Array.isArray(prev) ? [...prev, headers[i + 1]!] : [String(prev), headers[i + 1]!];
-    }
-    if (fields['grpc-status'] !== undefined) this.held = fields;
-    else this.respond(fields);
+    // Node takes the pairs as they are (names lowercased, repeated names kept); :status goes first
+    headers.unshift(':status', String(status));
+    if (this.grpc && hasField(headers, 'grpc-status')) this.held = headers;
+    else this.respond(headers);
   }
 
-  private respond(fields: OutgoingFields): void {
+  private respond(fields: string[]): void {
     const stream = this.stream;
     if (this.wantsTrailers) {
       stream.respond(fields, { waitForTrailers: true });
@@ -210,4 +210,10 @@ class Http2Answer implements Downstream {
     // reset alone (INTERNAL_ERROR).
     if (!this.stream.destroyed) this.stream.destroy(CUT);
   }
+}
+
+/** Is there a field `name` (lowercase) among the pairs? */
+function hasField(pairs: readonly string[], name: string): boolean {
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i]!.toLowerCase() === name) return true;
+  return false;
 }

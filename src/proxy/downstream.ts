@@ -12,7 +12,8 @@ export interface Downstream {
   /** the client's side is gone: nothing more can reach it */
   readonly closed: boolean;
   /**
-   * Begins the answer with `headers` as flat name/value pairs.
+   * Begins the answer with `headers` as flat name/value pairs, handed over:
+   * the adapter may add to the array (callers build a fresh one per answer).
    * `close`: the client's connection ends after this answer (HTTP/1.x; an
    * HTTP/2 connection is closed by its session, not by one stream).
    */
