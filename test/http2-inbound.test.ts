@@ -190,11 +190,18 @@ describe('h2c beside HTTP/1.1 on one plaintext port', () => {
     await expect(h2Once(h1only, { path: '/api/x', timeoutMs: 2000 })).rejects.toThrow();
   });
 
-  it('closes a plaintext connection that never sends a byte within headersTimeout', async () => {
-    const { t } = await start(undefined, '    limits: { headersTimeout: 300ms }');
+  it.each([
+    ['never sends a byte', ''],
+    ['stops inside the HTTP/2 preface', 'PRI * HTTP/2.0\r\n'],
+    ['stops at a P that could start either protocol', 'P'],
+  ])('closes a plaintext connection that %s within headersTimeout', async (_what, bytes) => {
+    const { t, upstream } = await start(undefined, '    limits: { headersTimeout: 300ms }');
     const socket = net.connect(t.port, '127.0.0.1');
+    socket.on('error', () => {});
+    if (bytes !== '') socket.write(bytes);
     const closed = new Promise<boolean>((resolve) => socket.once('close', () => resolve(true)));
     expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r(false), 3000))])).toBe(true);
+    expect(upstream.seen).toHaveLength(0);
   });
 
   it('an upstream that cuts its body mid-way resets the stream: never a clean end', async () => {
