@@ -8,11 +8,18 @@
 // handlers still complete the response, with its trailers, after the last
 // byte. Fails loudly when the file no longer looks as expected.
 
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
-const file = fileURLToPath(new URL('../node_modules/undici/lib/dispatcher/client-h2.js', import.meta.url));
-if (!existsSync(file)) process.exit(0); // undici not installed here (nothing to patch)
+// the undici tandem itself resolves, nested under tandem or hoisted beside it
+let main;
+try {
+  main = createRequire(import.meta.url).resolve('undici');
+} catch {
+  process.exit(0); // undici not installed (nothing to patch)
+}
+const file = join(dirname(main), 'lib/dispatcher/client-h2.js');
 
 const before = "  stream.off('trailers', onTrailers)\n  stream.off('data', onData)\n\n  if (request.aborted || request.completed) {";
 const after = "  stream.off('trailers', onTrailers)\n\n  if (request.aborted || request.completed) {";
