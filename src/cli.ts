@@ -137,7 +137,7 @@ async function demo(): Promise<number> {
 
 /** Runs until a drain (signal or POST /quitquitquit) has finished. */
 async function serve(tandem: Tandem, source: string): Promise<number> {
-  const ports = tandem.listeners.map((l) => `${l.name}=${l.port}`).join(' ');
+  const ports = tandem.boundListeners.map((l) => `${l.name}=${l.port}`).join(' ');
   log.info({ source, listeners: ports, admin: tandem.adminPort }, 'tandem ready');
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'draining');

@@ -18,7 +18,7 @@ export interface ReloadTarget {
   /** the configuration running now and its version */
   current(): { readonly config: Config; readonly version: number };
   /** swaps in a valid configuration that `restartNeeded` accepted; returns the new version */
-  apply(config: Config): number;
+  apply(config: Config): Promise<number>;
 }
 
 export class ConfigReloader {
@@ -83,7 +83,7 @@ export class ConfigReloader {
       log.info({ file: this.file, version: current.version }, 'configuration reloaded: unchanged');
       return { ok: true, version: current.version };
     }
-    const version = this.target.apply(loaded.config);
+    const version = await this.target.apply(loaded.config);
     this.metrics.configReload('success');
     log.info({ file: this.file, version }, 'configuration reloaded');
     return { ok: true, version };
@@ -99,7 +99,8 @@ export class ConfigReloader {
 /**
  * What a reload cannot change without rebinding or reopening: the listener
  * set and each listener's address, port and limits (Node fixes the limits
- * when the server is created), the admin address and the access-log sink.
+ * when the server is created), the number of workers, the admin address and
+ * the access-log sink.
  * Such a file is refused as a whole; routes, clusters and drain settings
  * reload.
  */
@@ -117,6 +118,7 @@ export function restartNeeded(current: Config, next: Config): string[] {
       if (!isDeepStrictEqual(bound(old), bound(l))) problems.push(`listeners.${l.name}: address, port, limits or tls ${restart}`);
     }
   }
+  if (current.workers !== next.workers) problems.push(`workers: ${restart}`);
   if (!isDeepStrictEqual(current.admin, next.admin)) problems.push(`admin: ${restart}`);
   if (!isDeepStrictEqual(current.accessLog, next.accessLog)) problems.push(`accessLog: ${restart}`);
   return problems;

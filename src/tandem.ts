@@ -1,23 +1,20 @@
-// The running process: one snapshot, its listeners, the admin server, the
-// reloads that swap the snapshot (CONTRACT §5), and the drain that ends them
-// (CONTRACT §6).
+// The running process: what serves the listeners (a Fleet: this thread, or
+// worker threads), the admin server, the reloads that swap the
+// configuration (CONTRACT §5), and the drain that ends them (CONTRACT §6).
 
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startAdmin, type AdminServer, type ReloadOutcome } from './admin/server.js';
 import { redactedConfig } from './config/redact.js';
 import type { Config } from './config/types.js';
-import { Listener } from './listener/listener.js';
-import { createAccessLog, type AccessLog } from './observability/access-log.js';
+import type { Listener } from './listener/listener.js';
+import { createAccessLog } from './observability/access-log.js';
 import { Metrics } from './observability/metrics.js';
 import { log } from './observability/log.js';
 import { ConfigReloader, type ReloadTarget } from './reload.js';
-import { closeCluster, closeSnapshot, compileSnapshot, retiredClusters } from './snapshot.js';
-import type { ClusterRuntime, Snapshot } from './snapshot-types.js';
-import { Tracing } from './tracing/tracer.js';
-
-/** How often a retired cluster is checked for in-flight requests before its pools close. */
-const RETIRED_POLL_MS = 50;
+import { workerCount } from './workers/count.js';
+import type { BoundListener, Fleet } from './workers/fleet.js';
+import { LocalFleet } from './workers/local.js';
+import { ThreadFleet } from './workers/threads.js';
 
 export interface TandemOptions {
   /** admin port override (tests bind port 0) */
@@ -27,18 +24,14 @@ export interface TandemOptions {
 }
 
 export class Tandem {
-  readonly metrics = new Metrics();
-  private readonly tracing = new Tracing(this.metrics);
-  readonly listeners: Listener[] = [];
-  private readonly drainState = { draining: false };
-  private readonly accessLog: AccessLog;
-  private snapshot: Snapshot;
+  readonly metrics: Metrics;
+  private readonly fleet: Fleet;
+  /** the listeners of a single-threaded tandem (workers: 1); empty with worker threads */
+  readonly listeners: readonly Listener[];
+  private current: { config: Config; version: number; loadedAt: Date };
+  private draining = false;
   private admin: AdminServer | null = null;
   private reloader: ConfigReloader | null = null;
-  /** clusters a reload removed or replaced, each closing once its in-flight requests end */
-  private readonly retiring = new Set<Promise<void>>();
-  /** cuts the wait of retiring clusters short at close */
-  private readonly closed = new AbortController();
   private bound = false;
   private drained: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -47,22 +40,23 @@ export class Tandem {
   readonly finished = new Promise<void>((resolve) => (this.markFinished = resolve));
 
   constructor(config: Config) {
-    this.accessLog = createAccessLog(config.accessLog);
-    this.snapshot = compileSnapshot(config, this.metrics, 1, undefined, this.tracing.tracer(config.tracing));
-    for (const compiled of this.snapshot.listeners) {
-      this.listeners.push(
-        new Listener({
-          listener: compiled,
-          proto: compiled.config.tls === undefined ? 'http' : 'https',
-          accessLog: this.accessLog,
-          drain: this.drainState,
-        }),
-      );
+    this.current = { config, version: 1, loadedAt: new Date() };
+    const workers = workerCount(config.workers);
+    if (workers > 1) {
+      // the process-wide series (CPU, memory) are the main thread's; the workers' are summed into it
+      this.metrics = new Metrics();
+      this.fleet = new ThreadFleet(config, workers, this.metrics);
+      this.listeners = [];
+    } else {
+      this.metrics = new Metrics();
+      const local = new LocalFleet(config, 1, this.metrics, createAccessLog(config.accessLog));
+      this.fleet = local;
+      this.listeners = local.listeners;
     }
   }
 
   get config(): Config {
-    return this.snapshot.config;
+    return this.current.config;
   }
 
   /** Binds the admin server, then every listener; rejects naming what could not bind. */
@@ -70,27 +64,32 @@ export class Tandem {
     const { address, port } = this.config.admin;
     try {
       this.admin = await startAdmin(address, options.adminPort ?? port, {
-        ready: () => this.bound && !this.drainState.draining,
+        ready: () => this.bound && !this.draining,
         configView: () => ({
-          version: this.snapshot.version,
-          loadedAt: this.snapshot.loadedAt.toISOString(),
-          config: redactedConfig(this.snapshot.config),
+          version: this.current.version,
+          loadedAt: this.current.loadedAt.toISOString(),
+          config: redactedConfig(this.current.config),
         }),
-        clustersView: () => this.clustersView(),
-        metrics: this.metrics,
+        clustersView: () => this.fleet.clustersView(),
+        metrics: this.fleet instanceof ThreadFleet ? this.fleet.metricsSource : this.metrics,
         reload: () => this.reload(),
         quit: () => void this.drain(),
       });
-      await Promise.all(this.listeners.map((l) => l.listen()));
+      await this.fleet.listen();
     } catch (err) {
       await this.close();
       throw err;
     }
     this.bound = true;
-    if (options.configFile !== undefined && !this.closed.signal.aborted) {
+    if (options.configFile !== undefined && this.closing === null) {
       this.reloader = new ConfigReloader(options.configFile, this.reloadTarget(), this.metrics);
       this.reloader.watch();
     }
+  }
+
+  /** Each listener and the port it bound. */
+  get boundListeners(): readonly BoundListener[] {
+    return this.fleet.bound;
   }
 
   /** Re-reads the configuration file now (SIGHUP, POST /reload); the embedded default has none. */
@@ -101,30 +100,16 @@ export class Tandem {
     return Promise.resolve({ ok: false, errors });
   }
 
-  /**
-   * What the reloader swaps: a new snapshot (unchanged clusters carried
-   * over) becomes every listener's for new requests; in-flight requests keep
-   * the objects they already hold.
-   */
   private reloadTarget(): ReloadTarget {
     return {
-      current: () => this.snapshot,
-      apply: (config: Config): number => {
-        const previous = this.snapshot;
-        const next = compileSnapshot(config, this.metrics, previous.version + 1, previous, this.tracing.tracer(config.tracing));
-        this.snapshot = next;
-        for (const l of this.listeners) l.ctx.listener = next.listeners.find((n) => n.config.name === l.name)!;
-        for (const c of retiredClusters(previous, next)) this.retire(c);
-        return next.version;
+      current: () => this.current,
+      apply: async (config: Config): Promise<number> => {
+        const version = this.current.version + 1;
+        await this.fleet.apply(config, version);
+        this.current = { config, version, loadedAt: new Date() };
+        return version;
       },
     };
-  }
-
-  /** Closes a cluster the new snapshot dropped, once no request of the old one uses it. */
-  private retire(c: ClusterRuntime): void {
-    const done = whenIdle(c, this.closed.signal).then(() => closeCluster(c));
-    this.retiring.add(done);
-    void done.finally(() => this.retiring.delete(done));
   }
 
   get adminPort(): number {
@@ -133,11 +118,11 @@ export class Tandem {
 
   /** resolves once every access-log line so far is written */
   flushAccessLog(): Promise<void> {
-    return this.accessLog.flush();
+    return this.fleet.flushAccessLog();
   }
 
   get isDraining(): boolean {
-    return this.drainState.draining;
+    return this.draining;
   }
 
   /**
@@ -151,28 +136,18 @@ export class Tandem {
   }
 
   private async runDrain(): Promise<void> {
-    this.drainState.draining = true;
+    this.draining = true;
+    this.fleet.beginDrain();
     // SIGHUP and POST /reload still work while draining (docs/behaviour.md)
     this.reloader?.unwatch();
     const { delay, timeout } = this.config.drain;
     if (delay > 0) await sleep(delay);
-    // The deadline timer is cancelled once everything closed by itself: an
-    // embedding program must not stay alive for the rest of drain.timeout.
-    const stop = new AbortController();
-    const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()));
-    const allTunnelsClosed = Promise.all(this.listeners.map((l) => tunnelsClosed(l, stop.signal)));
-    const started = performance.now();
-    const deadline = sleep(timeout, 'timeout' as const, { signal: stop.signal }).catch(() => 'stopped' as const);
-    const outcome = await Promise.race([Promise.all([closed, allTunnelsClosed]), deadline]);
-    stop.abort();
-    if (outcome === 'timeout') for (const l of this.listeners) l.destroyAll();
-    // the spans of every request answered, sent within what is left of drain.timeout
-    await this.tracing.flush(Math.max(0, timeout - (performance.now() - started)));
+    await this.fleet.finish(timeout);
     await this.close();
     this.markFinished();
   }
 
-  /** Releases everything at once (after a drain, or when start fails). Idempotent: pools close once. */
+  /** Releases everything at once (after a drain, or when start fails). Idempotent. */
   close(): Promise<void> {
     this.closing ??= this.release();
     return this.closing;
@@ -180,44 +155,7 @@ export class Tandem {
 
   private async release(): Promise<void> {
     this.reloader?.close();
-    this.closed.abort();
-    for (const l of this.listeners) {
-      l.destroyAll();
-      l.server.close();
-    }
-    await Promise.all([closeSnapshot(this.snapshot), ...this.retiring]);
+    await this.fleet.close();
     await this.admin?.close();
-    await this.accessLog.close();
-    this.tracing.close();
   }
-
-  private clustersView(): unknown[] {
-    const now = performance.now();
-    return [...this.snapshot.clusters.values()].map(({ cluster, breaker }) => ({
-      name: cluster.name,
-      breaker: breaker?.state ?? 'closed',
-      panic: cluster.panicking,
-      endpoints: cluster.endpoints.map((e) => ({
-        address: e.address,
-        port: e.port,
-        healthy: e.healthy,
-        ejected: e.ejected,
-        activeRequests: e.activeRequests,
-        // peak_ewma clusters only: the estimate the balancer compares, in ms
-        ...(e.latency === null ? {} : { latencyEstimateMs: Math.round(e.latency.at(now) * 1000) / 1000 }),
-      })),
-    }));
-  }
-}
-
-/** Resolves once no request holds the cluster (or at `stop`). */
-async function whenIdle(c: ClusterRuntime, stop: AbortSignal): Promise<void> {
-  while ((c.limits.active > 0 || c.cluster.activeRequests > 0) && !stop.aborted) {
-    await sleep(RETIRED_POLL_MS, undefined, { ref: false, signal: stop }).catch(() => undefined);
-  }
-}
-
-/** Resolves when every WebSocket tunnel of a listener has closed. */
-async function tunnelsClosed(l: Listener, stop: AbortSignal): Promise<void> {
-  while (l.tunnels.size > 0 && !stop.aborted) await sleep(50);
 }

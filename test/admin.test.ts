@@ -36,7 +36,7 @@ function state(overrides: Partial<AdminState> = {}): TestState {
     quits: 0,
     ready: () => s.isReady,
     configView: () => ({ version: 3, loadedAt: '2025-01-02T03:04:05.000Z', config: { admin: { address: '127.0.0.1', port: 9901 } } }),
-    clustersView: () => [
+    clustersView: async () => [
       { name: 'app', breaker: 'closed', endpoints: [{ address: '127.0.0.1', port: 8080, healthy: true, ejected: false, activeRequests: 0 }] },
     ],
     metrics,
@@ -95,7 +95,7 @@ describe('admin read endpoints', () => {
     const clusters = await call(port, 'GET', '/clusters');
     expect(clusters.status).toBe(200);
     expect(clusters.headers['content-type']).toBe('application/json');
-    expect(JSON.parse(clusters.body)).toEqual(s.clustersView());
+    expect(JSON.parse(clusters.body)).toEqual(await s.clustersView());
   });
 
   it('answers HEAD like GET without a body', async () => {

@@ -36,6 +36,7 @@ function routeWith(...lines: string[]): RouteConfig {
 describe('the minimal file of CONTRACT §2 gets every default', () => {
   test('whole effective configuration', () => {
     expect(load(MINIMAL)).toEqual({
+      workers: 1,
       admin: { address: '127.0.0.1', port: 9901 },
       accessLog: { format: 'json', path: 'stdout' },
       drain: { delay: 0, timeout: 30_000 },

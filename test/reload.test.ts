@@ -202,8 +202,8 @@ describe('reload while shutting down', () => {
     const closing = t.tandem.close();
     expect(await reloading).toEqual({ ok: false, errors: ['tandem is shutting down: the configuration was not applied'] });
     await closing;
-    expect(t.tandem['snapshot'].version).toBe(1);
-    expect(t.tandem['snapshot'].config.clusters[0]!.loadBalancing).toBe('round_robin');
+    expect(t.tandem['current'].version).toBe(1);
+    expect(t.tandem['current'].config.clusters[0]!.loadBalancing).toBe('round_robin');
   });
 
   it('a reload during the drain, before tandem closes, is applied', async () => {

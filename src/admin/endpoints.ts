@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { Metrics } from '../observability/metrics.js';
+import type { MetricsSource } from '../workers/fleet.js';
 import { json, send, text } from './reply.js';
 
 export type ReloadOutcome = { ok: true; version: number } | { ok: false; errors: string[] };
@@ -10,8 +10,8 @@ export interface AdminState {
   ready(): boolean;
   configView(): { version: number; loadedAt: string; config: unknown };
   /** [{ name, breaker, panic, endpoints: [{ address, port, healthy, ejected, activeRequests, latencyEstimateMs? }] }] */
-  clustersView(): unknown[];
-  metrics: Metrics;
+  clustersView(): Promise<unknown[]>;
+  metrics: MetricsSource;
   /** absent: POST /reload answers 501 */
   reload?(): Promise<ReloadOutcome>;
   /** starts the drain */
@@ -35,7 +35,7 @@ export const endpoints = new Map<string, Endpoint>([
     read(async (state, res) => send(res, 200, state.metrics.contentType, await state.metrics.render())),
   ],
   ['/config', read((state, res) => json(res, 200, state.configView()))],
-  ['/clusters', read((state, res) => json(res, 200, state.clustersView()))],
+  ['/clusters', read(async (state, res) => json(res, 200, await state.clustersView()))],
   [
     '/reload',
     change(async (state, res) => {

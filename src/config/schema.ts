@@ -555,9 +555,19 @@ const clusterSchema = z
   })
   .transform(({ endpoints, ...cluster }) => ({ ...cluster, endpoints: endpoints ?? [] }));
 
+/** More threads than this is a typo, not a machine: Node's own limit is memory. */
+const MAX_WORKERS = 256;
+
 /** What a user writes; `configSchema` adds the names derived from positions. */
 export const configInputSchema = z
   .strictObject({
+    workers: z
+      .union([z.int().min(1).max(MAX_WORKERS), z.literal('auto')])
+      .default(1)
+      .meta({
+        description:
+          'Worker threads serving every listener on the same ports: a number, or auto (the container CPU quota rounded up, else the number of CPUs). One admin API, metrics summed, limits and breakers tandem-wide (docs/workers.md).',
+      }),
     admin: adminSchema.prefault({}).meta({ description: 'The admin API: /ready, /live, /metrics, /config, /clusters, /reload, /quitquitquit.' }),
     accessLog: accessLogSchema.prefault({}).meta({ description: 'One line per request.' }),
     drain: drainSchema.prefault({}).meta({ description: 'Graceful shutdown on SIGTERM, SIGINT or POST /quitquitquit.' }),

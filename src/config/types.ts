@@ -13,6 +13,8 @@ export type RetryOn = HttpRetryOn | GrpcRetryOn;
 export type ClusterProtocol = 'http1' | 'h2' | 'h2c';
 
 export interface Config {
+  /** worker threads serving the listeners (docs/workers.md); `auto`: the CPU quota, else the CPUs */
+  workers: number | 'auto';
   admin: AdminConfig;
   accessLog: AccessLogConfig;
   drain: DrainConfig;

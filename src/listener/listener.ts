@@ -79,15 +79,15 @@ export class Listener {
     return this.ctx.listener.config.name;
   }
 
-  /** Binds; the error names the listener, address and port. */
-  listen(): Promise<void> {
+  /** Binds (`reusePort`: beside other workers' sockets); the error names the listener, address and port. */
+  listen(reusePort = false): Promise<void> {
     const { address, port } = this.ctx.listener.config;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new Error(`cannot bind listener "${this.name}" on ${address}:${port}: ${err.code ?? err.message}`));
       };
       this.server.once('error', onError);
-      this.server.listen(port, address, () => {
+      this.server.listen({ port, host: address, reusePort }, () => {
         this.server.off('error', onError);
         resolve();
       });

@@ -57,34 +57,21 @@ const FLUSH_INTERVAL_MS = 250;
 const BATCH_BYTES = 64 * 1024;
 
 /**
- * A non-blocking destination whose flush really waits: SonicBoom's own
- * flush(cb) returns at once when minLength is 0, so completion is tracked
- * here through its 'drain' event, which fires each time its queue empties.
- *
- * Each line is encoded into the batch buffer as it is written: a batch kept
- * as a string held a few hundred lines (ropes of template pieces) across
- * scavenges.
+ * Lines encoded into a batch buffer as they are written, handed to `put` a
+ * batch at a time. Each line is encoded into the batch without a string of
+ * its own: a batch kept as a string held a few hundred lines (ropes of
+ * template pieces) across scavenges. Every buffer handed over is the
+ * batcher's own and never touched again, so a worker thread can transfer it.
  */
-class Sink {
-  private readonly boom: SonicBoom;
-  private open = true;
-  private failed = false;
-  private pending = false;
+abstract class Batcher {
+  protected open = true;
+  protected failed = false;
+  protected pending = false;
   private batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
   private used = 0;
   private timer: NodeJS.Timeout | null = null;
-  private waiters: Array<() => void> = [];
-  private closing: Promise<void> | undefined;
 
-  constructor(private readonly path: string) {
-    const dest = path === 'stdout' ? 1 : path === 'stderr' ? 2 : path;
-    this.boom = pino.destination({ dest, sync: false, mkdir: true, maxLength: MAX_QUEUED_BYTES, contentMode: 'buffer' });
-    // A drain with a batch still waiting for its turn is not the end.
-    this.boom.on('drain', () => {
-      if (this.used === 0) this.settle();
-    });
-    this.boom.on('error', (err: Error) => this.fail(err));
-  }
+  protected abstract put(bytes: Buffer): void;
 
   /** A line of the text format. */
   writeText(line: string): void {
@@ -94,14 +81,14 @@ class Sink {
     else this.put(Buffer.from(line));
   }
 
-  /** The JSON line of `e`, encoded into the batch without a string of its own. */
+  /** The JSON line of `e`. */
   writeJson(e: AccessLogEntry): void {
     if (!this.open) return;
     const bound = jsonLineBound(e);
     if (this.reserve(bound)) {
       this.used = encodeJsonLine(e, this.batch, this.used);
     } else {
-      const own = Buffer.allocUnsafe(bound);
+      const own = Buffer.allocUnsafeSlow(bound);
       this.put(own.subarray(0, encodeJsonLine(e, own, 0)));
     }
   }
@@ -115,22 +102,59 @@ class Sink {
     return true;
   }
 
-  private readonly handOver = (): void => {
+  protected readonly handOver = (): void => {
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
     }
     if (this.used === 0 || this.failed) return;
-    // the destination keeps the buffer until it is written: the next batch gets its own
     const full = this.batch.subarray(0, this.used);
     this.batch = Buffer.allocUnsafeSlow(BATCH_BYTES);
     this.used = 0;
     this.put(full);
   };
 
+  protected get batchEmpty(): boolean {
+    return this.used === 0;
+  }
+
+  protected dropBatch(): void {
+    this.used = 0;
+  }
+}
+
+/**
+ * A non-blocking destination whose flush really waits: SonicBoom's own
+ * flush(cb) returns at once when minLength is 0, so completion is tracked
+ * here through its 'drain' event, which fires each time its queue empties.
+ */
+class Sink extends Batcher {
+  private readonly boom: SonicBoom;
+  private waiters: Array<() => void> = [];
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly path: string) {
+    super();
+    const dest = path === 'stdout' ? 1 : path === 'stderr' ? 2 : path;
+    this.boom = pino.destination({ dest, sync: false, mkdir: true, maxLength: MAX_QUEUED_BYTES, contentMode: 'buffer' });
+    // A drain with a batch still waiting for its turn is not the end.
+    this.boom.on('drain', () => {
+      if (this.batchEmpty) this.settle();
+    });
+    this.boom.on('error', (err: Error) => this.fail(err));
+  }
+
   /** SonicBoom in buffer mode takes Buffers, though its types say string. */
-  private put(bytes: Buffer): void {
+  protected put(bytes: Buffer): void {
     this.boom.write(bytes as unknown as string);
+  }
+
+  /** Whole lines encoded elsewhere (a worker thread's batch), written as they are. */
+  writeLines(bytes: Buffer): void {
+    if (!this.open) return;
+    this.handOver();
+    this.pending = true;
+    this.put(bytes);
   }
 
   flush(): Promise<void> {
@@ -177,12 +201,39 @@ class Sink {
     if (!this.failed) log.error({ path: this.path, error: err.message }, 'access log failed; dropping access log lines');
     this.failed = true;
     this.open = false;
-    this.used = 0;
+    this.dropBatch();
     // pino flushes a non-blocking destination synchronously at process exit,
     // which throws from the exit handler for one that never opened. Nothing
     // is left to flush: make it a no-op, as pino itself does after EPIPE.
     this.boom.flushSync = noop;
     this.settle();
+  }
+}
+
+/**
+ * A worker thread's batches, handed to the thread that owns the
+ * destination (docs/workers.md): whole lines a batch at a time, so the lines
+ * of several workers never interleave within one another.
+ */
+class Relay extends Batcher {
+  constructor(private readonly post: (bytes: Buffer) => void) {
+    super();
+  }
+
+  protected put(bytes: Buffer): void {
+    this.post(bytes);
+  }
+
+  /** The batch is handed over; the owner writes it before it answers anything asked after this. */
+  flush(): Promise<void> {
+    this.handOver();
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    this.handOver();
+    this.open = false;
+    return Promise.resolve();
   }
 }
 
@@ -214,11 +265,25 @@ export function formatText(e: AccessLogEntry): string {
   );
 }
 
-export function createAccessLog(cfg: AccessLogConfig): AccessLog {
-  if (cfg.format === 'off') {
-    return { enabled: false, write() {}, flush: async () => {}, close: async () => {} };
-  }
-  const sink = new Sink(cfg.path);
+/** The main thread's access log; `writeLines` takes the batches workers relay to it. */
+export interface OwnedAccessLog extends AccessLog {
+  writeLines(bytes: Buffer): void;
+}
+
+function accessLogOver(cfg: AccessLogConfig, sink: Sink | Relay): AccessLog {
   const write = cfg.format === 'json' ? (e: AccessLogEntry): void => sink.writeJson(e) : (e: AccessLogEntry): void => sink.writeText(formatText(e));
   return { enabled: true, write, flush: () => sink.flush(), close: () => sink.close() };
+}
+
+const OFF: OwnedAccessLog = { enabled: false, write() {}, writeLines() {}, flush: async () => {}, close: async () => {} };
+
+export function createAccessLog(cfg: AccessLogConfig): OwnedAccessLog {
+  if (cfg.format === 'off') return OFF;
+  const sink = new Sink(cfg.path);
+  return { ...accessLogOver(cfg, sink), writeLines: (bytes) => sink.writeLines(bytes) };
+}
+
+/** A worker thread's access log: its batches go to `put`, which hands them to the main thread's. */
+export function relayAccessLog(cfg: AccessLogConfig, put: (bytes: Buffer) => void): AccessLog {
+  return cfg.format === 'off' ? OFF : accessLogOver(cfg, new Relay(put));
 }

@@ -20,9 +20,15 @@ export interface Cell {
   value: number;
 }
 
+/**
+ * How prom-client's AggregatorRegistry merges one series across worker
+ * threads (docs/workers.md): counts add up; a gauge that states a fact
+ * about tandem as a whole says how.
+ */
+export type Aggregator = 'sum' | 'max' | 'min';
+
 abstract class Family<C> {
   protected readonly cells = new Map<string, { labels: Labels; cell: C }>();
-  readonly aggregator = 'sum';
 
   constructor(
     registry: Registry,
@@ -30,6 +36,7 @@ abstract class Family<C> {
     readonly help: string,
     readonly type: 'counter' | 'gauge' | 'histogram',
     private readonly labelNames: readonly string[],
+    readonly aggregator: Aggregator = 'sum',
   ) {
     registry.registerMetric(this as never);
   }
@@ -64,8 +71,8 @@ abstract class Family<C> {
 
 /** A counter (only ever incremented) or a gauge (moved both ways): one number per label set. */
 export class CellValue extends Family<Cell> {
-  constructor(registry: Registry, type: 'counter' | 'gauge', name: string, help: string, labelNames: readonly string[]) {
-    super(registry, name, help, type, labelNames);
+  constructor(registry: Registry, type: 'counter' | 'gauge', name: string, help: string, labelNames: readonly string[], aggregator?: Aggregator) {
+    super(registry, name, help, type, labelNames, aggregator);
   }
 
   protected newCell(): Cell {

@@ -54,7 +54,8 @@ export class Metrics {
   private readonly spansExported: CellValue;
   private readonly spansDropped: CellValue;
 
-  constructor() {
+  /** `processSeries`: false in a worker thread, whose process CPU and memory the main thread already reports. */
+  constructor(processSeries = true) {
     const r = (this.registry = new Registry());
     this.contentType = r.contentType;
     this.requests = new CellValue(r, 'counter', 'tandem_requests_total', 'Downstream requests answered, by listener, route and status code', ['listener', 'route', 'code']);
@@ -64,10 +65,12 @@ export class Metrics {
     this.upstreamDuration = new CellHistogram(r, 'tandem_upstream_request_duration_seconds', 'Duration of each upstream attempt', ['cluster'], DURATION_BUCKETS);
     this.retries = new CellValue(r, 'counter', 'tandem_upstream_retries_total', 'Retries sent to a cluster (the first try is not counted)', ['cluster']);
     this.activeRequests = new CellValue(r, 'gauge', 'tandem_upstream_active_requests', 'Requests in flight to a cluster', ['cluster']);
-    this.breakerOpenGauge = new CellValue(r, 'gauge', 'tandem_circuit_breaker_open', '1 while the cluster error-rate breaker is open, else 0', ['cluster']);
+    // Every worker sees the same shared breaker; one that has not caught up yet must not hide it.
+    this.breakerOpenGauge = new CellValue(r, 'gauge', 'tandem_circuit_breaker_open', '1 while the cluster error-rate breaker is open, else 0', ['cluster'], 'max');
     this.breakerRejections = new CellValue(r, 'counter', 'tandem_circuit_breaker_rejections_total', 'Requests refused by the circuit breaker, by reason (open, overflow), and retries skipped over the retry budget or maxRetries (retry_budget)', ['cluster', 'reason']);
     this.outlierEjections = new CellValue(r, 'counter', 'tandem_outlier_ejections_total', 'Endpoints ejected by outlier detection', ['cluster']);
-    this.endpointHealthyGauge = new CellValue(r, 'gauge', 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint']);
+    // Each worker probes on its own: healthy only while every one of them says so.
+    this.endpointHealthyGauge = new CellValue(r, 'gauge', 'tandem_endpoint_healthy', '1 when the endpoint is healthy per active health checks, else 0', ['cluster', 'endpoint'], 'min');
     this.reloads = new CellValue(r, 'counter', 'tandem_config_reloads_total', 'Configuration reloads, by result', ['result']);
     this.spansExported = new CellValue(r, 'counter', 'tandem_tracing_spans_exported_total', 'Spans the OTLP collector accepted', []);
     this.spansDropped = new CellValue(r, 'counter', 'tandem_tracing_spans_dropped_total', 'Spans dropped: the queue was full, or their export failed', []);
@@ -75,7 +78,7 @@ export class Metrics {
     this.reloads.cell('success');
     this.reloads.cell('failure');
 
-    collectDefaultMetrics({ register: r, prefix: 'tandem_' });
+    if (processSeries) collectDefaultMetrics({ register: r, prefix: 'tandem_' });
   }
 
   route(listener: string, route: string): RouteMetrics {
