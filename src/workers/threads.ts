@@ -142,7 +142,9 @@ export class ThreadFleet implements Fleet {
       if (this.ending) return;
       this.spawn(index).listening.then(
         () => log.info({ worker: index }, 'replacement worker listening'),
-        (err: Error) => log.error({ worker: index, error: err.message }, 'replacement worker could not listen'),
+        (err: Error) => {
+          if (!this.ending) log.error({ worker: index, error: err.message }, 'replacement worker could not listen');
+        },
       );
     }, wait).unref();
   }

@@ -154,7 +154,7 @@ export async function startTandem(yaml: string): Promise<RunningTandem> {
   if (!loaded.ok) throw new Error(loaded.errors.map(formatConfigError).join('\n'));
   const tandem = new Tandem(loaded.config);
   await tandem.start({ adminPort: 0 });
-  const port = tandem.listeners[0]!.port;
+  const port = tandem.boundListeners[0]!.port;
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
