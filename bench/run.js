@@ -12,7 +12,7 @@
 //   node bench/run.js --ci       short run; exits 1 only if tandem is slower than http-proxy or over 2x bare undici's instructions
 //   node bench/run.js --heap     tandem's req/s and peak RSS for several --max-semi-space-size values
 //   node bench/run.js --profile  tandem under small-GET load with --cpu-prof; prints the top self-time functions
-// Options: --duration S, --rounds N, --peers a,b,c, --protocols http1,h2c,grpc, --skip-startup, --skip-instructions,
+// Options: --duration S, --rounds N, --peers a,b,c, --protocols http1,workers,h2c,grpc, --skip-startup, --skip-instructions,
 // --results NAME (write bench/results/NAME.{json,md} instead of latest / latest-ci)
 import { parseArgs } from 'node:util';
 import { PEERS, PROXY_CPU } from './lib/peers.js';
@@ -26,6 +26,7 @@ import { summarize, machine, scenarioTable, ratios, ratioTable, h2TargetsTable, 
 import { startupAndRest } from './lib/startup.js';
 import { instructionsPerRequest, valgrindAvailable } from './lib/instructions.js';
 import { TRACING_PEERS, collectorDownRss, tracingInstructions, tracingRatios, tracingSections } from './lib/tracing-rows.js';
+import { WORKERS, WORKER_PEERS } from './lib/workers-rows.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -99,9 +100,10 @@ async function runRounds({ scenarios, running, rounds, ctx, raw, results, notes 
   }
 }
 
-// The protocols in the order they run; each has its own peers (lib/peers.js, lib/h2-peers.js).
-const PROTOCOLS = ['http1', 'h2c', 'grpc'];
-const peersOf = (protocol) => (protocol === 'http1' ? ALL_PEERS : H2_PEERS[protocol]);
+// The groups of scenarios in the order they run, each with its own peers (lib/peers.js,
+// lib/workers-rows.js, lib/h2-peers.js); `workers` is HTTP/1.1 with tandem on both CPUs.
+const PROTOCOLS = ['http1', WORKERS, 'h2c', 'grpc'];
+const peersOf = (protocol) => (protocol === 'http1' ? ALL_PEERS : protocol === WORKERS ? WORKER_PEERS : H2_PEERS[protocol]);
 
 async function benchmark() {
   const ci = opts.ci;
@@ -135,7 +137,7 @@ async function benchmark() {
   for (const protocol of PROTOCOLS) {
     const group = scenarios.filter((s) => s.protocol === protocol);
     if (group.length === 0) continue;
-    if (protocol !== 'http1') await prepareH2(ctx);
+    if (protocol === 'h2c' || protocol === 'grpc') await prepareH2(ctx);
     shown[protocol] = wantedFor(protocol);
     const running = await startPeers(shown[protocol], ctx, notes, protocol);
     if (running.length) await runRounds({ scenarios: group, running, rounds, ctx, raw, results, notes });

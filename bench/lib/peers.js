@@ -44,15 +44,15 @@ export function shippedFlags() {
 }
 
 /**
- * `template`, `collectorPort`: as writeTandemConfig's; `probe`: how to tell its listener answers (see `started`).
- * The result also has the admin API's `adminOrigin`.
+ * `template`, `collectorPort`, `workers`: as writeTandemConfig's; `probe`: how to tell its listener answers (see `started`);
+ * `cpus`: taskset's CPU list (the proxy CPU by default). The result also has the admin API's `adminOrigin`.
  */
-export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem', template, collectorPort, probe }) {
+export async function startTandem({ dir, upstreamPorts, nodeFlags, tag = 'tandem', template, collectorPort, probe, workers, cpus = PROXY_CPU }) {
   nodeFlags ??= shippedFlags();
   if (!existsSync(tandemCli)) throw new Error('dist/cli.js is missing (npm run build)');
   const [listenPort, adminPort] = [await freePort(), await freePort()];
-  const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag, template, collectorPort });
-  const tracked = startPinned(PROXY_CPU, node, [...nodeFlags, tandemCli, '--config', config]);
+  const config = writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag, template, collectorPort, workers });
+  const tracked = startPinned(cpus, node, [...nodeFlags, tandemCli, '--config', config]);
   const adminOrigin = `http://127.0.0.1:${adminPort}`;
   return { ...(await started(tracked, listenPort, `${adminOrigin}/ready`, probe)), adminOrigin };
 }

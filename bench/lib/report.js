@@ -99,6 +99,8 @@ const RATIOS = [
   ['cpuPerReqVsBareHttp2', 'cpuUsPerReq', 'tandem', 'bare-http2', 'tandem/bare node:http2 CPU per req'],
   ['cpuPerReqVsBareHttp2Flags', 'cpuUsPerReq', 'tandem', 'bare-http2-flags', "tandem/bare-node:http2-with-tandem's-flags CPU per req"],
   ['flagsCpuPerReqHttp2', 'cpuUsPerReq', 'bare-http2-flags', 'bare-http2', "tandem's flags on bare node:http2: CPU per req with/without"],
+  ['workersThroughput', 'rps', 'tandem-w2', 'tandem-w1', 'workers 2/1 req/s'],
+  ['workersCpuPerReq', 'cpuUsPerReq', 'tandem-w2', 'tandem-w1', 'workers 2/1 CPU per req (target ≤ 1.10)'],
 ];
 
 export function ratios(scenarios, raw) {
@@ -122,13 +124,15 @@ function ratioTableOf(scenarios, r) {
   return table(['ratio', ...scenarios.map((s) => s.label)], rows);
 }
 
+const isHttp2 = (s) => s.protocol === 'h2c' || s.protocol === 'grpc';
+
 /**
  * One row per ratio, one column per scenario; ratios a run could not take
- * (a peer left out) are dropped. The HTTP/1.1 and the HTTP/2 scenarios, whose
- * peers differ, get a table each.
+ * (a peer left out) are dropped. The HTTP/1.1, the workers and the HTTP/2
+ * scenarios, whose peers differ, get a table each.
  */
 export function ratioTable(scenarios, r) {
-  const groups = [scenarios.filter((s) => s.protocol === 'http1'), scenarios.filter((s) => s.protocol !== 'http1')];
+  const groups = [scenarios.filter((s) => s.protocol === 'http1'), scenarios.filter((s) => s.protocol === 'workers'), scenarios.filter(isHttp2)];
   return groups.filter((g) => g.length).map((g) => ratioTableOf(g, r)).join('\n\n');
 }
 
@@ -138,7 +142,7 @@ const H2_RSS_TARGET = 1.2;
 
 /** tandem's figures on each HTTP/2 scenario against the targets; null when no HTTP/2 scenario ran. */
 export function h2TargetsTable(scenarios, results, r) {
-  const h2 = scenarios.filter((s) => s.protocol !== 'http1');
+  const h2 = scenarios.filter(isHttp2);
   if (h2.length === 0) return null;
   const http1Rss = results['small-get']?.tandem?.peakRss;
   const verdict = (value, target) => (value === null || value === undefined ? '' : value <= target ? ' ok' : ' over');

@@ -11,11 +11,12 @@ import { waitFor200, waitForH2 } from './net.js';
 import { cpuMicros } from './proc-stats.js';
 import { throughputLoop, openLoop, h2Loop, grpcLoop } from './load.js';
 import { SAY_HELLO, grpcFrame } from './greeter.js';
+import { workersScenario } from './workers-rows.js';
 
 const upstreamJs = fileURLToPath(new URL('../upstream.js', import.meta.url));
 const upstreamGrpcJs = fileURLToPath(new URL('../upstream-grpc.js', import.meta.url));
 
-/** Each scenario's `protocol` (http1, h2c, grpc) names the set of peers it runs against (run.js). */
+/** Each scenario's `protocol` (http1, workers, h2c, grpc) names the set of peers it runs against (run.js). */
 export function scenarios({ ci, durationS }) {
   const closed = (name, label, path, extra = {}) => ({ name, label, protocol: 'http1', kind: 'closed', path, durationS, connections: 50, ...extra });
   const fixedRate = { name: 'fixed-rate', label: 'small GET at 2,000 req/s (open loop)', protocol: 'http1', kind: 'open', path: '/small', rate: 2000, durationS };
@@ -29,6 +30,7 @@ export function scenarios({ ci, durationS }) {
     closed('big-get', '16 KiB GET (closed loop, 50 connections)', '/big'),
     closed('big-post', '16 KiB POST, small answer (closed loop, 50 connections)', '/upload', { method: 'POST', body: true }),
     fixedRate,
+    workersScenario(durationS),
     h2cGet,
     grpcUnary,
   ];

@@ -7,13 +7,15 @@ import { parseDocument } from 'yaml';
 const defaultTemplate = new URL('../tandem.bench.yaml', import.meta.url);
 
 /**
- * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string, template?: URL, collectorPort?: number }} run
- *   the endpoints, cluster after cluster, take `upstreamPorts` in order; `collectorPort`: where a template with `tracing` exports its spans
+ * @param {{ dir: string, listenPort: number, adminPort: number, upstreamPorts: number[], tag?: string, template?: URL, collectorPort?: number, workers?: number }} run
+ *   the endpoints, cluster after cluster, take `upstreamPorts` in order; `collectorPort`: where a template with `tracing` exports its spans;
+ *   `workers`: the template's `workers` replaced
  * @returns {string} the path of the generated file
  */
-export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem', template = defaultTemplate, collectorPort }) {
+export function writeTandemConfig({ dir, listenPort, adminPort, upstreamPorts, tag = 'tandem', template = defaultTemplate, collectorPort, workers }) {
   // parseDocument keeps the template's comments in the generated file.
   const doc = parseDocument(readFileSync(template, 'utf8'));
+  if (workers !== undefined) doc.set('workers', workers);
   if (collectorPort !== undefined) doc.setIn(['tracing', 'otlp', 'endpoint'], `http://127.0.0.1:${collectorPort}/v1/traces`);
   doc.setIn(['admin', 'port'], adminPort);
   doc.setIn(['accessLog', 'path'], join(dir, `${tag}-access.log`));
