@@ -4,7 +4,7 @@
 
 import http from 'node:http';
 import net from 'node:net';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Tandem } from '../src/tandem.js';
@@ -12,6 +12,8 @@ import { cpuQuota, workerCount } from '../src/workers/count.js';
 import {
   eventually,
   metricValue,
+  spawnTandem,
+  writeTempFile,
   startFromFile,
   startTandem,
   startUpstream,
@@ -20,6 +22,7 @@ import {
   type RunningTandem,
   type Upstream,
 } from './support/harness.js';
+import { h2cClient } from './support/client.js';
 
 const cleanup = useCleanup();
 
@@ -246,5 +249,43 @@ clusters:
     await expect(startTandem(workersYaml(up.port).replace('port: 0', `port: ${port}`))).rejects.toThrow(
       `cannot bind listener "inbound" on 127.0.0.1:${port}`,
     );
+  });
+
+  it('runs from the command line: h2c and HTTP/1.1 on the workers, SIGHUP reloads all, SIGTERM drains and exits 0', async () => {
+    const up = await upstream();
+    const file = writeTempFile(`
+workers: 2
+admin: { address: 127.0.0.1, port: 0 }
+accessLog: { format: text, path: stdout }
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    protocols: [http1, h2c]
+    routes:
+      - { name: all, match: { prefix: / }, cluster: app }
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:${up.port}]
+`);
+    const p = spawnTandem(['--config', file]);
+    cleanup.add({ close: async () => p.kill() });
+    const { listeners } = await p.ready(10_000);
+    const port = listeners.inbound!;
+    await openConnections(port, 8, '/one');
+    const answer = await h2cClient(cleanup).request(`http://127.0.0.1:${port}/over-h2`);
+    expect(answer.statusCode).toBe(200);
+    expect(await answer.body.text()).toBe('up /over-h2');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('{ name: all, match: { prefix: / }, cluster: app }', '{ name: all, match: { prefix: / }, directResponse: { status: 202 } }'));
+    p.child.kill('SIGHUP');
+    expect(await eventually(() => p.stderr().includes('"configuration reloaded"'), 5000)).toBe(true);
+    const after = await Promise.all(Array.from({ length: 8 }, () => connection(port)).map((c) => c.get('/two').finally(() => c.close())));
+    expect(after.map((a) => a.status)).toEqual(after.map(() => 202));
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    // one text line per request, whole, from both workers
+    const lines = p.stdout().trim().split('\n');
+    expect(lines).toHaveLength(17);
+    for (const line of lines) expect(line).toMatch(/^127\.0\.0\.1 - - \[[^\]]+\] "GET \/\S+ HTTP\/(1\.1|2)" 20[02] /);
   });
 });
