@@ -64,7 +64,7 @@ export class Tandem {
     const { address, port } = this.config.admin;
     try {
       this.admin = await startAdmin(address, options.adminPort ?? port, {
-        ready: () => this.bound && !this.draining,
+        ready: () => this.bound && !this.draining && this.fleet.serving,
         configView: () => ({
           version: this.current.version,
           loadedAt: this.current.loadedAt.toISOString(),

@@ -183,6 +183,7 @@ describe('workers: 2', () => {
     await threads(t.tandem)[0]!.listening;
     // with the other one gone too, the replacement alone answers new connections
     await threads(t.tandem)[1]!.worker.terminate();
+    expect((await fetch(`${t.adminUrl}/ready`)).status).toBe(200);
     const fresh = await openConnections(t.port, 8, '/fresh');
     expect(fresh).toHaveLength(8);
     expect((await fetch(`${t.adminUrl}/ready`)).status).toBe(200);

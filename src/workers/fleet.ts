@@ -21,6 +21,8 @@ export interface Fleet {
   /** binds every listener; rejects naming the one that could not bind */
   listen(): Promise<void>;
   readonly bound: readonly BoundListener[];
+  /** some thread is serving the listeners (one of several workers may be down, being replaced) */
+  readonly serving: boolean;
   /** serves `config` (a valid reload) from now on; `version` is its number */
   apply(config: Config, version: number): Promise<void>;
   /** the /clusters view */

@@ -52,6 +52,9 @@ export class LocalFleet implements Fleet {
     await Promise.all(this.listeners.map((l) => l.listen(this.reusePort)));
   }
 
+  /** once bound, until the drain closes it: this thread is the only one */
+  readonly serving = true;
+
   get bound(): BoundListener[] {
     return this.listeners.map((l) => ({ name: l.name, port: l.port }));
   }

@@ -37,6 +37,8 @@ class ThreadWorker {
   readonly exited: Promise<number>;
   /** the main thread asked it to end: its exit is no crash */
   stopping = false;
+  /** bound, and not exited since */
+  serving = false;
 
   constructor(start: ThreadStart, onLines: (bytes: Buffer) => void) {
     this.worker = new Worker(THREAD, { workerData: start });
@@ -47,7 +49,10 @@ class ThreadWorker {
     this.listening.catch(() => undefined);
     this.worker.on('message', (m: ThreadMessage) => {
       if (m.type === 'log') onLines(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
-      else if (m.type === 'listening') listened(m.bound);
+      else if (m.type === 'listening') {
+        this.serving = true;
+        listened(m.bound);
+      }
       else if (m.type === 'failed') refused(new Error(m.message));
       else this.settle(m.id, m.error, m.value);
     });
@@ -57,6 +62,7 @@ class ThreadWorker {
     });
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', (code) => {
+        this.serving = false;
         refused(new Error(`worker ${start.index} exited (code ${code}) before its listeners were bound`));
         for (const [id] of this.waiting) this.settle(id, `worker ${start.index} exited`);
         resolve(code);
@@ -85,7 +91,7 @@ export class ThreadFleet implements Fleet {
   private readonly accessLog: OwnedAccessLog;
   private readonly workers: ThreadWorker[] = [];
   /** the configuration every worker serves, its ports those the first worker bound */
-  private serving: { config: Config; version: number };
+  private current: { config: Config; version: number };
   private ports: BoundListener[] = [];
   /** no more replacements: drain or close has begun */
   private ending = false;
@@ -98,7 +104,7 @@ export class ThreadFleet implements Fleet {
     private readonly count: number,
     metrics: Metrics,
   ) {
-    this.serving = { config, version: 1 };
+    this.current = { config, version: 1 };
     this.crashes = new Array<number>(count).fill(0);
     this.accessLog = createAccessLog(config.accessLog);
     this.metricsSource = {
@@ -114,7 +120,7 @@ export class ThreadFleet implements Fleet {
   async listen(): Promise<void> {
     const first = this.spawn(0);
     this.ports = await first.listening;
-    this.serving = { ...this.serving, config: withPorts(this.serving.config, this.ports) };
+    this.current = { ...this.current, config: withPorts(this.current.config, this.ports) };
     for (let i = 1; i < this.count; i++) this.spawn(i);
     await Promise.all(this.workers.map((w) => w.listening));
   }
@@ -123,8 +129,12 @@ export class ThreadFleet implements Fleet {
     return this.ports;
   }
 
+  get serving(): boolean {
+    return this.workers.some((w) => w?.serving);
+  }
+
   private spawn(index: number): ThreadWorker {
-    const { config, version } = this.serving;
+    const { config, version } = this.current;
     const w = new ThreadWorker({ config, version, index, count: this.count }, (bytes) => this.accessLog.writeLines(bytes));
     this.workers[index] = w;
     void w.exited.then((code) => this.exited(index, w, code));
@@ -155,8 +165,8 @@ export class ThreadFleet implements Fleet {
 
   /** Each worker swaps in the new snapshot; resolves once all have. */
   async apply(config: Config, version: number): Promise<void> {
-    this.serving = { config: withPorts(config, this.ports), version };
-    await Promise.all(this.live().map((w) => w.call({ op: 'apply', config: this.serving.config, version })));
+    this.current = { config: withPorts(config, this.ports), version };
+    await Promise.all(this.live().map((w) => w.call({ op: 'apply', config: this.current.config, version })));
   }
 
   /**
