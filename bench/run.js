@@ -22,7 +22,7 @@ import { peakRssBytes, cpuTicks } from './lib/proc-stats.js';
 import { headToHead } from './lib/head-to-head.js';
 import { wrkAvailable, h2loadAvailable } from './lib/load.js';
 import { prepare, prepareH2, teardown, measure, inTurn, scenarios as scenarioList } from './lib/setup.js';
-import { summarize, machine, scenarioTable, ratios, ratioTable, h2TargetsTable, headToHeadTable, startupTable, instructionsTable, markdown, writeResults } from './lib/report.js';
+import { summarize, machine, scenarioTable, ratios, ratioTable, targetsTable, h2TargetsTable, headToHeadTable, startupTable, instructionsTable, markdown, writeResults } from './lib/report.js';
 import { startupAndRest } from './lib/startup.js';
 import { instructionsPerRequest, valgrindAvailable } from './lib/instructions.js';
 import { TRACING_PEERS, collectorDownRss, tracingInstructions, tracingRatios, tracingSections } from './lib/tracing-rows.js';
@@ -204,6 +204,8 @@ async function benchmark() {
   const sections = tracingSections({ scenarios, ...tracing });
   for (const section of sections) console.log(`\n${section.title}\n${section.text}`);
   if (startup) console.log(`\nstart-up and memory at rest\n${startupTable(startup)}`);
+  const targets = targetsTable({ results, ratios: rel, instructions, startup });
+  if (targets) console.log(`\nissue 13 targets\n${targets}`);
   if (h2h.length) console.log(`\nhead to head (small GET, both on CPU ${PROXY_CPU} at once)\n${headToHeadTable(h2h)}`);
   for (const note of notes) console.log(`note: ${note}`);
 

@@ -155,6 +155,43 @@ export function h2TargetsTable(scenarios, results, r) {
   return table(['scenario', `tandem/bare node:http2 CPU per req (target ≤ ${H2_CPU_TARGET})`, 'tandem failures (target 0)', 'tandem peak RSS MiB', `over tandem's HTTP/1.1 small GET peak RSS, ${mib(http1Rss)} MiB (target ≤ ${H2_RSS_TARGET})`], rows);
 }
 
+// Issue 13's targets (bench/README.md): each with the figure of this run, its per-round or per-repetition range, and a verdict.
+const TARGETS = {
+  instructions: 1.1,
+  cpu: 1.15,
+  httpProxy: 1.5,
+  workersCpu: 1.1,
+  startup: 1.5,
+  restRss: 1.1,
+  loadRssMiB: 80,
+};
+
+/** Every target of issue 13 this run measured, one row each; null when it measured none. */
+export function targetsTable({ results, ratios: r, instructions, startup }) {
+  const rows = [];
+  const verdict = (ok) => (ok ? 'met' : 'not met');
+  // judged as shown: a ratio printed as 1.15 meets a 1.15 target
+  const shown = (v) => Math.round(v * 100) / 100;
+  const atMost = (label, value, range, target) => {
+    if (value !== null && value !== undefined) rows.push([label, `≤ ${target}`, range ? withRange(value, range) : fmt(value, 2), verdict(shown(value) <= target)]);
+  };
+  if (instructions) atMost('tandem/bare undici, instructions per request (callgrind)', instructions.ratio, instructions.ratioRange, TARGETS.instructions);
+  const get = r['small-get'] ?? {};
+  atMost('tandem/bare undici, CPU per request (small GET)', get.cpuPerReqVsBareUndici, get.cpuPerReqVsBareUndiciRange, TARGETS.cpu);
+  if (get.throughputVsHttpProxy !== null && get.throughputVsHttpProxy !== undefined) {
+    rows.push(['tandem/http-proxy, req/s (small GET)', `≥ ${TARGETS.httpProxy}`, withRange(get.throughputVsHttpProxy, get.throughputVsHttpProxyRange), verdict(shown(get.throughputVsHttpProxy) >= TARGETS.httpProxy)]);
+  }
+  const w = r['workers-small-get'] ?? {};
+  atMost('workers 2/1, CPU per request (small GET, both CPUs)', w.workersCpuPerReq, w.workersCpuPerReqRange, TARGETS.workersCpu);
+  if (startup) {
+    atMost('tandem/bare node:http, exec to /ready (p50 of starts)', startup.readyRatio.median, startup.readyRatio.range, TARGETS.startup);
+    atMost('tandem/bare node:http, RSS at rest', startup.rssRatio.median, startup.rssRatio.range, TARGETS.restRss);
+  }
+  const peak = results['small-get']?.tandem?.peakRss;
+  if (peak) rows.push(['tandem peak RSS under the small-GET load, MiB', `≤ ${TARGETS.loadRssMiB}`, mib(peak), verdict(peak / 1024 / 1024 <= TARGETS.loadRssMiB)]);
+  return rows.length ? table(['target', 'goal', 'this run (range)', 'verdict'], rows) : null;
+}
+
 /** Start-up and RSS at rest (lib/startup.js), tandem beside the bare node:http server. */
 export function startupTable(st) {
   const rows = [
@@ -190,6 +227,8 @@ export function markdown({ title, info, settings, scenarios, results, raw, peers
   }
   const r = ratios(scenarios, raw);
   parts.push('### ratios', '', 'Median of the per-round ratios (range over the rounds).', '', ratioTable(scenarios, r), '');
+  const targets = targetsTable({ results, ratios: r, instructions, startup });
+  if (targets) parts.push('### issue 13 targets', '', 'Each figure as in the tables of this run: a median with its range over rounds, repetitions or starts.', '', targets, '');
   const h2 = h2TargetsTable(scenarios, results, r);
   if (h2) parts.push('### HTTP/2 targets', '', 'Per-round CPU ratios (range); peak RSS of the tandem process started for that scenario.', '', h2, '');
   if (headToHead.length) {
