@@ -290,3 +290,81 @@ clusters:
     for (const line of lines) expect(line).toMatch(/^127\.0\.0\.1 - - \[[^\]]+\] "GET \/\S+ HTTP\/(1\.1|2)" 20[02] /);
   });
 });
+
+describe('workers: 2 hold limits for the tandem as a whole', () => {
+  /** An upstream that answers `status` after `delayMs`, counting what reached it. */
+  async function counting(status: number, delayMs: number): Promise<Upstream & { seen(): number }> {
+    let seen = 0;
+    const up = await startUpstream((_req, res) => {
+      seen++;
+      setTimeout(() => {
+        if (res.destroyed) return;
+        res.writeHead(status, { 'content-type': 'text/plain' });
+        res.end('x');
+      }, delayMs);
+    });
+    cleanup.add(up);
+    return Object.assign(up, { seen: () => seen });
+  }
+
+  function yaml(upstreamPort: number, route: string, cluster: string): string {
+    return `
+workers: 2
+listeners:
+  - name: inbound
+    address: 127.0.0.1
+    port: 0
+    routes:
+      - name: all
+        match: { prefix: / }
+        cluster: app
+        ${route}
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:${upstreamPort}]
+    ${cluster}
+`;
+  }
+
+  /** One GET on each of `count` fresh connections, all at once: the kernel spreads them over both workers. */
+  async function burst(port: number, count: number, path = '/'): Promise<number[]> {
+    const conns = Array.from({ length: count }, () => connection(port));
+    cleanup.add({ close: async () => conns.forEach((c) => c.close()) });
+    const answers = await Promise.all(conns.map((c) => c.get(path)));
+    return answers.map((a) => a.status).sort();
+  }
+
+  it('circuitBreaker.maxRequests: 2 admits two requests in flight across both workers', async () => {
+    const up = await counting(200, 500);
+    const t = await start(yaml(up.port, '', 'circuitBreaker: { maxRequests: 2 }'));
+    const statuses = await burst(t.port, 16);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+    expect(statuses.filter((s) => s === 503)).toHaveLength(14);
+    expect(up.seen()).toBe(2);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'overflow' })).toBe(14);
+  });
+
+  it('a route rate limit of burst 4 admits 4 requests across both workers', async () => {
+    const up = await counting(200, 0);
+    const t = await start(yaml(up.port, 'rateLimit: { requestsPerSecond: 0.001, burst: 4, key: route }', ''));
+    const statuses = await burst(t.port, 16);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(4);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(12);
+    expect(up.seen()).toBe(4);
+  });
+
+  it('failures seen by either worker open the one breaker for both', async () => {
+    const up = await counting(503, 0);
+    const t = await start(yaml(up.port, '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 6, window: 30s, resetTimeout: 30s }'));
+    // six failures over both workers, a few at a time: none of them alone reaches the volume
+    for (let i = 0; i < 3; i++) expect(await burst(t.port, 2)).toEqual([503, 503]);
+    expect(up.seen()).toBe(6);
+    const after = await burst(t.port, 16);
+    expect(after).toEqual(after.map(() => 503));
+    expect(up.seen()).toBe(6);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_rejections_total', { cluster: 'app', reason: 'open' })).toBe(16);
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(1);
+    const clusters = (await (await fetch(`${t.adminUrl}/clusters`)).json()) as Array<{ breaker: string }>;
+    expect(clusters[0]!.breaker).toBe('open');
+  });
+});
