@@ -15,6 +15,7 @@ import { ConfigReloader, type ReloadTarget } from './reload.js';
 import { closeCluster, closeSnapshot, compileSnapshot, retiredClusters } from './snapshot.js';
 import type { ClusterRuntime, Snapshot } from './snapshot-types.js';
 import { Tracing } from './tracing/tracer.js';
+import { allocateShared, SOLE_WORKER } from './workers/shared-state.js';
 
 /** How often a retired cluster is checked for in-flight requests before its pools close. */
 const RETIRED_POLL_MS = 50;
@@ -48,7 +49,7 @@ export class Tandem {
 
   constructor(config: Config) {
     this.accessLog = createAccessLog(config.accessLog);
-    this.snapshot = compileSnapshot(config, this.metrics, 1, undefined, this.tracing.tracer(config.tracing));
+    this.snapshot = compileSnapshot(config, this.metrics, 1, undefined, this.tracing.tracer(config.tracing), allocateShared(config, 1), SOLE_WORKER);
     for (const compiled of this.snapshot.listeners) {
       this.listeners.push(
         new Listener({
@@ -111,7 +112,8 @@ export class Tandem {
       current: () => this.snapshot,
       apply: (config: Config): number => {
         const previous = this.snapshot;
-        const next = compileSnapshot(config, this.metrics, previous.version + 1, previous, this.tracing.tracer(config.tracing));
+        const shared = allocateShared(config, 1, { config: previous.config, buffers: previous.shared });
+        const next = compileSnapshot(config, this.metrics, previous.version + 1, previous, this.tracing.tracer(config.tracing), shared, SOLE_WORKER);
         this.snapshot = next;
         for (const l of this.listeners) l.ctx.listener = next.listeners.find((n) => n.config.name === l.name)!;
         for (const c of retiredClusters(previous, next)) this.retire(c);
