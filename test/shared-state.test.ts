@@ -107,7 +107,7 @@ describe('token buckets shared by worker threads', () => {
 
   it('a set left locked by a crashed worker is unlocked by resetWorkerSlot', () => {
     const buffer = allocateBuckets(16); // 2 sets of 8
-    const locks = new Int32Array(buffer, 8, 2);
+    const locks = new Int32Array(buffer, 24, 2); // after the header's 6 Int32s
     Atomics.store(locks, 0, 2); // held by worker 1
     Atomics.store(locks, 1, 2);
     resetWorkerSlot({ clusters: new Map(), routes: new Map([['l/r', buffer]]) }, 1);

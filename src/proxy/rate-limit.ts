@@ -4,7 +4,7 @@
 // worker (src/workers/shared-state.ts): the limit holds for the tandem as a
 // whole.
 
-import { hash } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { sharedNow } from '../clock.js';
 import type { RateLimitConfig } from '../config/types.js';
@@ -15,11 +15,12 @@ export const DEFAULT_MAX_KEYS = 100_000;
 /** Buckets per set: a key lives in one set, picked by its hash, and eviction looks only there. */
 const WAYS = 8;
 
-// Header: the number of sets, the ways per set; then one lock per set, then
-// the buckets, each 32 bytes: the key's hash (4 Int32s, the first never 0 in
-// a bucket in use), tokens (Float64), and the time (Float64, shared clock) at
-// which `tokens` was right, also its last use.
-const HEADER = 2;
+// Header: the number of sets, the ways per set, the key hash's 4 seeds; then
+// one lock per set, then the buckets, each 32 bytes: the key's hash (4
+// Int32s, the first never 0 in a bucket in use), tokens (Float64), and the
+// time (Float64, shared clock) at which `tokens` was right, also its last use.
+const HEADER = 6;
+const SEEDS = 2;
 const BUCKET_BYTES = 32;
 const KEY_WORDS = 4;
 const TOKENS = 2;
@@ -42,6 +43,7 @@ export function allocateBuckets(maxKeys: number): SharedArrayBuffer {
   const header = new Int32Array(buffer, 0, HEADER);
   header[0] = sets;
   header[1] = ways;
+  randomFillSync(header.subarray(SEEDS));
   return buffer;
 }
 
@@ -55,8 +57,8 @@ export function releaseWorkerLocks(buffer: SharedArrayBuffer, worker: number): v
 /**
  * Token buckets of `burst` tokens, each starting full and refilling
  * continuously at `perSecond`, in a fixed-size hash table shared by the
- * workers. A key is stored as 128 bits of its SHA-256, so a header value of
- * any length costs the same and no two keys share a bucket in practice.
+ * workers. A key is stored as a 128-bit hash (keyHash), so every bucket has
+ * the same size and no two keys share one in practice.
  * The table is set-associative: a key's hash picks a set of up to 8
  * buckets, and take() holds that set's lock (a compare-and-swap on an
  * Int32, spun on: it is held for a handful of reads and writes) while it
@@ -65,7 +67,9 @@ export function releaseWorkerLocks(buffer: SharedArrayBuffer, worker: number): v
  * full by now are dropped first: a full bucket is what a new one starts as,
  * so forgetting it changes nothing. Only if none is full is the least
  * recently used of the set dropped (its key then starts over with a full
- * bucket).
+ * bucket). Keys spread over the sets at random, so some sets fill before
+ * the table holds maxKeys: drained buckets start being dropped a little
+ * below that.
  */
 export class TokenBuckets {
   private readonly perMs: number;
@@ -75,6 +79,9 @@ export class TokenBuckets {
   private readonly keys: Int32Array;
   private readonly values: Float64Array;
   private readonly me: number;
+  private readonly seeds: Int32Array;
+  /** the hash of the key being taken from: no allocation per request */
+  private readonly key = new Int32Array(KEY_WORDS);
 
   constructor(
     private readonly perSecond: number,
@@ -91,6 +98,7 @@ export class TokenBuckets {
     this.keys = new Int32Array(buffer, bucketsOffset(this.sets));
     this.values = new Float64Array(buffer, bucketsOffset(this.sets));
     this.me = worker + 1;
+    this.seeds = header.slice(SEEDS);
   }
 
   /** keys with a bucket */
@@ -102,16 +110,23 @@ export class TokenBuckets {
 
   /** Takes a token from `key`'s bucket: 0 when there was one, else the whole seconds (at least 1) until there is. */
   take(key: string | undefined): number {
-    // Absent and present keys hash in separate domains: no header value is the absent one.
-    return this.takeHashed(key === undefined ? ABSENT : keyHash(key));
+    keyHash(key, this.seeds, this.key);
+    return this.takeHashed(this.key);
   }
 
-  /** take() for a key already hashed (keyHash). */
-  takeHashed(h: Buffer): number {
-    const k0 = h.readInt32LE(0) | 1;
-    const k1 = h.readInt32LE(4);
-    const k2 = h.readInt32LE(8);
-    const k3 = h.readInt32LE(12);
+  /** The hash take() stores for `key`, for a caller that takes from the same key every time. */
+  hashOf(key: string | undefined): Int32Array {
+    const h = new Int32Array(KEY_WORDS);
+    keyHash(key, this.seeds, h);
+    return h;
+  }
+
+  /** take() for a key already hashed. */
+  takeHashed(h: Int32Array): number {
+    const k0 = h[0]! | 1;
+    const k1 = h[1]!;
+    const k2 = h[2]!;
+    const k3 = h[3]!;
     const set = (k1 >>> 0) % this.sets;
     const locks = this.locks;
     while (Atomics.compareExchange(locks, set, 0, this.me) !== 0);
@@ -172,12 +187,46 @@ export class TokenBuckets {
   }
 }
 
-/** 128 bits of SHA-256 of a present key. */
-function keyHash(key: string): Buffer {
-  return hash('sha256', '=' + key, 'buffer');
+/**
+ * 128 bits from four multiply-xorshift lanes over the key's UTF-16 units,
+ * each lane seeded from the table (random per table, the same in every
+ * worker), mixed together at the end so that every bit depends on every
+ * lane. Not a cryptographic hash, and it need not be: a collision only
+ * makes two keys share one limit, and a client choosing its own header
+ * values gets fresh buckets anyway by choosing new ones. It is what
+ * SHA-256 would cost a tenth of. A present key starts with a unit no string
+ * has (0x10000), so no header value hashes as the absent header.
+ */
+function keyHash(key: string | undefined, seeds: Int32Array, out: Int32Array): void {
+  let a = seeds[0]!;
+  let b = seeds[1]!;
+  let c = seeds[2]!;
+  let d = seeds[3]!;
+  if (key !== undefined) {
+    for (let i = -1; i < key.length; i++) {
+      const u = i < 0 ? 0x10000 : key.charCodeAt(i);
+      a = Math.imul(a ^ u, 0x9e3779b1);
+      a ^= a >>> 15;
+      b = Math.imul(b ^ u, 0x85ebca77);
+      b ^= b >>> 13;
+      c = Math.imul(c ^ u, 0xc2b2ae3d);
+      c ^= c >>> 16;
+      d = Math.imul(d ^ u, 0x27d4eb2f);
+      d ^= d >>> 14;
+    }
+  }
+  out[0] = avalanche(a ^ Math.imul(d, 0x165667b1));
+  out[1] = avalanche(b ^ Math.imul(a, 0x27d4eb2f));
+  out[2] = avalanche(c ^ Math.imul(b, 0x9e3779b1));
+  out[3] = avalanche(d ^ Math.imul(c, 0x85ebca77));
 }
 
-const ABSENT = hash('sha256', '-', 'buffer');
+/** MurmurHash3's finalizer: each input bit flips about half the output bits. */
+function avalanche(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
 
 /** What a request offers to be keyed on (an Exchange fits). */
 export interface RateLimitSubject {
@@ -195,7 +244,7 @@ export function compileRateLimit(cfg: RateLimitConfig, buffer: SharedArrayBuffer
   const buckets = new TokenBuckets(cfg.requestsPerSecond, cfg.burst, buffer, worker, now);
   const key = cfg.key;
   if (key === 'route') {
-    const only = keyHash('');
+    const only = buckets.hashOf('');
     return { take: () => buckets.takeHashed(only) };
   }
   if (key === 'clientIp') return { take: (s) => buckets.take(s.clientIp) };
