@@ -111,7 +111,7 @@ export function compileCluster(
   const health = c.healthCheck === undefined ? null : checkHealth(c.name, c.healthCheck, cluster.endpoints, metrics);
   const dns =
     c.dns === undefined ? null : new DnsDiscovery(c.name, c.dns, (list) => followEndpoints(runtime, list, metrics), resolve);
-  const limits = new ConcurrencyLimits(cb, c.retryBudget, buffer, 0, slot.index);
+  const limits = new ConcurrencyLimits(cb, c.retryBudget, buffer, 0, slot);
   const runtime: ClusterRuntime = { cluster, metrics: m, limits, breaker, outlier, health, dns };
   dns?.start();
   return runtime;

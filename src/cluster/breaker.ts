@@ -192,18 +192,23 @@ export class ErrorRateBreaker {
     return Math.floor((sharedNow() - this.times[ORIGIN]!) / this.bucketMs) | 0;
   }
 
-  /** Counts a verdict in this worker's bucket of now, reusing the bucket if it still holds an older one. */
+  /**
+   * Counts a verdict in this worker's bucket of now, reusing the bucket if
+   * it still holds an older one. This worker is the buckets' only writer, so
+   * plain writes do; a reader in another thread that catches a bucket being
+   * reused sees at worst an outcome fewer for a moment.
+   */
   private count(w: number, ok: boolean): void {
     const s = this.shared;
     const n = this.bucketNumber();
-    const b = this.own + (n >>> 0) % WINDOW_BUCKETS * BUCKET;
-    if (Atomics.load(s, b) !== w || Atomics.load(s, b + 1) !== n) {
-      Atomics.store(s, b + 2, 0);
-      Atomics.store(s, b + 3, 0);
-      Atomics.store(s, b + 1, n);
-      Atomics.store(s, b, w);
+    const b = this.own + ((n >>> 0) % WINDOW_BUCKETS) * BUCKET;
+    if (s[b] !== w || s[b + 1] !== n) {
+      s[b + 2] = 0;
+      s[b + 3] = 0;
+      s[b + 1] = n;
+      s[b] = w;
     }
-    Atomics.add(s, ok ? b + 2 : b + 3, 1);
+    s[ok ? b + 2 : b + 3]!++;
   }
 
   private tripped(w: number): boolean {
@@ -213,11 +218,11 @@ export class ErrorRateBreaker {
     let finished = 0;
     const end = BUCKETS + this.workers * PER_WORKER;
     for (let b = BUCKETS; b < end; b += BUCKET) {
-      const age = (n - Atomics.load(s, b + 1)) | 0;
-      if (Atomics.load(s, b) !== w || age < 0 || age >= WINDOW_BUCKETS) continue;
-      const f = Atomics.load(s, b + 3);
+      const age = (n - s[b + 1]!) | 0;
+      if (s[b] !== w || age < 0 || age >= WINDOW_BUCKETS) continue;
+      const f = s[b + 3]!;
       failures += f;
-      finished += f + Atomics.load(s, b + 2);
+      finished += f + s[b + 2]!;
     }
     // Cross-multiplied: 7/25*100 is 28.000000000000004 in floating point,
     // which would count an exactly-at-threshold share as over it.

@@ -7,16 +7,19 @@
 // (breaker.ts) is the other, separate kind.
 
 import type { CircuitBreakerConfig, RetryBudgetConfig } from '../config/types.js';
+import type { WorkerSlot } from '../workers/shared-state.js';
 
 const ACTIVE = 0;
-const PENDING = 1;
-const RETRIES = 2;
+const RETRIES = 1;
+const PENDING = 2;
 const COUNTERS = 3;
 
 /**
- * Bytes of a cluster's counters for `workers` workers: the tandem-wide
- * totals, then each worker's own share of them. Padded to 8 so that what
- * follows in the same buffer may hold Float64s.
+ * Bytes of a cluster's counters for `workers` workers: a row of tandem-wide
+ * totals, then a row per worker of its own share. Pending tries have no
+ * total: only admit() reads them, as the sum of the shares, so that the two
+ * changes of every try stay plain writes. Padded to 8 so that what follows
+ * in the same buffer may hold Float64s.
  */
 export function limitsBytes(workers: number): number {
   return Math.ceil(((workers + 1) * COUNTERS * 4) / 8) * 8;
@@ -30,7 +33,9 @@ export function limitsBytes(workers: number): number {
 export function releaseWorkerLimits(buffer: SharedArrayBuffer, byteOffset: number, worker: number): void {
   const counts = countsOf(buffer, byteOffset, worker);
   const own = (worker + 1) * COUNTERS;
-  for (let k = 0; k < COUNTERS; k++) Atomics.sub(counts, k, Atomics.exchange(counts, own + k, 0));
+  Atomics.sub(counts, ACTIVE, Atomics.exchange(counts, own + ACTIVE, 0));
+  Atomics.sub(counts, RETRIES, Atomics.exchange(counts, own + RETRIES, 0));
+  Atomics.store(counts, own + PENDING, 0);
 }
 
 /** The totals and the shares of workers up to `worker`. */
@@ -42,22 +47,26 @@ function countsOf(buffer: SharedArrayBuffer, byteOffset: number, worker: number)
  * One worker's view of its cluster's counters. A limit is checked against
  * the totals with one atomic add that is taken back when it went over, so
  * two workers can never both take the last place. The worker's own share
- * has a single writer, this object, and is read only once the worker is
- * gone (releaseWorkerLimits): plain writes are enough for it.
+ * has a single writer, this object: plain writes are enough for it, read by
+ * the others' admit() (pending) and once the worker is gone
+ * (releaseWorkerLimits).
  */
 export class ConcurrencyLimits {
   private readonly counts: Int32Array;
   private readonly own: number;
+  /** index just past the last worker's row */
+  private readonly end: number;
 
   constructor(
     private readonly cfg: CircuitBreakerConfig,
     private readonly budget: RetryBudgetConfig,
     buffer: SharedArrayBuffer,
     byteOffset: number,
-    worker: number,
+    slot: WorkerSlot,
   ) {
-    this.counts = countsOf(buffer, byteOffset, worker);
-    this.own = (worker + 1) * COUNTERS;
+    this.counts = countsOf(buffer, byteOffset, slot.count - 1);
+    this.own = (slot.index + 1) * COUNTERS;
+    this.end = (slot.count + 1) * COUNTERS;
   }
 
   /** this worker's requests admitted and not finished */
@@ -78,7 +87,9 @@ export class ConcurrencyLimits {
   /** Admits a new request, or refuses it (false) when the cluster is full. */
   admit(): boolean {
     const c = this.counts;
-    if (Atomics.load(c, PENDING) >= this.cfg.maxPendingRequests) return false;
+    let pending = 0;
+    for (let i = COUNTERS + PENDING; i < this.end; i += COUNTERS) pending += c[i]!;
+    if (pending >= this.cfg.maxPendingRequests) return false;
     if (Atomics.add(c, ACTIVE, 1) >= this.cfg.maxRequests) {
       Atomics.sub(c, ACTIVE, 1);
       return false;
@@ -94,12 +105,10 @@ export class ConcurrencyLimits {
 
   /** A try waits for a connection (counted against maxPendingRequests). */
   queue(): void {
-    Atomics.add(this.counts, PENDING, 1);
     this.counts[this.own + PENDING]!++;
   }
 
   unqueue(): void {
-    Atomics.sub(this.counts, PENDING, 1);
     this.counts[this.own + PENDING]!--;
   }
 
