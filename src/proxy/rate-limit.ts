@@ -193,9 +193,9 @@ export class TokenBuckets {
  * worker), mixed together at the end so that every bit depends on every
  * lane. Not a cryptographic hash, and it need not be: a collision only
  * makes two keys share one limit, and a client choosing its own header
- * values gets fresh buckets anyway by choosing new ones. It is what
- * SHA-256 would cost a tenth of. A present key starts with a unit no string
- * has (0x10000), so no header value hashes as the absent header.
+ * values gets fresh buckets anyway by choosing new ones. A present key
+ * starts with a unit no string has (0x10000), so no header value hashes as
+ * the absent header.
  */
 function keyHash(key: string | undefined, seeds: Int32Array, out: Int32Array): void {
   let a = seeds[0]!;
