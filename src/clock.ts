@@ -2,8 +2,7 @@
 // breaker, outlier detection, health checks, DNS refresh) reads the time and
 // starts timers. Each call looks up the global (`performance`, `setTimeout`, ...)
 // when it runs, never a copy taken at import, so a test that installs fake
-// timers moves all of them at once (test/support/fake-time.ts); opossum,
-// which runs the breaker's reset timer, reads the same globals the same way.
+// timers moves all of them at once (test/support/fake-time.ts).
 // The functions are small enough for V8 to inline: the request path pays no
 // extra call for them.
 
@@ -12,6 +11,22 @@ export type Timer = NodeJS.Timeout;
 /** Monotonic milliseconds, for durations: never `Date.now()`, which jumps with the wall clock. */
 export function now(): number {
   return performance.now();
+}
+
+/**
+ * What `performance.now()` lacks to be the same timeline in every thread of
+ * the process: each worker thread counts from its own start, while the
+ * monotonic clock behind hrtime is one. Whole ms, so that durations between
+ * readings stay exact integers under a fake clock.
+ */
+const threadOffset = Math.round(Number(process.hrtime.bigint() / 1000n) / 1000 - performance.now());
+
+/**
+ * Monotonic milliseconds that every worker thread reads alike: for times
+ * stored in memory shared between threads (rate-limit buckets, breakers).
+ */
+export function sharedNow(): number {
+  return performance.now() + threadOffset;
 }
 
 /**

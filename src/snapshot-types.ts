@@ -16,6 +16,7 @@ import type { RateLimiter } from './proxy/rate-limit.js';
 import type { RetryPolicy } from './proxy/retry-policy.js';
 import type { RouteMatcher } from './router/match.js';
 import type { Tracer } from './tracing/tracer.js';
+import type { SharedBuffers } from './workers/shared-state.js';
 
 export interface ClusterRuntime {
   readonly cluster: Cluster;
@@ -81,4 +82,6 @@ export interface Snapshot {
   readonly config: Config;
   readonly listeners: readonly CompiledListener[];
   readonly clusters: ReadonlyMap<string, ClusterRuntime>;
+  /** the memory its limits, breakers and buckets share with the other workers */
+  readonly shared: SharedBuffers;
 }

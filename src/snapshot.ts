@@ -22,6 +22,7 @@ import { compileRewrite } from './router/rewrite.js';
 import { compileWeighted } from './router/weighted.js';
 import type { ClusterRuntime, CompiledListener, CompiledRoute, Snapshot } from './snapshot-types.js';
 import type { Tracer } from './tracing/tracer.js';
+import { breakerOffset, routeKey, type SharedBuffers, type WorkerSlot } from './workers/shared-state.js';
 
 /** Label value of requests that matched no route. */
 export const NO_ROUTE_LABEL = 'no_route';
@@ -31,15 +32,27 @@ export const NO_ROUTE_LABEL = 'no_route';
  * configuration is unchanged is carried over with its runtime (pools, health
  * and ejection state, breaker, limits), and so are the rate-limit buckets of
  * a route whose listener, name and `rateLimit` are unchanged; the others are
- * built fresh. `tracer` is this load's (null: tracing off).
+ * built fresh. `tracer` is this load's (null: tracing off). `shared` holds
+ * the state every worker shares, allocated for `config` by allocateShared
+ * (with the same carry-over), and `slot` says which worker this is.
  */
-export function compileSnapshot(config: Config, metrics: Metrics, version: number, previous?: Snapshot, tracer: Tracer | null = null): Snapshot {
+export function compileSnapshot(
+  config: Config,
+  metrics: Metrics,
+  version: number,
+  previous: Snapshot | undefined,
+  tracer: Tracer | null,
+  shared: SharedBuffers,
+  slot: WorkerSlot,
+): Snapshot {
   const clusters = new Map<string, ClusterRuntime>();
-  for (const c of config.clusters) clusters.set(c.name, unchangedCluster(previous, c) ?? compileCluster(c, metrics));
+  for (const c of config.clusters) {
+    clusters.set(c.name, unchangedCluster(previous, c) ?? compileCluster(c, metrics, shared.clusters.get(c.name)!, slot));
+  }
   const listeners = config.listeners.map((l) =>
-    compileListener(l, clusters, metrics, previous?.listeners.find((p) => p.config.name === l.name), tracer),
+    compileListener(l, clusters, metrics, previous?.listeners.find((p) => p.config.name === l.name), tracer, shared, slot),
   );
-  return { version, loadedAt: new Date(), config, listeners, clusters };
+  return { version, loadedAt: new Date(), config, listeners, clusters, shared };
 }
 
 function unchangedCluster(previous: Snapshot | undefined, c: ClusterConfig): ClusterRuntime | undefined {
@@ -56,9 +69,17 @@ export function retiredClusters(previous: Snapshot, next: Snapshot): ClusterRunt
 /**
  * A cluster with its resilience parts, each bound to its metrics. Health
  * checks start probing and DNS discovery starts resolving here; a dns cluster
- * has no endpoints until its first resolution succeeds. `resolve` is for tests.
+ * has no endpoints until its first resolution succeeds. Its limits and
+ * breaker live in `buffer` (allocateCluster), as worker `slot`. `resolve` is
+ * for tests.
  */
-export function compileCluster(c: ClusterConfig, metrics: Metrics, resolve: Resolver = lookupAll): ClusterRuntime {
+export function compileCluster(
+  c: ClusterConfig,
+  metrics: Metrics,
+  buffer: SharedArrayBuffer,
+  slot: WorkerSlot,
+  resolve: Resolver = lookupAll,
+): ClusterRuntime {
   const cluster = new Cluster(c, (panicking) =>
     log.warn(
       { cluster: c.name, panicThreshold: c.panicThreshold },
@@ -73,8 +94,12 @@ export function compileCluster(c: ClusterConfig, metrics: Metrics, resolve: Reso
   const breaker =
     cb.errorThresholdPercentage === undefined
       ? null
-      : new ErrorRateBreaker({ ...cb, errorThresholdPercentage: cb.errorThresholdPercentage }, (state) =>
-          m.breakerOpen(state === 'open'),
+      : new ErrorRateBreaker(
+          { ...cb, errorThresholdPercentage: cb.errorThresholdPercentage },
+          (state) => m.breakerOpen(state === 'open'),
+          buffer,
+          breakerOffset(slot.count),
+          slot,
         );
   const outlier =
     c.outlierDetection === undefined
@@ -86,7 +111,8 @@ export function compileCluster(c: ClusterConfig, metrics: Metrics, resolve: Reso
   const health = c.healthCheck === undefined ? null : checkHealth(c.name, c.healthCheck, cluster.endpoints, metrics);
   const dns =
     c.dns === undefined ? null : new DnsDiscovery(c.name, c.dns, (list) => followEndpoints(runtime, list, metrics), resolve);
-  const runtime: ClusterRuntime = { cluster, metrics: m, limits: new ConcurrencyLimits(cb, c.retryBudget), breaker, outlier, health, dns };
+  const limits = new ConcurrencyLimits(cb, c.retryBudget, buffer, 0, slot);
+  const runtime: ClusterRuntime = { cluster, metrics: m, limits, breaker, outlier, health, dns };
   dns?.start();
   return runtime;
 }
@@ -129,10 +155,12 @@ function compileListener(
   metrics: Metrics,
   previous: CompiledListener | undefined,
   tracer: Tracer | null,
+  shared: SharedBuffers,
+  slot: WorkerSlot,
 ): CompiledListener {
   return {
     config: l,
-    routes: l.routes.map((r) => compileRoute(l.name, r, clusters, metrics, previous)),
+    routes: l.routes.map((r) => compileRoute(l.name, r, clusters, metrics, previous, shared, slot)),
     noRouteMetrics: metrics.route(l.name, NO_ROUTE_LABEL),
     tracer,
   };
@@ -144,6 +172,8 @@ function compileRoute(
   clusters: Map<string, ClusterRuntime>,
   metrics: Metrics,
   previous: CompiledListener | undefined,
+  shared: SharedBuffers,
+  slot: WorkerSlot,
 ): CompiledRoute {
   const requestOps = compileHeaderOps(r.requestHeaders);
   const retry = compileRetryPolicy(r.retries);
@@ -164,7 +194,9 @@ function compileRoute(
     upgradeDeadlines: upgradeAnswerDeadlines(r.timeout, r.idleTimeout),
     requestOps,
     responseOps: compileHeaderOps(r.responseHeaders),
-    rateLimit: unchangedRateLimit(previous, r) ?? (r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit)),
+    rateLimit:
+      unchangedRateLimit(previous, r) ??
+      (r.rateLimit === undefined ? null : compileRateLimit(r.rateLimit, shared.routes.get(routeKey(listener, r.name))!, slot.index)),
     auth: r.auth === undefined ? null : compileJwtAuth(r.auth.jwt, requestOps),
     metrics: metrics.route(listener, r.name),
   };

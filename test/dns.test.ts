@@ -15,7 +15,13 @@ import { log } from '../src/observability/log.js';
 import { Metrics } from '../src/observability/metrics.js';
 import { closeCluster, compileCluster } from '../src/snapshot.js';
 import type { ClusterRuntime } from '../src/snapshot-types.js';
+import { allocateCluster, SOLE_WORKER } from '../src/workers/shared-state.js';
 import { eventually, startTandem, type RunningTandem } from './support/harness.js';
+
+/** A cluster compiled alone, as the only worker, over a fresh shared buffer. */
+function compile(c: ClusterConfig, metrics: Metrics, resolve: Resolver): ClusterRuntime {
+  return compileCluster(c, metrics, allocateCluster(1), SOLE_WORKER, resolve);
+}
 
 interface Upstreams {
   readonly port: number;
@@ -145,7 +151,7 @@ clusters:
 describe('DNS discovery with an injected resolver', () => {
   it('an IPv4 and an IPv6 address on the same port are two endpoints, both reached', async () => {
     upstreams = await startUpstreams(['127.0.0.1', '::1']);
-    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), async () => ['::1', '127.0.0.1']);
+    runtime = compile(clusterConfig(upstreams.port), new Metrics(), async () => ['::1', '127.0.0.1']);
     expect(await eventually(() => runtime!.cluster.endpoints.length === 2)).toBe(true);
     expect(keys(runtime)).toEqual([`127.0.0.1:${upstreams.port}`, `[::1]:${upstreams.port}`]);
     const bodies = [await send(pickAny(runtime)!), await send(pickAny(runtime)!)];
@@ -156,7 +162,7 @@ describe('DNS discovery with an injected resolver', () => {
     let answer: (addresses: string[]) => void = () => {};
     const pending = new Promise<string[]>((resolve) => (answer = resolve));
     upstreams = await startUpstreams(['127.0.0.1']);
-    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), () => pending);
+    runtime = compile(clusterConfig(upstreams.port), new Metrics(), () => pending);
     expect(runtime.cluster.endpoints).toEqual([]);
     expect(pickAny(runtime)).toBeUndefined();
     answer(['127.0.0.1']);
@@ -167,7 +173,7 @@ describe('DNS discovery with an injected resolver', () => {
   it('a refresh that drops an endpoint lets its in-flight request finish, then closes it; the one that stays is the same object', async () => {
     upstreams = await startUpstreams(['127.0.0.1', '::1']);
     let answer = ['127.0.0.1', '::1'];
-    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), async () => answer);
+    runtime = compile(clusterConfig(upstreams.port), new Metrics(), async () => answer);
     expect(await eventually(() => runtime!.cluster.endpoints.length === 2)).toBe(true);
     const [v4, v6] = runtime.cluster.endpoints as [Endpoint, Endpoint];
 
@@ -206,7 +212,7 @@ describe('DNS discovery with an injected resolver', () => {
       if (fail === 'throw') throw Object.assign(new Error('getaddrinfo ENOTFOUND app.test'), { code: 'ENOTFOUND' });
       return fail === 'empty' ? [] : ['127.0.0.1'];
     };
-    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), resolve);
+    runtime = compile(clusterConfig(upstreams.port), new Metrics(), resolve);
     expect(await eventually(() => runtime!.cluster.endpoints.length === 1)).toBe(true);
     const endpoint = runtime.cluster.endpoints[0]!;
 
@@ -231,7 +237,7 @@ describe('DNS discovery with an injected resolver', () => {
     upstreams = await startUpstreams(['127.0.0.1', '::1']);
     const metrics = new Metrics();
     let answer = ['127.0.0.1', '::1'];
-    runtime = compileCluster(
+    runtime = compile(
       clusterConfig(upstreams.port, 'healthCheck: { path: /healthz, interval: 20ms }\noutlierDetection: { consecutive5xx: 1, maxEjectionPercent: 100 }'),
       metrics,
       async () => answer,
@@ -263,7 +269,7 @@ describe('DNS discovery with an injected resolver', () => {
   it('an ejected endpoint that leaves no longer counts against maxEjectionPercent', async () => {
     upstreams = await startUpstreams(['127.0.0.1', '::1']);
     let answer = ['127.0.0.1', '::1'];
-    runtime = compileCluster(
+    runtime = compile(
       clusterConfig(upstreams.port, 'outlierDetection: { consecutive5xx: 1, maxEjectionPercent: 50 }'),
       new Metrics(),
       async () => answer,
@@ -283,7 +289,7 @@ describe('DNS discovery with an injected resolver', () => {
 
   it('skips zone-scoped IPv6 addresses, which no origin URL can name', async () => {
     upstreams = await startUpstreams(['127.0.0.1']);
-    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), async () => ['fe80::1%lo', '127.0.0.1']);
+    runtime = compile(clusterConfig(upstreams.port), new Metrics(), async () => ['fe80::1%lo', '127.0.0.1']);
     expect(await eventually(() => runtime!.cluster.endpoints.length === 1)).toBe(true);
     expect(keys(runtime)).toEqual([`127.0.0.1:${upstreams.port}`]);
   });
@@ -317,7 +323,7 @@ describe('DNS discovery with an injected resolver', () => {
   it('closing the cluster stops the refreshes', async () => {
     upstreams = await startUpstreams(['127.0.0.1']);
     let calls = 0;
-    runtime = compileCluster(clusterConfig(upstreams.port), new Metrics(), async () => {
+    runtime = compile(clusterConfig(upstreams.port), new Metrics(), async () => {
       calls++;
       return ['127.0.0.1'];
     });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfigText } from '../src/config/load.js';
 import { formatConfigError } from '../src/config/errors.js';
-import { TokenBuckets, compileRateLimit } from '../src/proxy/rate-limit.js';
+import { allocateBuckets, TokenBuckets, compileRateLimit } from '../src/proxy/rate-limit.js';
 import {
   expectTandemError,
   simpleConfig,
@@ -27,14 +27,14 @@ function manualClock(): { now: () => number; advance(ms: number): void } {
 describe('TokenBuckets', () => {
   it('starts full: burst requests pass at once, the next is refused', () => {
     const clock = manualClock();
-    const b = new TokenBuckets(10, 3, 100, clock.now);
+    const b = new TokenBuckets(10, 3, allocateBuckets(100), 0, clock.now);
     expect([b.take('a'), b.take('a'), b.take('a')]).toEqual([0, 0, 0]);
     expect(b.take('a')).toBe(1);
   });
 
   it('refills continuously at the rate, never beyond burst', () => {
     const clock = manualClock();
-    const b = new TokenBuckets(4, 2, 100, clock.now);
+    const b = new TokenBuckets(4, 2, allocateBuckets(100), 0, clock.now);
     b.take('a');
     b.take('a');
     clock.advance(125); // half a token
@@ -48,7 +48,7 @@ describe('TokenBuckets', () => {
 
   it('retry-after is the whole seconds until one token, at least 1', () => {
     const clock = manualClock();
-    const slow = new TokenBuckets(0.25, 1, 100, clock.now); // a token every 4 s
+    const slow = new TokenBuckets(0.25, 1, allocateBuckets(100), 0, clock.now); // a token every 4 s
     expect(slow.take('a')).toBe(0);
     expect(slow.take('a')).toBe(4);
     clock.advance(1_500);
@@ -57,14 +57,14 @@ describe('TokenBuckets', () => {
     expect(slow.take('a')).toBe(1); // 1 ms left still says 1
     clock.advance(1);
     expect(slow.take('a')).toBe(0);
-    const fast = new TokenBuckets(1000, 1, 100, clock.now);
+    const fast = new TokenBuckets(1000, 1, allocateBuckets(100), 0, clock.now);
     fast.take('a');
     expect(fast.take('a')).toBe(1); // 1 ms away, never 0
   });
 
   it('keeps one bucket per key', () => {
     const clock = manualClock();
-    const b = new TokenBuckets(1, 1, 100, clock.now);
+    const b = new TokenBuckets(1, 1, allocateBuckets(100), 0, clock.now);
     expect(b.take('a')).toBe(0);
     expect(b.take('a')).toBe(1);
     expect(b.take('b')).toBe(0);
@@ -74,7 +74,7 @@ describe('TokenBuckets', () => {
 
   it('stays within maxKeys, dropping buckets that refilled (lossless) before the least recently used', () => {
     const clock = manualClock();
-    const b = new TokenBuckets(1, 2, 10, clock.now);
+    const b = new TokenBuckets(1, 2, allocateBuckets(10), 0, clock.now);
     for (let i = 0; i < 10; i++) b.take(`idle${i}`);
     clock.advance(1_000); // every idle bucket is full again
     b.take('busy');
@@ -88,7 +88,7 @@ describe('TokenBuckets', () => {
 
   it('a sweep forgets only full buckets: a key still refilling stays limited', () => {
     const clock = manualClock();
-    const b = new TokenBuckets(1, 1, 3, clock.now);
+    const b = new TokenBuckets(1, 1, allocateBuckets(3), 0, clock.now);
     b.take('drained');
     b.take('x');
     clock.advance(500);
@@ -105,14 +105,14 @@ describe('compileRateLimit keys', () => {
   const subject = (clientIp: string, headers: Record<string, string> = {}) => ({ clientIp, headers });
 
   it('clientIp: one bucket per client address', () => {
-    const rl = compileRateLimit({ requestsPerSecond: 1, burst: 1, key: 'clientIp' }, 100, manualClock().now);
+    const rl = compileRateLimit({ requestsPerSecond: 1, burst: 1, key: 'clientIp' }, allocateBuckets(100), 0, manualClock().now);
     expect(rl.take(subject('10.0.0.1'))).toBe(0);
     expect(rl.take(subject('10.0.0.1'))).toBe(1);
     expect(rl.take(subject('10.0.0.2'))).toBe(0);
   });
 
   it('header: one bucket per value, one shared by every request without it; long values are digested', () => {
-    const rl = compileRateLimit({ requestsPerSecond: 1, burst: 1, key: 'header:x-api-key' }, 100, manualClock().now);
+    const rl = compileRateLimit({ requestsPerSecond: 1, burst: 1, key: 'header:x-api-key' }, allocateBuckets(100), 0, manualClock().now);
     expect(rl.take(subject('1', { 'x-api-key': 'a' }))).toBe(0);
     expect(rl.take(subject('2', { 'x-api-key': 'a' }))).toBe(1);
     expect(rl.take(subject('1'))).toBe(0);
@@ -124,7 +124,7 @@ describe('compileRateLimit keys', () => {
   });
 
   it('route: one bucket for everyone', () => {
-    const rl = compileRateLimit({ requestsPerSecond: 1, burst: 2, key: 'route' }, 100, manualClock().now);
+    const rl = compileRateLimit({ requestsPerSecond: 1, burst: 2, key: 'route' }, allocateBuckets(100), 0, manualClock().now);
     expect(rl.take(subject('1'))).toBe(0);
     expect(rl.take(subject('2', { 'x-api-key': 'b' }))).toBe(0);
     expect(rl.take(subject('3'))).toBe(1);

@@ -29,14 +29,14 @@ export class UpstreamTry {
   ) {
     endpoint.begin();
     cluster.metrics.activeInc();
-    cluster.limits.pending++;
+    cluster.limits.queue();
   }
 
   /** A connection was assigned (or the try ended without one): it no longer waits (maxPendingRequests). */
   protected unqueue(): void {
     if (!this.queued) return;
     this.queued = false;
-    this.cluster.limits.pending--;
+    this.cluster.limits.unqueue();
   }
 
   /**

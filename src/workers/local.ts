@@ -11,6 +11,14 @@ import { closeCluster, closeSnapshot, compileSnapshot, retiredClusters } from '.
 import type { ClusterRuntime, Snapshot } from '../snapshot-types.js';
 import { Tracing } from '../tracing/tracer.js';
 import type { BoundListener, Fleet } from './fleet.js';
+import { allocateShared, SOLE_WORKER, type SharedBuffers, type WorkerSlot } from './shared-state.js';
+
+/** Where a LocalFleet serves: alone in the process, or as one worker thread of several. */
+export interface Placement {
+  /** the state shared with the other workers (allocateShared for all of them) */
+  shared: SharedBuffers;
+  slot: WorkerSlot;
+}
 
 /** How often a retired cluster is checked for in-flight requests before its pools close. */
 const RETIRED_POLL_MS = 50;
@@ -31,11 +39,12 @@ export class LocalFleet implements Fleet {
     version: number,
     private readonly metrics: Metrics,
     private readonly accessLog: AccessLog,
-    /** bind beside other workers on the same ports (SO_REUSEPORT) */
-    private readonly reusePort = false,
+    /** absent: the only thread serving, its shared state its own */
+    private readonly placement?: Placement,
   ) {
     this.tracing = new Tracing(metrics);
-    this.snapshot = compileSnapshot(config, metrics, version, undefined, this.tracing.tracer(config.tracing));
+    const shared = placement?.shared ?? allocateShared(config, 1);
+    this.snapshot = compileSnapshot(config, metrics, version, undefined, this.tracing.tracer(config.tracing), shared, this.slot);
     for (const compiled of this.snapshot.listeners) {
       this.listeners.push(
         new Listener({
@@ -49,7 +58,8 @@ export class LocalFleet implements Fleet {
   }
 
   async listen(): Promise<void> {
-    await Promise.all(this.listeners.map((l) => l.listen(this.reusePort)));
+    // beside the other workers' sockets on the same ports (SO_REUSEPORT)
+    await Promise.all(this.listeners.map((l) => l.listen(this.placement !== undefined)));
   }
 
   /** once bound, until the drain closes it: this thread is the only one */
@@ -59,14 +69,20 @@ export class LocalFleet implements Fleet {
     return this.listeners.map((l) => ({ name: l.name, port: l.port }));
   }
 
+  private get slot(): WorkerSlot {
+    return this.placement?.slot ?? SOLE_WORKER;
+  }
+
   /**
    * A new snapshot (unchanged clusters carried over) becomes every
    * listener's for new requests; in-flight requests keep the objects they
-   * already hold.
+   * already hold. A worker thread gets the shared state from the main
+   * thread, which allocated it for every worker.
    */
-  apply(config: Config, version: number): Promise<void> {
+  apply(config: Config, version: number, shared?: SharedBuffers): Promise<void> {
     const previous = this.snapshot;
-    const next = compileSnapshot(config, this.metrics, version, previous, this.tracing.tracer(config.tracing));
+    const buffers = shared ?? allocateShared(config, 1, { config: previous.config, buffers: previous.shared });
+    const next = compileSnapshot(config, this.metrics, version, previous, this.tracing.tracer(config.tracing), buffers, this.slot);
     this.snapshot = next;
     for (const l of this.listeners) l.ctx.listener = next.listeners.find((n) => n.config.name === l.name)!;
     for (const c of retiredClusters(previous, next)) this.retire(c);
@@ -115,6 +131,15 @@ export class LocalFleet implements Fleet {
     await Promise.all([closeSnapshot(this.snapshot), ...this.retiring]);
     await this.accessLog.close();
     this.tracing.close();
+  }
+
+  /**
+   * Catches every breaker up with a change another worker made, so that
+   * this worker's breaker gauge says what all of them see (a worker that has
+   * not served since would still report the state it last acted on).
+   */
+  syncBreakers(): void {
+    for (const { breaker } of this.snapshot.clusters.values()) void breaker?.state;
   }
 
   flushAccessLog(): Promise<void> {

@@ -3,11 +3,14 @@
 
 import type { Config } from '../config/types.js';
 import type { BoundListener } from './fleet.js';
+import type { SharedBuffers } from './shared-state.js';
 
 /** A worker's start: its configuration (ports fixed by the first worker when the file says 0) and slot. */
 export interface ThreadStart {
   config: Config;
   version: number;
+  /** the limits, buckets and breakers of `config`, the same memory in every worker */
+  shared: SharedBuffers;
   /** this worker's place among `count`, kept by its replacement */
   index: number;
   count: number;
@@ -17,7 +20,7 @@ export interface ThreadStart {
 export type ThreadCall =
   | { id: number; op: 'metrics' }
   | { id: number; op: 'clusters' }
-  | { id: number; op: 'apply'; config: Config; version: number }
+  | { id: number; op: 'apply'; config: Config; version: number; shared: SharedBuffers }
   | { id: number; op: 'flush' }
   | { id: number; op: 'beginDrain' }
   | { id: number; op: 'finish'; timeoutMs: number };

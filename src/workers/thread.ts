@@ -17,16 +17,20 @@ const metrics = new Metrics(false);
 const accessLog = relayAccessLog(start.config.accessLog, (bytes) =>
   post({ type: 'log', bytes }, [bytes.buffer as ArrayBuffer]),
 );
-const fleet = new LocalFleet(start.config, start.version, metrics, accessLog, true);
+const fleet = new LocalFleet(start.config, start.version, metrics, accessLog, {
+  shared: start.shared,
+  slot: { index: start.index, count: start.count },
+});
 
 async function answer(call: ThreadCall): Promise<unknown> {
   switch (call.op) {
     case 'metrics':
+      fleet.syncBreakers();
       return metrics.registry.getMetricsAsJSON();
     case 'clusters':
       return fleet.clustersView();
     case 'apply':
-      return fleet.apply(call.config, call.version);
+      return fleet.apply(call.config, call.version, call.shared);
     case 'flush':
       return fleet.flushAccessLog();
     case 'beginDrain':

@@ -12,6 +12,7 @@ import { log } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { BoundListener, Fleet, MetricsSource } from './fleet.js';
 import type { ThreadCall, ThreadMessage, ThreadStart } from './messages.js';
+import { allocateShared, resetWorkerSlot, type SharedBuffers } from './shared-state.js';
 
 // From dist/workers/ and from src/workers/ (the tests) alike: a thread always runs the compiled file.
 const THREAD = fileURLToPath(new URL('../../dist/workers/thread.js', import.meta.url));
@@ -90,8 +91,8 @@ class ThreadWorker {
 export class ThreadFleet implements Fleet {
   private readonly accessLog: OwnedAccessLog;
   private readonly workers: ThreadWorker[] = [];
-  /** the configuration every worker serves, its ports those the first worker bound */
-  private current: { config: Config; version: number };
+  /** the configuration every worker serves (its ports those the first worker bound) and its shared state */
+  private current: { config: Config; version: number; shared: SharedBuffers };
   private ports: BoundListener[] = [];
   /** no more replacements: drain or close has begun */
   private ending = false;
@@ -104,7 +105,7 @@ export class ThreadFleet implements Fleet {
     private readonly count: number,
     metrics: Metrics,
   ) {
-    this.current = { config, version: 1 };
+    this.current = { config, version: 1, shared: allocateShared(config, count) };
     this.crashes = new Array<number>(count).fill(0);
     this.accessLog = createAccessLog(config.accessLog);
     this.metricsSource = {
@@ -134,8 +135,8 @@ export class ThreadFleet implements Fleet {
   }
 
   private spawn(index: number): ThreadWorker {
-    const { config, version } = this.current;
-    const w = new ThreadWorker({ config, version, index, count: this.count }, (bytes) => this.accessLog.writeLines(bytes));
+    const { config, version, shared } = this.current;
+    const w = new ThreadWorker({ config, version, shared, index, count: this.count }, (bytes) => this.accessLog.writeLines(bytes));
     this.workers[index] = w;
     void w.exited.then((code) => this.exited(index, w, code));
     return w;
@@ -148,6 +149,8 @@ export class ThreadFleet implements Fleet {
     this.crashes[index] = lived < STABLE_MS ? this.crashes[index]! + 1 : 0;
     const wait = this.crashes[index] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.crashes[index]! - 1));
     log.error({ worker: index, code, restartInMs: wait }, 'worker thread exited; starting a replacement');
+    // what its requests held (places in the limits, a breaker trial, a bucket lock) is free again
+    resetWorkerSlot(this.current.shared, index);
     setTimeout(() => {
       if (this.ending) return;
       this.spawn(index).listening.then(
@@ -165,8 +168,9 @@ export class ThreadFleet implements Fleet {
 
   /** Each worker swaps in the new snapshot; resolves once all have. */
   async apply(config: Config, version: number): Promise<void> {
-    this.current = { config: withPorts(config, this.ports), version };
-    await Promise.all(this.live().map((w) => w.call({ op: 'apply', config: this.current.config, version })));
+    const shared = allocateShared(config, this.count, { config: this.current.config, buffers: this.current.shared });
+    this.current = { config: withPorts(config, this.ports), version, shared };
+    await Promise.all(this.live().map((w) => w.call({ op: 'apply', config: this.current.config, version, shared })));
   }
 
   /**

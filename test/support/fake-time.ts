@@ -2,8 +2,7 @@
 // breaker reset and window, health intervals, deadlines): the clock moves
 // only when the test says, so timings are asserted to the millisecond and
 // the test takes no wall time. tandem reads time and starts timers through
-// src/clock.ts, which looks the globals up on each call; opossum does the
-// same. setImmediate, process.nextTick and hrtime stay real, so sockets and
+// src/clock.ts, which looks the globals up on each call. setImmediate, process.nextTick and hrtime stay real, so sockets and
 // promises still run while the clock stands still.
 
 import { afterEach, beforeEach, vi } from 'vitest';
