@@ -367,4 +367,22 @@ clusters:
     const clusters = (await (await fetch(`${t.adminUrl}/clusters`)).json()) as Array<{ breaker: string }>;
     expect(clusters[0]!.breaker).toBe('open');
   });
+
+  it('gives the places a crashed worker held in maxRequests back to its replacement', async () => {
+    const up = await counting(200, 1500);
+    const t = await start(yaml(up.port, '', 'circuitBreaker: { maxRequests: 2 }'));
+    const held = burst(t.port, 8).catch(() => []);
+    expect(await eventually(() => up.seen() === 2, 2000)).toBe(true);
+    // both slots replaced: whichever held the two places, they are free again
+    for (const i of [0, 1]) {
+      const before = threads(t.tandem)[i]!;
+      await before.worker.terminate();
+      expect(await eventually(() => threads(t.tandem)[i] !== before, 5000)).toBe(true);
+      await threads(t.tandem)[i]!.listening;
+    }
+    await held;
+    const statuses = await burst(t.port, 8);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+    expect(up.seen()).toBe(4);
+  });
 });
