@@ -10,13 +10,19 @@
 # Usage: bench/instructions.sh tandem [CONFIG.yaml]  (a bench/tandem.bench.yaml-like file)
 #        bench/instructions.sh bare
 #        bench/instructions.sh both [CONFIG.yaml]    tandem, then bare
-#        bench/instructions.sh pair CONFIG_A CONFIG_B
-#   pair: two tandems under callgrind at once, their repetitions taken in
+#        bench/instructions.sh pair A B
+#   pair: two proxies under callgrind at once, their repetitions taken in
 #   turn (A B, A B, ...), so that each pair of counts saw the same moment of
-#   a machine whose load moves the counts (bench/README.md)
+#   a machine whose load moves the counts (bench/README.md). A and B are each
+#   a tandem CONFIG.yaml, `bare` (bare undici) or `bare-flags` (bare undici
+#   with all of tandem's shebang flags).
 # The last line is JSON for bench/run.js: each proxy's counts, one per repetition.
 # Env: WARM (default 3000), N (default 3000), REPS (default 3), PORT (listener, default
-# random; its admin API on PORT + 1, pair's second tandem on PORT + 2 and + 3).
+# random; its admin API on PORT + 1, pair's second tandem on PORT + 2 and + 3);
+# TREE_A, TREE_B: another checkout of tandem (built, `npm ci` done) whose
+# dist/cli.js runs as pair's A or B tandem, to compare two versions of the
+# code (default: this one); KEEP: a directory to keep the callgrind dumps in
+# (cg.PID.REP, for callgrind_annotate).
 # tandem runs with the Node flags of dist/cli.js's shebang, as shipped; among
 # them --no-concurrent-recompilation keeps the JIT on the main thread, where
 # valgrind runs it at the same point of every run; the bare pass-through
@@ -66,16 +72,19 @@ config() {
   echo "$out"
 }
 
-# launch PEER PORT [CONFIG]: starts PEER under callgrind listening on PORT
-# (its admin API on PORT + 1), waits until it is ready and warms it up; sets $pid
+# launch PEER PORT [CONFIG] [TREE]: starts PEER (tandem, bare or bare-flags)
+# under callgrind listening on PORT (its admin API on PORT + 1), waits until
+# it is ready and warms it up; sets $pid
 launch() {
-  local peer=$1 at=$2 ready
-  if [ "$peer" = bare ]; then
-    "${cpu0[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" --no-concurrent-recompilation bench/peers/bare-undici.js "$at" "http://127.0.0.1:${ups[0]}" > "$work/$peer-$at.log" 2>&1 &
+  local peer=$1 at=$2 tree=${4:-$PWD} ready
+  local -a flags
+  read -r -a flags < <(head -1 "$tree/dist/cli.js" | sed -e 's/^#!.*node//')
+  if [ "$peer" = bare ]; then flags=(--no-concurrent-recompilation); fi
+  if [ "$peer" = bare ] || [ "$peer" = bare-flags ]; then
+    "${cpu0[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" "${flags[@]}" bench/peers/bare-undici.js "$at" "http://127.0.0.1:${ups[0]}" > "$work/$peer-$at.log" 2>&1 &
     ready="http://127.0.0.1:$at/small"
   else
-    read -r -a flags < <(head -1 dist/cli.js | sed -e 's/^#!.*node//')
-    "${cpu0[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" "${flags[@]}" dist/cli.js -c "$(config "$3" "$at" $((at + 1)))" > "$work/$peer-$at.log" 2>&1 &
+    "${cpu0[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$node" "${flags[@]}" "$tree/dist/cli.js" -c "$(config "$3" "$at" $((at + 1)))" > "$work/$peer-$at.log" 2>&1 &
     ready="http://127.0.0.1:$((at + 1))/ready"
   fi
   pid=$!
@@ -93,6 +102,7 @@ repetition() {
   # the dump can take a while on a loaded machine: up to two minutes
   for _ in $(seq 1200); do grep -q '^summary:' "$file" 2>/dev/null && break; sleep 0.1; done
   awk -v n="$n" '/^summary:/ { printf "%.0f ", $2 / n }' "$file"
+  if [ -n "${KEEP:-}" ]; then cp "$file" "$KEEP/"; fi
 }
 
 finish() {
@@ -111,12 +121,20 @@ count() {
   echo
 }
 
-# pair CONFIG_A CONFIG_B: two lines, A's counts and B's, repetitions taken in turn
+# peer OPERAND: the peer an operand of pair names
+peer() {
+  case $1 in
+    bare | bare-flags) echo "$1" ;;
+    *) echo tandem ;;
+  esac
+}
+
+# pair A B: two lines, A's counts and B's, repetitions taken in turn
 pair() {
   local a b rep
-  launch tandem "$port" "$1"
+  launch "$(peer "$1")" "$port" "$1" "${TREE_A:-}"
   a=$pid
-  launch tandem $((port + 2)) "$2"
+  launch "$(peer "$2")" $((port + 2)) "$2" "${TREE_B:-}"
   b=$pid
   local -a ca=() cb=()
   for rep in $(seq "$reps"); do
@@ -158,12 +176,12 @@ case $mode in
     ;;
   pair)
     { read -r -a a; read -r -a b; } < <(pair "$2" "$3")
-    report "tandem $2" "${a[@]}"
-    report "tandem $3" "${b[@]}"
+    report "${TREE_A:+$TREE_A }$2" "${a[@]}"
+    report "${TREE_B:+$TREE_B }$3" "${b[@]}"
     echo "{\"a\":$(json "${a[@]}"),\"b\":$(json "${b[@]}")}"
     ;;
   *)
-    echo "usage: $0 tandem [CONFIG] | bare | both [CONFIG] | pair CONFIG_A CONFIG_B" >&2
+    echo "usage: $0 tandem [CONFIG] | bare | both [CONFIG] | pair A B (each a CONFIG, bare or bare-flags)" >&2
     exit 2
     ;;
 esac
