@@ -4,8 +4,8 @@
 // RSS at rest for work done once at start and on each reload. The child is
 // the same Node binary on load-child.js bundled into one file at build time
 // (`npm run build`): resolving, reading and compiling the two hundred files
-// of yaml and zod one by one was most of the child's time, and the child is
-// on tandem's start-up path. It gets the text on stdin and answers the
+// of yaml and zod one by one took a large share of the child's CPU, and the
+// child is on tandem's start-up path. It gets the text on stdin and answers the
 // LoadResult, v8-serialized, on stdout. A worker thread instead of the child
 // was measured and rejected: its isolate's memory is not given back to the
 // system after it ends, so it would cost the RSS the child exists to save.
