@@ -5,6 +5,7 @@
 
 import { describe, expect, test } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG_YAML } from '../src/config/default.js';
@@ -120,5 +121,13 @@ describe("the running proxy's imports", () => {
     expect(reached.has('zod')).toBe(false);
     // undici's classes come from their own files (src/undici.ts), through require
     expect(reached.has('undici')).toBe(false);
+  });
+
+  test("the loader child is one file: its bundle imports and requires nothing but Node's own modules", () => {
+    const bundle = join(root, 'dist/config/load-child.bundle.js');
+    expect([...packagesReached(bundle)]).toEqual([]);
+    const required = [...readFileSync(bundle, 'utf8').matchAll(/__require\("([^"]+)"\)/g)].map((m) => m[1]!);
+    expect(required.length).toBeGreaterThan(0); // yaml's CommonJS files are in it
+    expect(required.filter((spec) => !isBuiltin(spec))).toEqual([]);
   });
 });
