@@ -25,7 +25,7 @@ import { formatConfigError } from './config/errors.js';
 import { DEFAULT_CONFIG_YAML } from './config/default.js';
 import { loadConfigFileIsolated, loadConfigTextIsolated } from './config/load-isolated.js';
 import { log } from './observability/log.js';
-import { Tandem } from './tandem.js';
+import type { Tandem } from './tandem.js';
 
 const USAGE = `Usage:
   tandem [--config FILE]     run (FILE, else $TANDEM_CONFIG, else the embedded default)
@@ -105,7 +105,11 @@ async function validate(file: string): Promise<number> {
 
 async function run(file: string | undefined): Promise<number> {
   const embedded = file === undefined || file === '';
-  const loaded = embedded ? await loadConfigTextIsolated(DEFAULT_CONFIG_YAML, '<default>') : await loadConfigFileIsolated(file);
+  // The loader's child starts first: where there is a second CPU, it parses
+  // the file while this process imports the proxy's modules.
+  const loading = embedded ? loadConfigTextIsolated(DEFAULT_CONFIG_YAML, '<default>') : loadConfigFileIsolated(file);
+  const { Tandem } = await import('./tandem.js');
+  const loaded = await loading;
   if (!loaded.ok) {
     process.stderr.write(loaded.errors.map((e) => formatConfigError(e) + '\n').join(''));
     return EXIT_INVALID;
