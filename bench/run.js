@@ -200,8 +200,10 @@ async function benchmark() {
   const h2 = h2TargetsTable(scenarios, results, rel);
   if (h2) console.log(`\nHTTP/2 targets\n${h2}`);
   if (instructions) console.log(`\ninstructions per request (callgrind, small GET)\n${instructionsTable(instructions)}`);
-  const tracing = { ratios: tracingRatios(scenarios, raw), instructions: tracingCount, rss: tracingRss };
-  const sections = tracingSections({ scenarios, ...tracing });
+  // the tracing peers run in the HTTP/1.1 rounds only
+  const http1 = scenarios.filter((s) => s.protocol === 'http1');
+  const tracing = { ratios: tracingRatios(http1, raw), instructions: tracingCount, rss: tracingRss };
+  const sections = tracingSections({ scenarios: http1, ...tracing });
   for (const section of sections) console.log(`\n${section.title}\n${section.text}`);
   if (startup) console.log(`\nstart-up and memory at rest\n${startupTable(startup)}`);
   const targets = targetsTable({ results, ratios: rel, instructions, startup });
