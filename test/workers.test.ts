@@ -189,6 +189,28 @@ describe('workers: 2', () => {
     expect((await fetch(`${t.adminUrl}/ready`)).status).toBe(200);
   });
 
+  it('answers /metrics, /clusters and POST /reload while a crashed worker waits for its replacement', async () => {
+    const up = await upstream();
+    const dir = tempDir('tandem-workers-');
+    const file = join(dir, 'tandem.yaml');
+    writeFileSync(file, workersYaml(up.port, 'accessLog: { format: off }'));
+    const tandem = await startFromFile(file, (x) => cleanup.add(x));
+    const admin = `http://127.0.0.1:${tandem.adminPort}`;
+    const dead = threads(tandem)[0]!;
+    await dead.worker.terminate();
+    // within the replacement's back-off: the dead thread must not be waited for
+    expect(threads(tandem)[0]).toBe(dead);
+    const within = AbortSignal.timeout(2000);
+    expect((await fetch(`${admin}/metrics`, { signal: within })).status).toBe(200);
+    expect((await fetch(`${admin}/clusters`, { signal: within })).status).toBe(200);
+    const reload = await fetch(`${admin}/reload`, { method: 'POST', signal: within });
+    expect(await reload.json()).toEqual({ version: 1 });
+    // the replacement starts from the configuration of now, and serves
+    expect(await eventually(() => threads(tandem)[0] !== dead, 5000)).toBe(true);
+    await threads(tandem)[0]!.listening;
+    await openConnections(tandem.boundListeners[0]!.port, 4);
+  });
+
   it('applies a reload in every worker before POST /reload answers', async () => {
     const up = await upstream();
     const dir = tempDir('tandem-workers-');

@@ -40,6 +40,8 @@ class ThreadWorker {
   stopping = false;
   /** bound, and not exited since */
   serving = false;
+  /** the thread is gone: nothing posted to it would ever be answered */
+  ended = false;
 
   constructor(start: ThreadStart, onLines: (bytes: Buffer) => void) {
     this.worker = new Worker(THREAD, { workerData: start });
@@ -64,6 +66,7 @@ class ThreadWorker {
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', (code) => {
         this.serving = false;
+        this.ended = true;
         refused(new Error(`worker ${start.index} exited (code ${code}) before its listeners were bound`));
         for (const [id] of this.waiting) this.settle(id, `worker ${start.index} exited`);
         resolve(code);
@@ -72,6 +75,7 @@ class ThreadWorker {
   }
 
   call(request: Request): Promise<unknown> {
+    if (this.ended) return Promise.reject(new Error('the worker has exited'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
@@ -162,8 +166,9 @@ export class ThreadFleet implements Fleet {
     }, wait).unref();
   }
 
+  /** The workers running now: one that crashed and waits for its replacement is left out (a replacement starts from `current`). */
   private live(): ThreadWorker[] {
-    return this.workers.filter((w) => w !== undefined);
+    return this.workers.filter((w) => w !== undefined && !w.ended);
   }
 
   /** Each worker swaps in the new snapshot; resolves once all have. */
