@@ -22,8 +22,10 @@ export function now(): number {
 const threadOffset = Math.round(Number(process.hrtime.bigint() / 1000n) / 1000 - performance.now());
 
 /**
- * Monotonic milliseconds that every worker thread reads alike: for times
- * stored in memory shared between threads (rate-limit buckets, breakers).
+ * Monotonic milliseconds that every worker thread reads alike to within a
+ * millisecond (each rounds its own offset): for times stored in memory
+ * shared between threads (rate-limit buckets, breakers), whose readers
+ * take an elapsed time below zero as zero.
  */
 export function sharedNow(): number {
   return performance.now() + threadOffset;

@@ -83,7 +83,13 @@ export class ConfigReloader {
       log.info({ file: this.file, version: current.version }, 'configuration reloaded: unchanged');
       return { ok: true, version: current.version };
     }
-    const version = await this.target.apply(loaded.config);
+    let version: number;
+    try {
+      version = await this.target.apply(loaded.config);
+    } catch (err) {
+      // a reload is started unawaited (watcher, SIGHUP): a failure must end here, logged and counted
+      return this.fail([`${this.file}: the configuration could not be applied: ${(err as Error).message}`]);
+    }
     this.metrics.configReload('success');
     log.info({ file: this.file, version }, 'configuration reloaded');
     return { ok: true, version };

@@ -41,14 +41,13 @@ export class Tandem {
 
   constructor(config: Config) {
     this.current = { config, version: 1, loadedAt: new Date() };
+    // with workers, this registry holds the main thread's series (reloads, the process); the workers' are summed into it
+    this.metrics = new Metrics();
     const workers = workerCount(config.workers);
     if (workers > 1) {
-      // the process-wide series (CPU, memory) are the main thread's; the workers' are summed into it
-      this.metrics = new Metrics();
       this.fleet = new ThreadFleet(config, workers, this.metrics);
       this.listeners = [];
     } else {
-      this.metrics = new Metrics();
       const local = new LocalFleet(config, 1, this.metrics, createAccessLog(config.accessLog));
       this.fleet = local;
       this.listeners = local.listeners;
@@ -71,7 +70,7 @@ export class Tandem {
           config: redactedConfig(this.current.config),
         }),
         clustersView: () => this.fleet.clustersView(),
-        metrics: this.fleet instanceof ThreadFleet ? this.fleet.metricsSource : this.metrics,
+        metrics: this.fleet.metricsSource,
         reload: () => this.reload(),
         quit: () => void this.drain(),
       });

@@ -110,7 +110,7 @@ describe('token buckets shared by worker threads', () => {
     const locks = new Int32Array(buffer, 24, 2); // after the header's 6 Int32s
     Atomics.store(locks, 0, 2); // held by worker 1
     Atomics.store(locks, 1, 2);
-    resetWorkerSlot({ clusters: new Map(), routes: new Map([['l/r', buffer]]) }, 1);
+    resetWorkerSlot({ clusters: new Map(), routes: new Map([['l/r', buffer]]) }, { index: 1, count: 2 });
     expect([...locks]).toEqual([0, 0]);
     const b = new TokenBuckets(1, 1, buffer, 0);
     expect([b.take('a'), b.take('a')]).toEqual([0, 1]);
@@ -140,7 +140,7 @@ describe('concurrency limits shared by worker threads', () => {
     expect((await workers[0]!.run('admit', { n: 1 })).admitted).toBe(0);
 
     await workers[1]!.crash();
-    resetWorkerSlot(buffers, 1);
+    resetWorkerSlot(buffers, { index: 1, count: 2 });
     const replacement = await TestWorker.start(1, 2, gate);
     await replacement.run('limits', limits);
     expect(await replacement.run('admit', { n: 100_000 })).toMatchObject({ admitted: admitted[1], active: admitted[1] });
@@ -174,7 +174,7 @@ describe('error-rate breaker shared by worker threads', () => {
   it('failures seen by two threads, neither reaching the volume alone, open it for both; one trial goes out; its success closes it for both', async () => {
     const { workers, gate, buffers } = await breakerWorkers();
     const fails = await together(workers, gate, 'fail', { n: 10 });
-    expect(clusterBreakerState(buffers, 'app')).toBe('open');
+    expect(clusterBreakerState(buffers, 'app', 2)).toBe('open');
     expect(fails.map((r) => r.state)).toContain('open');
     for (const w of workers) expect(await w.run('allow')).toMatchObject({ allowed: false });
     for (const w of workers) expect(await w.run('state')).toMatchObject({ state: 'open', changes: ['open'] });
@@ -189,7 +189,7 @@ describe('error-rate breaker shared by worker threads', () => {
     expect(await other.run('record', { ok: true })).toMatchObject({ state: 'half_open' });
     expect(await holder.run('record', { ok: true })).toMatchObject({ state: 'closed' });
     expect(await other.run('state')).toMatchObject({ state: 'closed', changes: ['open', 'half_open', 'closed'] });
-    expect(clusterBreakerState(buffers, 'app')).toBe('closed');
+    expect(clusterBreakerState(buffers, 'app', 2)).toBe('closed');
   });
 
   it('a trial held by a crashed worker is freed by resetWorkerSlot', async () => {
@@ -199,7 +199,7 @@ describe('error-rate breaker shared by worker threads', () => {
     expect(await workers[1]!.run('allow')).toMatchObject({ allowed: true });
     await workers[1]!.crash();
     expect(await workers[0]!.run('allow')).toMatchObject({ allowed: false });
-    resetWorkerSlot(buffers, 1);
+    resetWorkerSlot(buffers, { index: 1, count: 2 });
     expect(await workers[0]!.run('allow')).toMatchObject({ allowed: true });
     expect(await workers[0]!.run('record', { ok: false })).toMatchObject({ state: 'open' });
   });

@@ -203,12 +203,15 @@ describe('workers: 2', () => {
     const within = AbortSignal.timeout(2000);
     expect((await fetch(`${admin}/metrics`, { signal: within })).status).toBe(200);
     expect((await fetch(`${admin}/clusters`, { signal: within })).status).toBe(200);
+    writeFileSync(file, workersYaml(up.port, 'accessLog: { format: off }').replace('cluster: app }', 'directResponse: { status: 200, body: two } }'));
     const reload = await fetch(`${admin}/reload`, { method: 'POST', signal: within });
-    expect(await reload.json()).toEqual({ version: 1 });
-    // the replacement starts from the configuration of now, and serves
+    expect(await reload.json()).toEqual({ version: 2 });
+    // the replacement starts from the configuration of now, and serves it
     expect(await eventually(() => threads(tandem)[0] !== dead, 5000)).toBe(true);
     await threads(tandem)[0]!.listening;
-    await openConnections(tandem.boundListeners[0]!.port, 4);
+    const conns = await openConnections(tandem.boundListeners[0]!.port, 8);
+    const bodies = await Promise.all(conns.map((c) => c.get('/')));
+    expect(bodies.map((b) => b.body)).toEqual(conns.map(() => 'two'));
   });
 
   it('applies a reload in every worker before POST /reload answers', async () => {

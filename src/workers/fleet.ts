@@ -25,6 +25,8 @@ export interface Fleet {
   readonly serving: boolean;
   /** serves `config` (a valid reload) from now on; `version` is its number */
   apply(config: Config, version: number): Promise<void>;
+  /** what /metrics renders: this thread's registry, or the workers' summed */
+  readonly metricsSource: MetricsSource;
   /** the /clusters view */
   clustersView(): Promise<unknown[]>;
   /** every answer from now on closes its connection (the drain has begun) */

@@ -65,6 +65,10 @@ export class LocalFleet implements Fleet {
   /** once bound, until the drain closes it: this thread is the only one */
   readonly serving = true;
 
+  get metricsSource(): Metrics {
+    return this.metrics;
+  }
+
   get bound(): BoundListener[] {
     return this.listeners.map((l) => ({ name: l.name, port: l.port }));
   }

@@ -89,23 +89,15 @@ function routeConfig(config: Config, listener: string, route: string): RouteConf
  * supervisor before it starts the replacement; the gone worker's breaker
  * verdicts stay in the window until they age out, as any others.
  */
-export function resetWorkerSlot(buffers: SharedBuffers, index: number): void {
+export function resetWorkerSlot(buffers: SharedBuffers, slot: WorkerSlot): void {
   for (const buffer of buffers.clusters.values()) {
-    releaseWorkerLimits(buffer, 0, index);
-    releaseWorkerTrial(buffer, breakerOffset(workersOf(buffer)), index);
+    releaseWorkerLimits(buffer, 0, slot.index);
+    releaseWorkerTrial(buffer, breakerOffset(slot.count), slot.index);
   }
-  for (const buffer of buffers.routes.values()) releaseWorkerLocks(buffer, index);
+  for (const buffer of buffers.routes.values()) releaseWorkerLocks(buffer, slot.index);
 }
 
-/** The breaker state of a cluster as every worker sees it, for a thread serving no requests (the admin API). */
-export function clusterBreakerState(buffers: SharedBuffers, cluster: string): BreakerState {
-  const buffer = buffers.clusters.get(cluster)!;
-  return sharedBreakerState(buffer, breakerOffset(workersOf(buffer)));
-}
-
-/** The number of workers a cluster buffer was sized for. */
-function workersOf(buffer: SharedArrayBuffer): number {
-  let n = 1;
-  while (limitsBytes(n) + breakerBytes(n) < buffer.byteLength) n++;
-  return n;
+/** The breaker state of a cluster as every worker sees it, read by a thread serving no requests (the admin API's /clusters). */
+export function clusterBreakerState(buffers: SharedBuffers, cluster: string, workers: number): BreakerState {
+  return sharedBreakerState(buffers.clusters.get(cluster)!, breakerOffset(workers));
 }

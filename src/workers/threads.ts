@@ -3,6 +3,7 @@
 // them. This side starts them, relays reloads and the drain, sums their
 // metrics, writes their access-log batches, and replaces one that crashed.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
@@ -12,13 +13,15 @@ import { log } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { BoundListener, Fleet, MetricsSource } from './fleet.js';
 import type { ThreadCall, ThreadMessage, ThreadStart } from './messages.js';
-import { allocateShared, resetWorkerSlot, type SharedBuffers } from './shared-state.js';
+import { allocateShared, clusterBreakerState, resetWorkerSlot, type SharedBuffers } from './shared-state.js';
 
 // From dist/workers/ and from src/workers/ (the tests) alike: a thread always runs the compiled file.
 const THREAD = fileURLToPath(new URL('../../dist/workers/thread.js', import.meta.url));
 
 /** A worker that dies sooner than this after its start is crashing in a loop: its replacement waits. */
 const STABLE_MS = 10_000;
+/** Past drain.timeout, how long a worker may take to release and answer before it is terminated. */
+const FINISH_GRACE_MS = 2_000;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 5_000;
 
@@ -154,7 +157,7 @@ export class ThreadFleet implements Fleet {
     const wait = this.crashes[index] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (this.crashes[index]! - 1));
     log.error({ worker: index, code, restartInMs: wait }, 'worker thread exited; starting a replacement');
     // what its requests held (places in the limits, a breaker trial, a bucket lock) is free again
-    resetWorkerSlot(this.current.shared, index);
+    resetWorkerSlot(this.current.shared, { index, count: this.count });
     setTimeout(() => {
       if (this.ending) return;
       this.spawn(index).listening.then(
@@ -175,18 +178,20 @@ export class ThreadFleet implements Fleet {
   async apply(config: Config, version: number): Promise<void> {
     const shared = allocateShared(config, this.count, { config: this.current.config, buffers: this.current.shared });
     this.current = { config: withPorts(config, this.ports), version, shared };
-    await Promise.all(this.live().map((w) => w.call({ op: 'apply', config: this.current.config, version, shared })));
+    // one that exits meanwhile is replaced from `current`, which already holds this configuration
+    await Promise.all(this.live().map((w) => Promise.race([w.call({ op: 'apply', config: this.current.config, version, shared }), w.exited])));
   }
 
   /**
    * The first worker's view, with each endpoint's requests in flight summed
-   * over all workers (health and ejection are each worker's own; the breaker
-   * is shared).
+   * over all workers (health and ejection are each worker's own) and the
+   * breaker's state read from the memory every worker shares.
    */
   async clustersView(): Promise<unknown[]> {
     const views = (await settled(this.live().map((w) => w.call({ op: 'clusters' })))) as ClusterView[][];
     const [first, ...rest] = views;
     if (first === undefined) return [];
+    for (const c of first) c.breaker = clusterBreakerState(this.current.shared, c.name, this.count);
     for (const view of rest) {
       for (const c of view) {
         const mine = first.find((f) => f.name === c.name);
@@ -212,8 +217,12 @@ export class ThreadFleet implements Fleet {
     this.ending = true;
     const all = this.live();
     for (const w of all) w.stopping = true;
-    // A worker that dies mid-drain has nothing left to finish.
-    await Promise.all(all.map((w) => Promise.race([w.call({ op: 'finish', timeoutMs }).catch(() => undefined), w.exited])));
+    // A worker that dies mid-drain has nothing left to finish; one that does
+    // not answer by the drain's deadline (a blocked event loop) is cut by close().
+    const finished = Promise.all(all.map((w) => Promise.race([w.call({ op: 'finish', timeoutMs }).catch(() => undefined), w.exited])));
+    const deadline = new AbortController();
+    await Promise.race([finished, sleep(timeoutMs + FINISH_GRACE_MS, undefined, { signal: deadline.signal }).catch(() => undefined)]);
+    deadline.abort();
     await this.close();
   }
 
@@ -242,6 +251,7 @@ export class ThreadFleet implements Fleet {
 
 interface ClusterView {
   name: string;
+  breaker: string;
   endpoints: Array<{ address: string; port: number; activeRequests: number }>;
 }
 
