@@ -577,4 +577,29 @@ describe('over h2c', () => {
       client.close();
     }
   });
+
+  it("a client's request timeout answers UNAVAILABLE but counts no failure against the upstream's breaker", async () => {
+    const up = cleanup.add(await startUpstream());
+    const t = cleanup.add(
+      await startTandem(
+        simpleConfig([up.port], '', 'circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 1 }', 'limits: { requestTimeout: 300ms }'),
+      ),
+    );
+    const session = h2Connect(`http://127.0.0.1:${t.port}`);
+    try {
+      // a body that never ends: the client's fault, answered as gRPC UNAVAILABLE
+      const stalled = session.request({ ':method': 'POST', ':path': '/g.S/M', 'content-type': 'application/grpc', te: 'trailers' });
+      stalled.on('error', () => undefined);
+      stalled.write(frame('half'));
+      const head = await new Promise<Record<string, unknown>>((resolve) => stalled.once('response', resolve));
+      expect(head['grpc-status']).toBe('14');
+      expect(head['x-tandem-error']).toBe('request_timeout');
+      const next = await h2Request(session, { method: 'POST', path: '/g.S/M', headers: { 'content-type': 'application/grpc', te: 'trailers' }, body: frame('whole') });
+      expect(next.headers['x-tandem-error']).toBeUndefined();
+      expect(next.status).toBe(200);
+    } finally {
+      session.close();
+    }
+    expect(await metricValue(t.adminUrl, 'tandem_circuit_breaker_open', { cluster: 'app' })).toBe(0);
+  });
 });

@@ -237,8 +237,11 @@ describe('gRPC calls', () => {
       expect(span.attributes['rpc.service']).toBe('helloworld.Greeter');
       expect(span.attributes['rpc.method']).toBe('SayHello');
       expect(span.attributes['rpc.grpc.status_code']).toBe(14n);
+      // UNAVAILABLE in a 200 is an error all the same
+      expect(span.statusCode).toBe(2);
     }
     expect(plain!.attributes['rpc.system']).toBeUndefined();
+    expect(plain!.statusCode).toBe(0);
   });
 
   it("a gRPC call through tandem: its spans carry the status the upstream's trailers-only answer gave", async () => {
@@ -255,6 +258,8 @@ describe('gRPC calls', () => {
     for (const kind of [2, 3]) {
       const span = spans.find((s) => s.kind === kind)!;
       expect([span.attributes['rpc.service'], span.attributes['rpc.method'], span.attributes['rpc.grpc.status_code']]).toEqual(['shop.Orders', 'Get', 5n]);
+      // NOT_FOUND is the caller's business, not a failure of the server
+      expect(span.statusCode).toBe(0);
     }
   });
 });

@@ -12,6 +12,7 @@ import type { ClusterRuntime, CompiledRoute } from '../snapshot-types.js';
 import { traceTry } from '../tracing/tracer.js';
 import { Attempt, timeoutReason, type AttemptOwner, type Failure } from './attempt.js';
 import { BodyCopy } from './body-copy.js';
+import { ERRORS } from './errors.js';
 import { OwnDeadline, type Deadline, type PendingDeadline } from './deadlines.js';
 import { CLIENT_CLOSED, type Exchange } from './exchange.js';
 import { formatGrpcTimeout, grpcRequestTimeout, isGrpcFailure, parseGrpcTimeout } from './grpc.js';
@@ -122,10 +123,16 @@ export class Forward implements AttemptOwner, RetryOwner {
     leaveCluster(this.cluster, this.verdict());
   }
 
-  /** The breaker's verdict on the request's answer, or on the client that left before one. */
+  /**
+   * The breaker's verdict on the request's answer, or on the client that
+   * left before one. tandem's own error is judged by its HTTP status on
+   * every protocol: in gRPC it travels as a status in a 200 (a client's
+   * request timeout as UNAVAILABLE), which is no fault of the upstream.
+   */
   private verdict(): boolean | null {
-    const status = this.ex.down.status;
-    return breakerVerdict(status === 0 ? CLIENT_CLOSED : status, this.ex.flags, this.ex.grpcStatus);
+    const { down, errorCode } = this.ex;
+    if (errorCode !== null) return breakerVerdict(ERRORS[errorCode].status, this.ex.flags);
+    return breakerVerdict(down.status === 0 ? CLIENT_CLOSED : down.status, this.ex.flags, this.ex.grpcStatus);
   }
 
   requestSent(): void {

@@ -28,14 +28,15 @@ export const GRPC_STATUS_NAMES = [
 
 export type GrpcStatusName = (typeof GRPC_STATUS_NAMES)[number];
 
-export const GRPC_OK = 0;
 export const GRPC_CANCELLED = 1;
 export const GRPC_UNKNOWN = 2;
 export const GRPC_DEADLINE_EXCEEDED = 4;
+export const GRPC_PERMISSION_DENIED = 7;
 export const GRPC_RESOURCE_EXHAUSTED = 8;
 export const GRPC_UNIMPLEMENTED = 12;
 export const GRPC_INTERNAL = 13;
 export const GRPC_UNAVAILABLE = 14;
+export const GRPC_DATA_LOSS = 15;
 export const GRPC_UNAUTHENTICATED = 16;
 
 /** `application/grpc`, `application/grpc+proto`, `application/grpc-web`... */
@@ -84,7 +85,7 @@ export function grpcStatusFromHttp(status: number): number {
     case 401:
       return GRPC_UNAUTHENTICATED;
     case 403:
-      return 7;
+      return GRPC_PERMISSION_DENIED;
     case 404:
       return GRPC_UNIMPLEMENTED;
     case 429:
@@ -150,7 +151,7 @@ export function encodeGrpcMessage(message: string): string {
  * business (NOT_FOUND, INVALID_ARGUMENT...) or its own choice (CANCELLED).
  */
 export function isGrpcFailure(code: number | null): boolean {
-  return code === GRPC_UNKNOWN || code === GRPC_DEADLINE_EXCEEDED || code === GRPC_INTERNAL || code === GRPC_UNAVAILABLE || code === 15;
+  return code === GRPC_UNKNOWN || code === GRPC_DEADLINE_EXCEEDED || code === GRPC_INTERNAL || code === GRPC_UNAVAILABLE || code === GRPC_DATA_LOSS;
 }
 
 // The units of `grpc-timeout`, finest first, in ms.

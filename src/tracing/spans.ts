@@ -5,6 +5,7 @@
 // span to span (method, route, host, client address, status): each keeps
 // the encoding of its last value and copies it while the value repeats.
 
+import { isGrpcFailure } from '../proxy/grpc.js';
 import { ProtoWriter } from './protobuf.js';
 
 export interface QueuedSpan {
@@ -242,7 +243,8 @@ export class ServerSpan implements QueuedSpan, SpanTimes {
     server.flags.write(w, this.flags);
     stringAttribute(w, SPAN_ATTRIBUTES, REQUEST_ID, this.requestId);
     if (this.grpc) server.rpc(w, this.target, this.grpcStatus);
-    if (this.status >= 500) errorStatus(w);
+    // a gRPC failure travels in a 200: the same statuses the breaker counts as the server's fault
+    if (this.status >= 500 || (this.grpc && isGrpcFailure(this.grpcStatus))) errorStatus(w);
   }
 }
 
@@ -276,6 +278,8 @@ export class ClientSpan implements QueuedSpan, SpanTimes {
     if (this.rpcPath !== null) client.rpc(w, this.rpcPath, this.grpcStatus);
     if (this.errorType !== null) {
       client.errorType.write(w, this.errorType);
+      errorStatus(w);
+    } else if (this.rpcPath !== null && isGrpcFailure(this.grpcStatus)) {
       errorStatus(w);
     }
   }
